@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Each sets up its own virtual environment.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+PYTEST_ARGS ?= -n 2 -q -p no:cacheprovider
+
+.PHONY: setup demo test test-sqlite test-postgres lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11 or newer is needed, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@rm -f $(VENV)/.installed-*; touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/omnibank demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+
+test-sqlite: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# Runs the whole suite again on a throwaway PostgreSQL server when PostgreSQL is installed
+# (REQUIRE_POSTGRES=1 makes its absence an error, as in CI).
+test-postgres: $(STAMP)
+	scripts/with-postgres $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint test-sqlite test-postgres
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .omnibank .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,40 @@
+"""Run every benchmark, each in its own process (so peak memory is its own), and print the figures.
+
+    python benchmarks/run.py [--quick]
+
+`--quick` runs at a tenth of the sizes the issues set (for a smoke test); the targets are for full size.
+Set OMNIBANK_BENCH_DATABASE_URL to a PostgreSQL URL to run the store benchmarks there as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="a tenth of the full sizes")
+    args = parser.parse_args()
+    scale = 10 if args.quick else 1
+    runs = [
+        [sys.executable, str(HERE / "bench_customers.py"), "--customers", str(1_000_000 // scale)],
+        [sys.executable, str(HERE / "bench_events.py"), "--events", str(10_000_000 // scale)],
+    ]
+    pg = os.environ.get("OMNIBANK_BENCH_DATABASE_URL")
+    if pg:
+        runs.insert(1, runs[0] + ["--database-url", pg])
+    failed = 0
+    for cmd in runs:
+        print(f"$ {' '.join(Path(c).name if i < 2 else c for i, c in enumerate(cmd))}", flush=True)
+        failed += subprocess.call(cmd) != 0
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

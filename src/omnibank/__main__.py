@@ -1,0 +1,3 @@
+from omnibank.cli import main
+
+main()

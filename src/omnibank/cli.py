@@ -1,0 +1,76 @@
+"""The `omnibank` command."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from omnibank import __version__
+from omnibank.customers.cli import app as customer_app
+from omnibank.demo.cli import app as demo_app
+from omnibank.errors import AppError
+from omnibank.ingest.cli import app as load_app
+from omnibank.kit.console import err, out
+from omnibank.orgs.cli import app as org_app
+
+
+class _Root(TyperGroup):
+    """Turns an AppError anywhere below into its message on stderr and exit code 1, never a traceback."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AppError as exc:
+            err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Root,
+    name="omnibank",
+    help="Omnibank — customer operations for retail banks.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+db_app = typer.Typer(help="The operational store.", no_args_is_help=True)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply database migrations (they also apply themselves on first use)."""
+    from omnibank import db
+
+    db.upgrade()
+    out.print(f"database at revision {db.current_revision()}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the database's migration revision."""
+    from omnibank import db
+
+    out.print(str(db.current_revision() or "empty (run: omnibank db upgrade)"))
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+app.add_typer(db_app, name="db")
+app.add_typer(load_app, name="load")
+app.add_typer(customer_app, name="customer")
+app.add_typer(org_app, name="org")
+app.add_typer(demo_app, name="demo")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        err.print("interrupted; nothing of the current step was committed")
+        sys.exit(130)

@@ -1,0 +1,74 @@
+"""Settings. This is the only module that reads the environment."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, read from ``OMNIBANK_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="OMNIBANK_", extra="ignore")
+
+    home: Path = Field(
+        default=Path(".omnibank"), description="Data home: database, event log, keys, reports."
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the operational store; default a SQLite file in the home.",
+    )
+    timezone: str = Field(default="Asia/Shanghai", description="The bank's time zone: days, weeks, months.")
+    master_key: SecretStr | None = Field(
+        default=None, description="Base64 of a 32-byte master key; default a key file created in the home."
+    )
+    actor: str | None = Field(default=None, description="Who the CLI acts as, for the audit trail.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (OMNIBANK_TIMEZONE)") from exc
+        return value
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home_dir / 'omnibank.db'}"
+
+    @property
+    def event_log_dir(self) -> Path:
+        return self.home_dir / "events"
+
+    @property
+    def loads_dir(self) -> Path:
+        return self.home_dir / "loads"
+
+    @property
+    def key_file(self) -> Path:
+        return self.home_dir / "keys" / "master.key"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests and the CLI change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,270 @@
+"""Customers: loading (data contract customers.csv), lookup by blind index, the masked profile."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omnibank.audit import service as audit
+from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS, Customer
+from omnibank.db.upsert import upsert_changed
+from omnibank.errors import NotFound
+from omnibank.kit import validate as v
+from omnibank.kit.crypto import FieldCipher
+from omnibank.kit.idcard import valid_id_number
+from omnibank.kit.loading import LoadReport, LoadRun, csv_source
+from omnibank.kit.masking import mask_free_text, mask_id_number, mask_name, mask_phone
+from omnibank.kit.money import MoneyError, from_fen, parse_cny, to_fen
+from omnibank.orgs import repository as orgs_repo
+from omnibank.orgs.models import Org
+
+CUSTOMER_COLUMNS = [
+    "customer_id",
+    "name",
+    "gender",
+    "birth_date",
+    "phone",
+    "id_number",
+    "branch_id",
+    "rm_id",
+    "aum",
+    "occupation",
+    "risk_tolerance",
+    "channel_pref",
+    "marketing_consent",
+    "registered_at",
+]
+PERSONAL = ("name", "phone", "id_number")
+_BATCH = 5000
+_EARLIEST = date(1900, 1, 1)
+
+
+def _masked_line(values: dict[str, str]) -> str:
+    masked = dict(
+        values,
+        name=mask_name(values["name"]),
+        phone=mask_phone(values["phone"]),
+        id_number=mask_id_number(values["id_number"]),
+    )
+    return ",".join(masked[c] for c in CUSTOMER_COLUMNS)
+
+
+def normalise_id_number(value: str) -> str:
+    return value.strip().upper()
+
+
+def _flush(session: Session, batch: list[dict[str, object]]) -> int:
+    changed = upsert_changed(
+        session,
+        Customer.__table__,
+        batch,
+        key="customer_id",
+        keep_on_update=["created_at"],  # type: ignore[arg-type]
+    )
+    batch.clear()
+    return changed
+
+
+def load_customers(
+    session: Session,
+    path: Path,
+    *,
+    run: LoadRun,
+    cipher: FieldCipher,
+    today: date,
+    progress: bool = True,
+) -> LoadReport:
+    """Upsert customers by ``customer_id``. A row that breaks the contract is rejected with its reason;
+    a row identical to what is stored changes nothing and is counted as a duplicate."""
+    known_orgs = orgs_repo.org_ids(session)
+    known_staff = orgs_repo.staff_ids(session)
+    enc = cipher.encrypt
+    bidx = cipher.blind_index
+    batch: list[dict[str, object]] = []
+    in_batch: set[str] = set()  # ids in the unflushed batch; a repeat flushes first so the later row wins
+    good = changed = 0
+    now = datetime.now(UTC)
+    with csv_source(path, required=CUSTOMER_COLUMNS, description="customers", progress=progress) as records:
+        for rec in records:
+            row = rec.values
+            if rec.error or row is None:
+                run.reject(rec.line, rec.error or "unreadable", mask_free_text(rec.raw))
+                continue
+            try:
+                cid = v.code("customer_id", row["customer_id"])
+                name = v.text("name", row["name"], max_len=64)
+                gender = v.choice("gender", row["gender"], GENDERS)
+                birth = v.iso_date("birth_date", row["birth_date"])
+                if not _EARLIEST <= birth <= today:
+                    raise v.FieldError("birth_date", f"{birth} is not between 1900-01-01 and today")
+                phone = v.mobile("phone", row["phone"])
+                id_number = normalise_id_number(row["id_number"])
+                if not valid_id_number(id_number):
+                    raise v.FieldError(
+                        "id_number", "not an 18-character resident ID with a valid GB 11643 check digit"
+                    )
+                branch = v.code("branch_id", row["branch_id"])
+                if branch not in known_orgs:
+                    raise v.FieldError("branch_id", f"unknown org {branch} (load orgs.csv first)")
+                rm = row["rm_id"] or None
+                if rm is not None and rm not in known_staff:
+                    raise v.FieldError("rm_id", f"unknown staff {rm} (load staff.csv first)")
+                try:
+                    aum = parse_cny(row["aum"])
+                except MoneyError as exc:
+                    raise v.FieldError("aum", str(exc)) from None
+                occupation = v.choice("occupation", row["occupation"], OCCUPATIONS)
+                risk = v.choice("risk_tolerance", row["risk_tolerance"], RISK_LEVELS)
+                channel = v.choice("channel_pref", row["channel_pref"], CHANNEL_PREFS)
+                consent = v.boolean("marketing_consent", row["marketing_consent"])
+                registered = v.iso_date("registered_at", row["registered_at"])
+                if not birth <= registered <= today:
+                    raise v.FieldError("registered_at", f"{registered} is not between birth_date and today")
+            except v.FieldError as exc:
+                run.reject(rec.line, str(exc), _masked_line(row))
+                continue
+            if cid in in_batch:
+                changed += _flush(session, batch)
+                in_batch.clear()
+            in_batch.add(cid)
+            good += 1
+            aum_fen = to_fen(aum)
+            batch.append(
+                {
+                    "customer_id": cid,
+                    "name_enc": enc(name, context=f"customers.name:{cid}"),
+                    "phone_enc": enc(phone, context=f"customers.phone:{cid}"),
+                    "phone_bidx": bidx("phone", phone),
+                    "id_number_enc": enc(id_number, context=f"customers.id_number:{cid}"),
+                    "id_number_bidx": bidx("id_number", id_number),
+                    "gender": gender,
+                    "birth_date": birth,
+                    "branch_id": branch,
+                    "rm_id": rm,
+                    "aum_fen": aum_fen,
+                    "occupation": occupation,
+                    "risk_tolerance": risk,
+                    "channel_pref": channel,
+                    "marketing_consent": consent,
+                    "registered_at": registered,
+                    "fingerprint": cipher.fingerprint(
+                        cid,
+                        name,
+                        gender,
+                        row["birth_date"],
+                        phone,
+                        id_number,
+                        branch,
+                        rm or "",
+                        str(aum_fen),
+                        occupation,
+                        risk,
+                        channel,
+                        str(consent),
+                        row["registered_at"],
+                    ),
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+            if len(batch) >= _BATCH:
+                changed += _flush(session, batch)
+                in_batch.clear()
+    changed += _flush(session, batch)
+    run.report.loaded = changed
+    run.report.duplicates = good - changed
+    return run.report
+
+
+def find_customers(
+    session: Session,
+    cipher: FieldCipher,
+    *,
+    actor: str,
+    phone: str | None = None,
+    id_number: str | None = None,
+) -> list[Customer]:
+    """Exact lookup through the blind index; the search itself is audited (it touches personal data)."""
+    stmt = select(Customer)
+    if phone:
+        stmt = stmt.where(Customer.phone_bidx == cipher.blind_index("phone", phone.strip()))
+    if id_number:
+        stmt = stmt.where(
+            Customer.id_number_bidx == cipher.blind_index("id_number", normalise_id_number(id_number))
+        )
+    found = list(session.scalars(stmt.order_by(Customer.customer_id)))
+    audit.record(
+        session,
+        actor=actor,
+        action="customer.find",
+        subject_type="customer",
+        subject_id=None,
+        detail={"by": "phone" if phone else "id_number", "matches": [c.customer_id for c in found]},
+    )
+    return found
+
+
+@dataclass(frozen=True)
+class MaskedProfile:
+    customer_id: str
+    name: str
+    gender: str
+    birth_date: date
+    age: int
+    phone: str
+    id_number: str
+    branch_id: str
+    branch_name: str
+    rm_id: str | None
+    aum: str
+    occupation: str
+    risk_tolerance: str
+    channel_pref: str
+    marketing_consent: bool
+    registered_at: date
+
+
+def age_on(birth: date, as_of: date) -> int:
+    """Full years at ``as_of``; a birthday on ``as_of`` counts (29 Feb birthdays turn on 1 Mar)."""
+    return as_of.year - birth.year - ((as_of.month, as_of.day) < (birth.month, birth.day))
+
+
+def masked_profile(
+    session: Session, cipher: FieldCipher, customer_id: str, *, actor: str, today: date
+) -> MaskedProfile:
+    customer = session.get(Customer, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    branch = session.get(Org, customer.branch_id)
+    dec = cipher.decrypt
+    profile = MaskedProfile(
+        customer_id=customer.customer_id,
+        name=mask_name(dec(customer.name_enc, context=f"customers.name:{customer_id}")),
+        gender=customer.gender,
+        birth_date=customer.birth_date,
+        age=age_on(customer.birth_date, today),
+        phone=mask_phone(dec(customer.phone_enc, context=f"customers.phone:{customer_id}")),
+        id_number=mask_id_number(dec(customer.id_number_enc, context=f"customers.id_number:{customer_id}")),
+        branch_id=customer.branch_id,
+        branch_name=branch.name if branch else "",
+        rm_id=customer.rm_id,
+        aum=f"{from_fen(customer.aum_fen):,.2f}",
+        occupation=customer.occupation,
+        risk_tolerance=customer.risk_tolerance,
+        channel_pref=customer.channel_pref,
+        marketing_consent=customer.marketing_consent,
+        registered_at=customer.registered_at,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="customer.view",
+        subject_type="customer",
+        subject_id=customer_id,
+        detail={"fields": list(PERSONAL), "revealed": []},
+    )
+    return profile

@@ -1,0 +1,126 @@
+"""Engine, sessions and the unit of work: the one place that commits."""
+
+from __future__ import annotations
+
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from omnibank.config import Settings, get_settings
+from omnibank.errors import ConfigError
+
+_engines: dict[str, Engine] = {}
+_migrated: set[str] = set()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.close()
+
+
+def get_engine(settings: Settings | None = None) -> Engine:
+    settings = settings or get_settings()
+    url = settings.db_url
+    engine = _engines.get(url)
+    if engine is None:
+        if url.startswith("sqlite"):
+            settings.home_dir.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url)
+            event.listen(engine, "connect", _sqlite_pragmas)
+        elif url.startswith("postgresql"):
+            if url.startswith("postgresql://"):
+                url = "postgresql+psycopg://" + url[len("postgresql://") :]
+            engine = create_engine(url, pool_pre_ping=True)
+        else:
+            raise ConfigError(f"OMNIBANK_DATABASE_URL: unsupported database {url.split(':', 1)[0]!r}")
+        _engines[settings.db_url] = engine
+    return engine
+
+
+def dispose_engines() -> None:
+    for engine in _engines.values():
+        engine.dispose()
+    _engines.clear()
+    _migrated.clear()
+
+
+def migrations_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_config(settings: Settings) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
+    cfg.set_main_option("sqlalchemy.url", settings.db_url.replace("%", "%%"))
+    cfg.attributes["settings"] = settings
+    return cfg
+
+
+def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
+    """Apply migrations; serialised between processes so first use by two commands is safe."""
+    from alembic import command
+
+    settings = settings or get_settings()
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = settings.home_dir / ".migrate.lock"
+    with lock_path.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        engine = get_engine(settings)
+        cfg = alembic_config(settings)
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(7312001)"))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+    _migrated.add(settings.db_url)
+
+
+def current_revision(settings: Settings | None = None) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with get_engine(settings).connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config(get_settings())).get_current_head()
+
+
+def ensure_schema(settings: Settings | None = None) -> None:
+    """Migrations apply themselves on first use."""
+    settings = settings or get_settings()
+    if settings.db_url in _migrated:
+        return
+    if current_revision(settings) != head_revision():
+        upgrade(settings)
+    _migrated.add(settings.db_url)
+
+
+@contextmanager
+def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
+    """A session that commits once at the end (or rolls back on error). Services only flush."""
+    settings = settings or get_settings()
+    ensure_schema(settings)
+    factory = sessionmaker(get_engine(settings), expire_on_commit=False)
+    session = factory()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

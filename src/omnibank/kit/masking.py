@@ -1,0 +1,35 @@
+"""Masking of personal data for every output: screens, reports, rejects files, logs."""
+
+from __future__ import annotations
+
+import re
+
+_DIGITS = re.compile(r"\d{6,}[\dXx]?")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]{2,}")
+
+
+def mask_phone(phone: str) -> str:
+    if len(phone) >= 7:
+        return phone[:3] + "*" * (len(phone) - 7) + phone[-4:]
+    return "*" * len(phone)
+
+
+def mask_id_number(id_number: str) -> str:
+    if len(id_number) >= 8:
+        return id_number[:4] + "*" * (len(id_number) - 8) + id_number[-4:]
+    return "*" * len(id_number)
+
+
+def mask_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        return ""
+    return name[0] + "*" * max(len(name) - 1, 1)
+
+
+def mask_free_text(text: str) -> str:
+    """Mask anything in unstructured text that could be a phone, an ID number or a Chinese name."""
+    text = _DIGITS.sub(
+        lambda m: mask_id_number(m.group()) if len(m.group()) > 11 else mask_phone(m.group()), text
+    )
+    return _CJK.sub(lambda m: mask_name(m.group()), text)

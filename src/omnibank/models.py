@@ -1,0 +1,9 @@
+"""Import every domain's tables so that the metadata is complete (Alembic, tests)."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    import omnibank.audit.models
+    import omnibank.customers.models
+    import omnibank.orgs.models  # noqa: F401

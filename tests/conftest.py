@@ -1,0 +1,109 @@
+"""Test harness: every test gets a fresh data home and a real, migrated database.
+
+By default the store is a SQLite file in the test's data home. With ``OMNIBANK_TEST_DATABASE_URL`` set to a
+PostgreSQL URL (``.ci/run`` and ``make test`` do this when PostgreSQL is installed) the same tests run on
+PostgreSQL: one database per pytest-xdist worker, migrated once, emptied between tests.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from typer.testing import CliRunner
+
+from omnibank import config, db
+from omnibank.cli import app
+from omnibank.db.base import Base
+from omnibank.models import import_all_models
+from omnibank.security import reset_ciphers
+
+PG_URL = os.environ.get("OMNIBANK_TEST_DATABASE_URL")
+ON_POSTGRES = bool(PG_URL)
+
+
+def pytest_report_header() -> str:
+    return f"omnibank store: {'PostgreSQL ' + make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else 'SQLite'}"
+
+
+@pytest.fixture(scope="session")
+def pg_database_url(worker_id: str) -> str | None:
+    if not PG_URL:
+        return None
+    url = make_url(PG_URL)
+    name = f"{url.database or 'omnibank'}_test_{worker_id}"
+    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@dataclass
+class Env:
+    home: Path
+    database_url: str | None
+
+    @property
+    def settings(self) -> config.Settings:
+        return config.get_settings()
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_database_url: str | None) -> Iterator[Env]:
+    home = tmp_path / "home"
+    for key in list(os.environ):
+        if key.startswith("OMNIBANK_") and key != "OMNIBANK_TEST_DATABASE_URL":
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("OMNIBANK_HOME", str(home))
+    monkeypatch.setenv("OMNIBANK_ACTOR", "test:pytest")
+    if pg_database_url:
+        monkeypatch.setenv("OMNIBANK_DATABASE_URL", pg_database_url)
+    config.reset_settings()
+    reset_ciphers()
+    db.dispose_engines()
+    if pg_database_url:
+        db.upgrade()
+        import_all_models()
+        names = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+        with db.get_engine().begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield Env(home=home, database_url=pg_database_url)
+    db.dispose_engines()
+    config.reset_settings()
+    reset_ciphers()
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def last_line(self) -> str:
+        lines = [ln for ln in self.stdout.strip().splitlines() if ln.strip()]
+        return lines[-1] if lines else ""
+
+
+@pytest.fixture
+def cli(env: Env) -> Iterator[object]:
+    runner = CliRunner()
+
+    def invoke(*args: str) -> CliResult:
+        result = runner.invoke(app, list(args), catch_exceptions=False)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+    yield invoke
+
+
+def write(path: Path, text_: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text_, encoding="utf-8")
+    return path
