@@ -18,13 +18,20 @@ from pathlib import Path
 
 
 def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """Peak resident memory of this process plus the largest worker it ran (they overlap in time)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + children) / 1024
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=1_000_000)
-    parser.add_argument("--data", type=Path, default=Path("bench-data"), help="where generated files are kept")
+    parser.add_argument(
+        "--data", type=Path, default=Path("bench-data"), help="where generated files are kept"
+    )
     parser.add_argument("--database-url", default=None, help="default: a SQLite file in a fresh data home")
     args = parser.parse_args()
 
@@ -52,7 +59,10 @@ def main() -> int:
     cipher = get_cipher(settings)
     try:
         for kind, fn in (("orgs", load_orgs), ("staff", load_staff)):
-            with LoadRun(settings.loads_dir, kind, src / f"{kind}.csv") as run, db.unit_of_work(settings) as s:
+            with (
+                LoadRun(settings.loads_dir, kind, src / f"{kind}.csv") as run,
+                db.unit_of_work(settings, bulk_load=True) as s,
+            ):
                 if kind == "orgs":
                     fn(s, src / "orgs.csv", run=run, progress=False)  # type: ignore[operator]
                 else:
@@ -60,15 +70,19 @@ def main() -> int:
             run.finish()
         t = time.perf_counter()
         path = src / "customers.csv"
-        with LoadRun(settings.loads_dir, "customers", path) as run, db.unit_of_work(settings) as s:
+        with (
+            LoadRun(settings.loads_dir, "customers", path) as run,
+            db.unit_of_work(settings, bulk_load=True) as s,
+        ):
             load_customers(s, path, run=run, cipher=cipher, today=local_today(settings.tz), progress=False)
         report = run.finish()
         took = time.perf_counter() - t
+        ok = took <= 60 * args.customers / 1e6 and peak_rss_mb() <= 2048
         store = "PostgreSQL" if settings.db_url.startswith("postgresql") else "SQLite"
         print(
             f"customers: {report.loaded:,} loaded ({report.rejected} rejected) into {store} in {took:.1f} s  "
             f"{report.loaded / took:,.0f} rows/s  peak RSS {peak_rss_mb():,.0f} MB  "
-            f"[target ≤ 60 s, ≤ 2048 MB for 1M: {'PASS' if took <= 60 * args.customers / 1e6 and peak_rss_mb() <= 2048 else 'MISS'}]",
+            f"[target for 1M: ≤ 60 s, ≤ 2048 MB: {'PASS' if ok else 'MISS'}]",
             flush=True,
         )
         if report.loaded != args.customers:

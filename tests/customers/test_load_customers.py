@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
@@ -195,3 +196,27 @@ def test_age_counts_a_birthday_on_the_day(birth: str, as_of: str, age: int) -> N
     from datetime import date
 
     assert age_on(date.fromisoformat(birth), date.fromisoformat(as_of)) == age
+
+
+def test_worker_process_path_gives_the_same_result(cli, bank, env, tmp_path: Path) -> None:
+    """Large files validate and encrypt in a worker process; the outcome must not depend on it."""
+    from omnibank.customers.service import load_customers
+    from omnibank.kit.loading import LoadRun
+
+    rows = [customer_row(f"C{i:06d}", phone=f"139{i:08d}") for i in range(1, 12_001)]
+    rows[5] = customer_row("C000006", phone="bad")
+    rows.append(customer_row("C000007", phone="13900000007", aum="7.77"))  # repeats C000007: later row wins
+    f = customers_csv(tmp_path / "c.csv", rows)
+    settings = env.settings
+    with LoadRun(settings.loads_dir, "customers", f) as run, unit_of_work(bulk_load=True) as s:
+        load_customers(s, f, run=run, cipher=get_cipher(), today=date(2026, 11, 23), progress=False, parallel=True)
+    report = run.finish()
+    assert (report.loaded, report.rejected) == (11_999 + 1, 1)
+    assert report.duplicates == 0
+    with unit_of_work() as s:
+        assert s.scalar(select(func.count()).select_from(Customer)) == 11_999
+        assert s.get(Customer, "C000007").aum_fen == 777  # type: ignore[union-attr]
+        c = s.get(Customer, "C011000")
+        assert c is not None
+        assert get_cipher().decrypt(c.phone_enc, context="customers.phone:C011000") == "13900011000"
+    assert rejects_of(report.summary_line())[7]["reason"].startswith("phone: not an 11-digit")

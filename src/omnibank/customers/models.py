@@ -5,7 +5,7 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnibank.db.base import Base
+from omnibank.db.base import Base, one_of
 from omnibank.db.types import UTCDateTime
 
 GENDERS = ("M", "F")
@@ -30,10 +30,10 @@ class Customer(Base):
     __tablename__ = "customers"
     __table_args__ = (
         CheckConstraint("aum_fen >= 0", name="aum_not_negative"),
-        CheckConstraint(f"gender IN {GENDERS!r}", name="gender"),
-        CheckConstraint(f"occupation IN {OCCUPATIONS!r}", name="occupation"),
-        CheckConstraint(f"risk_tolerance IN {RISK_LEVELS!r}", name="risk_tolerance"),
-        CheckConstraint(f"channel_pref IN {CHANNEL_PREFS!r}", name="channel_pref"),
+        CheckConstraint(one_of("gender", GENDERS), name="gender"),
+        CheckConstraint(one_of("occupation", OCCUPATIONS), name="occupation"),
+        CheckConstraint(one_of("risk_tolerance", RISK_LEVELS), name="risk_tolerance"),
+        CheckConstraint(one_of("channel_pref", CHANNEL_PREFS), name="channel_pref"),
     )
 
     customer_id: Mapped[str] = mapped_column(String(32), primary_key=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, text
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from omnibank.config import Settings, get_settings
 from omnibank.errors import ConfigError
@@ -24,6 +24,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA cache_size=-262144")  # 256 MB: bulk loads insert into random-order index pages
+    cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
 
 
@@ -110,17 +112,29 @@ def ensure_schema(settings: Settings | None = None) -> None:
 
 
 @contextmanager
-def unit_of_work(settings: Settings | None = None) -> Iterator[Session]:
-    """A session that commits once at the end (or rolls back on error). Services only flush."""
+def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -> Iterator[Session]:
+    """A session that commits once at the end (or rolls back on error). Services only flush.
+
+    ``bulk_load=True`` is for loaders that check every reference themselves before writing: on SQLite it
+    turns the per-row foreign-key lookups off for this connection only (they double the cost of a bulk
+    insert there); PostgreSQL keeps enforcing them."""
     settings = settings or get_settings()
     ensure_schema(settings)
-    factory = sessionmaker(get_engine(settings), expire_on_commit=False)
-    session = factory()
-    try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
+    engine = get_engine(settings)
+    with engine.connect() as conn:
+        relax = bulk_load and engine.dialect.name == "sqlite"
+        if relax:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # before any transaction, or it is ignored
+            conn.commit()
+        session = Session(bind=conn, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+            if relax:
+                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                conn.commit()

@@ -67,7 +67,10 @@ def demo(
         if kind == "events":
             report = load_events(settings, path, cipher=cipher, progress=progress_enabled())
         else:
-            with LoadRun(settings.loads_dir, kind, path) as run, unit_of_work(settings) as session:
+            with (
+                LoadRun(settings.loads_dir, kind, path) as run,
+                unit_of_work(settings, bulk_load=True) as session,
+            ):
                 if kind == "orgs":
                     load_orgs(session, path, run=run, progress=progress_enabled())
                 elif kind == "staff":

@@ -32,7 +32,8 @@ def finish(report: LoadReport) -> None:
 
 def _run_sql_loader(kind: str, path: Path, body: Callable[[Session, LoadRun], LoadReport]) -> LoadReport:
     settings = get_settings()
-    with LoadRun(settings.loads_dir, kind, path) as run, unit_of_work(settings) as session:
+    # the loaders check every reference themselves before they write
+    with LoadRun(settings.loads_dir, kind, path) as run, unit_of_work(settings, bulk_load=True) as session:
         body(session, run)
     return run.finish()
 

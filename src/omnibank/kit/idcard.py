@@ -15,19 +15,18 @@ __all__ = ["id_birth_date", "id_check_digit", "id_gender", "valid_id_number"]
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 # Check character for (sum of weighted digits) mod 11 = 0, 1, ..., 10.
 _CHECK_CHARS = "10X98765432"
-_DIGITS = frozenset("0123456789")
 
 
 def _is_digits(text: str) -> bool:
-    # str.isdigit() also accepts e.g. full-width and superscript digits; only ASCII 0-9 count here.
-    return bool(text) and all(ch in _DIGITS for ch in text)
+    # str.isdigit() alone also accepts e.g. full-width and superscript digits; with isascii() only 0-9 count.
+    return text.isascii() and text.isdigit()
 
 
 def id_check_digit(first17: str) -> str:
     """The check character (``0``-``9`` or ``X``) for the first 17 digits of a resident ID number."""
     if len(first17) != 17 or not _is_digits(first17):
         raise ValueError(f"expected 17 ASCII digits, got {len(first17)} characters")
-    total = sum(int(ch) * weight for ch, weight in zip(first17, _WEIGHTS, strict=True))
+    total = sum(map(int.__mul__, map(int, first17), _WEIGHTS))
     return _CHECK_CHARS[total % 11]
 
 

@@ -7,10 +7,10 @@ A load writes ``<home>/loads/<stamp>-<kind>-<id>/report.json`` and, when any row
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -32,8 +32,6 @@ from rich.progress import (
 )
 
 from omnibank.errors import InputRefused
-
-_BOM = codecs.BOM_UTF8
 
 
 @dataclass
@@ -163,6 +161,9 @@ class CsvRecord:
     error: str | None = None
 
 
+_SURROGATE = re.compile("[\udc80-\udcff]")
+
+
 def iter_csv(
     fh: IO[bytes], *, source: Path, required: list[str], optional: list[str] | None = None
 ) -> Iterator[CsvRecord]:
@@ -171,33 +172,22 @@ def iter_csv(
     The header is read and checked at once (a wrong header raises InputRefused before any row is
     looked at): it must name every required column, in any order; an unknown or repeated column refuses
     the file, so a misspelt column is never silently ignored. A record that is not valid UTF-8 or has the
-    wrong number of fields comes back with ``error`` set, and the rest of the file goes on.
+    wrong number of fields comes back with ``error`` set, and the rest of the file goes on. ``raw`` is the
+    record's fields joined by commas (invalid bytes shown as U+FFFD).
     """
     optional = optional or []
-    state = {"line": 0, "bad_utf8": False}
-    pending: list[str] = []
-
-    def lines() -> Iterator[str]:
-        for raw in fh:
-            state["line"] += 1
-            if state["line"] == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                text = raw.decode("utf-8", errors="replace")
-                state["bad_utf8"] = True
-            pending.append(text)
-            yield text
-
-    reader = csv.reader(lines(), strict=False)
+    # surrogateescape keeps reading past invalid bytes; they surface as lone surrogates, found per row
+    text = io.TextIOWrapper(fh, encoding="utf-8", errors="surrogateescape", newline="")
+    reader = csv.reader(text, strict=False)
     try:
         header = next(reader)
     except StopIteration:
         raise InputRefused(f"{source}: the file is empty; expected a header line") from None
     except csv.Error as exc:
         raise InputRefused(f"{source}: the header line cannot be read as CSV ({exc})") from None
-    if state["bad_utf8"]:
+    if header and header[0].startswith("\ufeff"):
+        header[0] = header[0][1:]
+    if _SURROGATE.search("".join(header)):
         raise InputRefused(f"{source}: the header line is not valid UTF-8")
     header = [h.strip() for h in header]
     missing = [c for c in required if c not in header]
@@ -214,31 +204,30 @@ def iter_csv(
         raise InputRefused(
             f"{source}: wrong header: {'; '.join(parts)}. Expected: {','.join(required + optional)}"
         )
-    pending.clear()
+    width = len(header)
 
     def records() -> Iterator[CsvRecord]:
+        end = reader.line_num
         while True:
-            start = state["line"] + 1
-            state["bad_utf8"] = False
+            start = end + 1
             try:
                 row = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                raw = "".join(pending)
-                pending.clear()
-                yield CsvRecord(start, None, raw, f"cannot be read as CSV ({exc})")
+                end = reader.line_num
+                yield CsvRecord(start, None, "", f"cannot be read as CSV ({exc})")
                 continue
-            raw = "".join(pending)
-            pending.clear()
+            end = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue  # blank line
-            if state["bad_utf8"]:
-                yield CsvRecord(start, None, raw, "not valid UTF-8")
-            elif len(row) != len(header):
-                yield CsvRecord(start, None, raw, f"expected {len(header)} fields, found {len(row)}")
+            joined = ",".join(row)
+            if _SURROGATE.search(joined):
+                yield CsvRecord(start, None, _SURROGATE.sub("\ufffd", joined), "not valid UTF-8")
+            elif len(row) != width:
+                yield CsvRecord(start, None, joined, f"expected {width} fields, found {len(row)}")
             else:
-                yield CsvRecord(start, {h: v.strip() for h, v in zip(header, row, strict=True)}, raw)
+                yield CsvRecord(start, {h: v.strip() for h, v in zip(header, row, strict=True)}, joined)
 
     return records()
 

@@ -20,14 +20,11 @@ def tree(depth: int = typer.Option(2, help="How many levels below HQ to show."))
     """Print the org tree with staff and customers per node."""
     with unit_of_work() as session:
         orgs = repository.all_orgs(session)
-        staff = dict(
-            session.execute(select(Staff.org_id, func.count()).group_by(Staff.org_id)).tuples().all()
-        )
-        custs = dict(
-            session.execute(select(Customer.branch_id, func.count()).group_by(Customer.branch_id))
-            .tuples()
-            .all()
-        )
+        staff: dict[str, int] = {
+            org: n for org, n in session.execute(select(Staff.org_id, func.count()).group_by(Staff.org_id))
+        }
+        per_branch = select(Customer.branch_id, func.count()).group_by(Customer.branch_id)
+        custs: dict[str, int] = {org: n for org, n in session.execute(per_branch)}
     if not orgs:
         out.print("no orgs loaded yet (omnibank load orgs FILE)")
         raise typer.Exit(1)

@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import CheckConstraint, ForeignKey, Integer, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from omnibank.db.base import Base
+from omnibank.db.base import Base, one_of
 from omnibank.db.types import UTCDateTime
 
 ORG_LEVELS = ("hq", "branch", "subbranch", "team")
@@ -25,7 +25,7 @@ class Org(Base):
     """A node of the bank's organisation tree (HQ → branch → sub-branch → team)."""
 
     __tablename__ = "orgs"
-    __table_args__ = (CheckConstraint(f"level IN {ORG_LEVELS!r}", name="level"),)
+    __table_args__ = (CheckConstraint(one_of("level", ORG_LEVELS), name="level"),)
 
     org_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     parent_id: Mapped[str | None] = mapped_column(ForeignKey("orgs.org_id"), index=True)
@@ -41,7 +41,7 @@ class Staff(Base):
     """A member of staff; name and phone are personal data, stored encrypted."""
 
     __tablename__ = "staff"
-    __table_args__ = (CheckConstraint(f"role IN {STAFF_ROLES!r}", name="role"),)
+    __table_args__ = (CheckConstraint(one_of("role", STAFF_ROLES), name="role"),)
 
     staff_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     org_id: Mapped[str] = mapped_column(ForeignKey("orgs.org_id"), index=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
 from omnibank.db.upsert import upsert_changed
@@ -197,7 +197,7 @@ def load_staff(
     session: Session, path: Path, *, run: LoadRun, cipher: FieldCipher, progress: bool = True
 ) -> LoadReport:
     known_orgs = repository.org_ids(session)
-    table = Staff.__table__
+    table: Table = Staff.__table__  # type: ignore[assignment]
     batch: list[dict[str, object]] = []
     seen: dict[str, int] = {}
     changed = 0
@@ -239,9 +239,9 @@ def load_staff(
                 }
             )
             if len(batch) >= _BATCH:
-                changed += upsert_changed(session, table, batch, key="staff_id")  # type: ignore[arg-type]
+                changed += upsert_changed(session, table, batch, key="staff_id")
                 batch.clear()
-    changed += upsert_changed(session, table, batch, key="staff_id")  # type: ignore[arg-type]
+    changed += upsert_changed(session, table, batch, key="staff_id")
     run.report.loaded = changed
     run.report.duplicates = good - changed
     return run.report

@@ -1,8 +1,8 @@
 """foundation: orgs, staff, customers, audit
 
 Revision ID: 0001
-Revises: 
-Create Date: 2026-11-23 17:45:26.145754
+Revises:
+Create Date: 2026-11-23 18:09:40.992472
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def upgrade() -> None:
     sa.Column('path', sa.String(length=2000), nullable=False),
     sa.Column('depth', sa.Integer(), nullable=False),
     sa.Column('updated_at', omnibank.db.types.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("level IN ('hq', 'branch', 'subbranch', 'team')", name=op.f('ck_orgs_level')),
+    sa.CheckConstraint("(level = 'hq' OR level = 'branch' OR level = 'subbranch' OR level = 'team')", name=op.f('ck_orgs_level')),
     sa.ForeignKeyConstraint(['parent_id'], ['orgs.org_id'], name=op.f('fk_orgs_parent_id_orgs')),
     sa.PrimaryKeyConstraint('org_id', name=op.f('pk_orgs'))
     )
@@ -59,7 +59,7 @@ def upgrade() -> None:
     sa.Column('phone_bidx', sa.String(length=32), nullable=True),
     sa.Column('fingerprint', sa.String(length=32), nullable=False),
     sa.Column('updated_at', omnibank.db.types.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("role IN ('rm', 'wealth_manager', 'teller', 'branch_manager', 'service_agent', 'telemarketer', 'campaign_manager', 'admin')", name=op.f('ck_staff_role')),
+    sa.CheckConstraint("(role = 'rm' OR role = 'wealth_manager' OR role = 'teller' OR role = 'branch_manager' OR role = 'service_agent' OR role = 'telemarketer' OR role = 'campaign_manager' OR role = 'admin')", name=op.f('ck_staff_role')),
     sa.ForeignKeyConstraint(['org_id'], ['orgs.org_id'], name=op.f('fk_staff_org_id_orgs')),
     sa.PrimaryKeyConstraint('staff_id', name=op.f('pk_staff'))
     )
@@ -87,10 +87,10 @@ def upgrade() -> None:
     sa.Column('fingerprint', sa.String(length=32), nullable=False),
     sa.Column('created_at', omnibank.db.types.UTCDateTime(timezone=True), nullable=False),
     sa.Column('updated_at', omnibank.db.types.UTCDateTime(timezone=True), nullable=False),
-    sa.CheckConstraint("channel_pref IN ('app', 'wechat', 'sms', 'phone', 'branch')", name=op.f('ck_customers_channel_pref')),
-    sa.CheckConstraint("gender IN ('M', 'F')", name=op.f('ck_customers_gender')),
-    sa.CheckConstraint("occupation IN ('employee', 'civil_servant', 'business_owner', 'self_employed', 'retired', 'student', 'farmer', 'other')", name=op.f('ck_customers_occupation')),
-    sa.CheckConstraint("risk_tolerance IN ('C1', 'C2', 'C3', 'C4', 'C5')", name=op.f('ck_customers_risk_tolerance')),
+    sa.CheckConstraint("(channel_pref = 'app' OR channel_pref = 'wechat' OR channel_pref = 'sms' OR channel_pref = 'phone' OR channel_pref = 'branch')", name=op.f('ck_customers_channel_pref')),
+    sa.CheckConstraint("(gender = 'M' OR gender = 'F')", name=op.f('ck_customers_gender')),
+    sa.CheckConstraint("(occupation = 'employee' OR occupation = 'civil_servant' OR occupation = 'business_owner' OR occupation = 'self_employed' OR occupation = 'retired' OR occupation = 'student' OR occupation = 'farmer' OR occupation = 'other')", name=op.f('ck_customers_occupation')),
+    sa.CheckConstraint("(risk_tolerance = 'C1' OR risk_tolerance = 'C2' OR risk_tolerance = 'C3' OR risk_tolerance = 'C4' OR risk_tolerance = 'C5')", name=op.f('ck_customers_risk_tolerance')),
     sa.CheckConstraint('aum_fen >= 0', name=op.f('ck_customers_aum_not_negative')),
     sa.ForeignKeyConstraint(['branch_id'], ['orgs.org_id'], name=op.f('fk_customers_branch_id_orgs')),
     sa.ForeignKeyConstraint(['rm_id'], ['staff.staff_id'], name=op.f('fk_customers_rm_id_staff')),

@@ -1,0 +1,797 @@
+"""Load ``events.jsonl`` (one JSON object a line, see the data contract) into the event log.
+
+The file is read in binary, in batches of whole lines. Python only cuts lines and checks UTF-8; DuckDB
+parses and validates every line of a batch at once with its JSON functions and returns, for each line,
+either the typed row or the reason it is rejected (the first failing check, naming the field). Good rows
+are staged as Parquet; at the end one DuckDB statement drops repeated ids (the first line wins, and ids
+already in the log are skipped) and writes the month partitions, which are then published all together
+(see :mod:`omnibank.events.log`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import duckdb
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from omnibank.config import Settings
+from omnibank.errors import InputRefused
+from omnibank.events.log import COLUMN_NAMES, FINAL, EventLog, configure, sql_string
+from omnibank.kit.crypto import FieldCipher
+from omnibank.kit.loading import CountingReader, LoadReport, LoadRun, open_source, progress_bar
+from omnibank.kit.masking import mask_free_text, mask_id_number, mask_name, mask_phone
+
+CHANNELS = ("app", "wechat", "sms", "phone", "branch", "wecom", "web", "partner")
+TIERS = ("classic", "gold", "platinum")
+TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
+# YYYY-MM-DD[T ]HH:MM[:SS[.fff]] with an optional Z, ±HH:MM or ±HHMM; the cast then checks the calendar.
+TS_PATTERN = (
+    r"^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-"
+    r"(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
+    r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?$"
+)
+# An amount's text: digits, optionally a point and one or two decimals (trailing zeros beyond are fine).
+AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]{1,2}0*)?$"
+# Where a JSON number amount is written in the line (DuckDB gives back a double, not the text).
+AMOUNT_KEY_PATTERN = r'"amount"\s*:\s*(-?[0-9][0-9.eE+-]*)'
+# DuckDB's JSON reader accepts NaN/Infinity and trailing commas; lines that may use them are re-checked
+# strictly in Python (rare: only these lines).
+LENIENT_PATTERN = r",\s*[\]}]|[:\[,]\s*[-+]?([Nn][Aa]|[Ii][Nn])"
+
+# Top-level fields holding personal data, and the blind-index kind each is stored under.
+PII_KINDS: dict[str, str] = {
+    "name": "name",
+    "phone": "phone",
+    "mobile": "phone",
+    "id_number": "id_number",
+    "id_no": "id_number",
+    "id_card": "id_number",
+}
+
+
+@dataclass(frozen=True)
+class _Field:
+    name: str  # the JSON key
+    kind: str  # str | opt_str | tier | bool | amount | pos_int | nonneg_number
+    column: str  # the log column
+
+
+# Known types and their fields, in the order they are checked.
+KNOWN_TYPES: dict[str, tuple[_Field, ...]] = {
+    "card.issued": (
+        _Field("card_id", "str", "card_id"),
+        _Field("product", "str", "product"),
+        _Field("tier", "tier", "tier"),
+        _Field("primary", "bool", "is_primary"),
+        _Field("new_customer", "bool", "new_customer"),
+    ),
+    "card.transaction": (
+        _Field("card_id", "str", "card_id"),
+        _Field("amount", "amount", "amount"),
+        _Field("merchant", "opt_str", "merchant"),
+        _Field("mcc", "opt_str", "mcc"),
+    ),
+    "points.earned": (_Field("points", "pos_int", "points"),),
+    "points.redeem": (
+        _Field("reward", "str", "reward"),
+        _Field("quantity", "pos_int", "quantity"),
+    ),
+    "app.product_view": (
+        _Field("product_id", "str", "product_id"),
+        _Field("duration_s", "nonneg_number", "duration_s"),
+    ),
+    "app.login": (),
+}
+
+_COMMON = ("event_id", "type", "customer_id", "ts", "channel")
+_TYPED: dict[str, _Field] = {f.name: f for fields in KNOWN_TYPES.values() for f in fields}
+# Every key is fetched with one json_extract() call, as a JSON fragment ('"text"', '12.5', 'true', …).
+_KEYS: tuple[str, ...] = _COMMON + tuple(_TYPED) + tuple(PII_KINDS)
+_INTEGER_RE = sql_string(r"^-?[0-9]+$")
+_NUMBER_RE = sql_string(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_WS = "' ' || chr(9) || chr(10) || chr(13)"
+
+_BAD_MESSAGES = {
+    "str": "must be a non-empty string",
+    "opt_str": "must be a string",
+    "tier": "must be one of " + ", ".join(TIERS),
+    "bool": "must be true or false (a JSON boolean)",
+    "amount": "must be a decimal > 0 with at most 2 decimals",
+    "pos_int": "must be an integer > 0",
+    "nonneg_number": "must be a number >= 0",
+}
+
+
+def _absent(key: str) -> str:
+    return f"(f_{key} IS NULL OR f_{key} = 'null')"
+
+
+def _in(values: tuple[str, ...]) -> str:
+    return "(" + ", ".join(sql_string(v) for v in values) + ")"
+
+
+def _string_value(key: str) -> str:
+    """The text of a JSON string fragment (unescaped only when it has escapes), else NULL."""
+    f = f"f_{key}"
+    return (
+        f"CASE WHEN NOT starts_with({f}, '\"') THEN NULL "
+        f"WHEN contains({f}, '\\') THEN json_extract_string({f}, '$') "
+        f"ELSE substring({f}, 2, length({f}) - 2) END"
+    )
+
+
+def _amount_text() -> str:
+    """The text of ``amount``: a string's content, or the number as written in the line (a non-integer
+    JSON number comes back from DuckDB re-printed from a double, so its exact text is taken from the line:
+    the occurrence of ``"amount":`` whose value is that same number)."""
+    f = "f_amount"
+    return (
+        f"CASE WHEN starts_with({f}, '\"') THEN {_string_value('amount')} "
+        f"WHEN regexp_full_match({f}, {_INTEGER_RE}) THEN {f} "
+        f"WHEN regexp_full_match({f}, {_NUMBER_RE}) THEN "
+        f"list_filter(regexp_extract_all(raw, {sql_string(AMOUNT_KEY_PATTERN)}, 1), "
+        f"lambda x: try_cast(x AS DOUBLE) = try_cast({f} AS DOUBLE))[1] END"
+    )
+
+
+def _typed_expr(field: _Field) -> str:
+    """The typed value of a field, from its fragment ``f_<key>`` or its string ``s_<key>``."""
+    f, s = f"f_{field.name}", f"s_{field.name}"
+    if field.kind == "str":
+        return f"CASE WHEN trim({s}) <> '' THEN {s} END"
+    if field.kind == "opt_str":
+        return s
+    if field.kind == "tier":
+        return f"CASE WHEN {s} IN {_in(TIERS)} THEN {s} END"
+    if field.kind == "bool":
+        return f"CASE {f} WHEN 'true' THEN true WHEN 'false' THEN false END"
+    if field.kind == "pos_int":
+        return f"CASE WHEN regexp_full_match({f}, {_INTEGER_RE}) THEN try_cast({f} AS BIGINT) END"
+    if field.kind == "nonneg_number":
+        return f"CASE WHEN regexp_full_match({f}, {_NUMBER_RE}) THEN try_cast({f} AS DOUBLE) END"
+    if field.kind == "amount":
+        return f"CASE WHEN regexp_full_match({s}, {sql_string(AMOUNT_PATTERN)}) THEN try_cast({s} AS DECIMAL(18,2)) END"
+    raise ValueError(field.kind)
+
+
+def _ok_expr(field: _Field) -> str:
+    col = field.column
+    if field.kind in ("amount", "pos_int"):
+        return f"coalesce({col} > 0, false)"
+    if field.kind == "nonneg_number":
+        return f"coalesce(isfinite({col}) AND {col} >= 0, false)"
+    return f"{col} IS NOT NULL"
+
+
+def _checks() -> list[tuple[str, str]]:
+    """(condition of failure, reason) in the order they are checked; the first that holds wins."""
+    checks = [
+        ("NOT ok", "not valid JSON"),
+        ("NOT is_object", "not a JSON object"),
+        (_absent("event_id"), "event_id: missing"),
+        ("event_id IS NULL", "event_id: must be a non-empty string or an integer"),
+        (_absent("type"), "type: missing"),
+        (
+            f"type IS NULL OR NOT regexp_full_match(type, {sql_string(TYPE_PATTERN)})",
+            "type: must be lowercase dotted words such as card.transaction",
+        ),
+        (_absent("customer_id"), "customer_id: missing"),
+        ("customer_id IS NULL", "customer_id: must be a non-empty string"),
+        (_absent("ts"), "ts: missing"),
+        ("ts_text IS NULL", "ts: not an ISO 8601 date-time"),
+        ("ts IS NULL", "ts: not a real date and time"),
+        (f"NOT {_absent('channel')} AND channel IS NULL", "channel: must be one of " + ", ".join(CHANNELS)),
+    ]
+    for type_name, fields in KNOWN_TYPES.items():
+        is_type = f"type = {sql_string(type_name)}"
+        for f in fields:
+            if f.kind == "opt_str":
+                checks.append(
+                    (f"{is_type} AND NOT {_absent(f.name)} AND {f.column} IS NULL", f"{f.name}: must be a string")
+                )
+                continue
+            checks.append((f"{is_type} AND {_absent(f.name)}", f"{f.name}: missing"))
+            checks.append((f"{is_type} AND NOT {_ok_expr(f)}", f"{f.name}: {_BAD_MESSAGES[f.kind]}"))
+    return checks
+
+
+def _fine() -> str:
+    """Whether a line passes every check: one cheap expression, so that the detailed reasons are worked
+    out only for the lines that fail."""
+    per_type = []
+    for type_name, fields in KNOWN_TYPES.items():
+        oks = [
+            f"({_absent(f.name)} OR {f.column} IS NOT NULL)" if f.kind == "opt_str" else _ok_expr(f)
+            for f in fields
+        ]
+        per_type.append(f"WHEN {sql_string(type_name)} THEN {' AND '.join(oks) or 'true'}")
+    return (
+        "ok AND is_object AND event_id IS NOT NULL AND customer_id IS NOT NULL AND ts IS NOT NULL "
+        f"AND (channel IS NOT NULL OR {_absent('channel')}) "
+        f"AND CASE type {' '.join(per_type)} "
+        f"ELSE coalesce(regexp_full_match(type, {sql_string(TYPE_PATTERN)}), false) END"
+    )
+
+
+def _types_with(key: str) -> tuple[str, ...]:
+    return tuple(t for t, fields in KNOWN_TYPES.items() if any(f.name == key for f in fields))
+
+
+def _validate_sql(load_id: str) -> str:
+    """One statement over the registered ``batch`` (line_no, raw): a row per non-blank line with the
+    typed columns, ``reason`` (NULL when the line is good), and the ``suspect`` and ``pii`` flags."""
+    paths = "[" + ", ".join(sql_string(f"$.{k}") for k in _KEYS) + "]"
+    fragments = ", ".join(f"fr[{i + 1}]::VARCHAR AS f_{k}" for i, k in enumerate(_KEYS))
+    strings = ", ".join(f"{_string_value(k)} AS s_{k}" for k in _COMMON)
+    # string values of typed fields, worked out only for the types that have them
+    typed_strings = []
+    for key, field in _TYPED.items():
+        if field.kind in ("str", "opt_str", "tier"):
+            value = _string_value(key)
+        elif field.kind == "amount":
+            value = _amount_text()
+        else:
+            continue
+        typed_strings.append(f"CASE WHEN type IN {_in(_types_with(key))} THEN {value} END AS s_{key}")
+    typed = [
+        f"CASE WHEN type IN {_in(_types_with(key))} THEN {_typed_expr(field)} END AS {field.column}"
+        for key, field in _TYPED.items()
+    ]
+    pii = " OR ".join(f"f_{k} IS NOT NULL" for k in PII_KINDS)
+    detail = "CASE " + " ".join(f"WHEN {c} THEN {sql_string(r)}" for c, r in _checks()) + " END"
+    reason = f"CASE WHEN coalesce({_fine()}, false) THEN NULL ELSE {detail} END"
+    return f"""
+WITH valid AS (
+    SELECT line_no, raw, json_valid(raw) AS ok FROM batch WHERE raw <> ''
+), nonblank AS (
+    SELECT line_no, raw, ok,
+        CASE WHEN NOT ok THEN false WHEN starts_with(raw, '{{') THEN true
+             ELSE json_type(raw) = 'OBJECT' END AS is_object
+    FROM valid WHERE CASE WHEN ok THEN true ELSE trim(raw, {_WS}) <> '' END
+), extracted AS (
+    SELECT line_no, raw, ok, is_object,
+        CASE WHEN is_object THEN json_extract(raw, {paths}) END AS fr,
+        ok AND regexp_matches(raw, {sql_string(LENIENT_PATTERN)}) AS suspect
+    FROM nonblank
+), fragments AS (
+    SELECT line_no, raw, ok, is_object, suspect, {fragments} FROM extracted
+), strings AS (
+    SELECT *, {strings} FROM fragments
+), common AS (
+    SELECT *,
+        CASE WHEN trim(s_event_id) <> '' THEN s_event_id
+             WHEN regexp_full_match(f_event_id, {_INTEGER_RE}) THEN f_event_id END AS event_id,
+        s_type AS type,
+        CASE WHEN trim(s_customer_id) <> '' THEN s_customer_id END AS customer_id,
+        CASE WHEN regexp_full_match(s_ts, {sql_string(TS_PATTERN)}) THEN s_ts END AS ts_text,
+        CASE WHEN s_channel IN {_in(CHANNELS)} THEN s_channel END AS channel,
+        {pii} AS pii
+    FROM strings
+), typed_strings AS (
+    SELECT *, try_cast(ts_text AS TIMESTAMPTZ) AS ts, {", ".join(typed_strings)} FROM common
+), typed AS (
+    SELECT *, {", ".join(typed)} FROM typed_strings
+), checked AS (
+    SELECT *, {reason} AS reason, ts::DATE AS local_date, raw AS payload, {sql_string(load_id)} AS load_id
+    FROM typed
+)
+SELECT {", ".join(COLUMN_NAMES)}, reason, suspect, pii FROM checked
+"""
+
+
+# -- reading the file ------------------------------------------------------------------------------------
+
+
+_BOM = b"\xef\xbb\xbf"
+_CHUNK = 16 << 20
+
+
+def _grow(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` if it holds ``size`` items, else a bigger one with the same start."""
+    if len(array) >= size:
+        return array
+    bigger = np.empty(max(size, len(array) * 2), dtype=array.dtype)
+    bigger[: len(array)] = array
+    return bigger
+
+
+@dataclass
+class _Lines:
+    table: pa.Table  # line_no, raw: the non-blank-or-blank lines that are valid UTF-8, without line ends
+    bad_utf8: list[tuple[int, str]]  # (line_no, text with replacement characters)
+    count: int  # physical lines in the batch
+
+
+class _Buffers:
+    """Memory for one batch, reused batch after batch (fresh memory costs page faults, which are
+    expensive on small virtual machines)."""
+
+    def __init__(self) -> None:
+        self.raw = np.empty(_CHUNK, dtype=np.uint8)  # the batch's bytes, as read
+        self.views = np.empty(0, dtype=np.uint8)  # Arrow string views into raw, 16 bytes a line
+        self.line_no = np.empty(0, dtype=np.int64)
+
+
+class _Reader:
+    """Reads the file in batches of ``batch_lines`` whole lines (and at most about 1 GiB) and turns each
+    into an Arrow table (line_no, raw) whose strings are views into the bytes as read: no copy, and line
+    ends left out. Two sets of buffers alternate, so a batch stays valid while the next one is read;
+    callers must be done with a batch before asking for the one after next."""
+
+    _MAX_BATCH_BYTES = 1 << 30
+
+    def __init__(self, fh: IO[bytes], batch_lines: int):
+        self._fh = fh
+        self._batch_lines = batch_lines
+        self._eq = np.empty(_CHUNK, dtype=bool)
+        self._carry = b""  # bytes read past the end of the last batch
+        self._eof = False
+        self._sets = (_Buffers(), _Buffers())
+        self._turn = 0
+        self.lines = 0  # physical lines handed out so far
+
+    def next(self) -> _Lines | None:
+        buf = self._sets[self._turn]
+        filled = len(self._carry)
+        buf.raw = _grow(buf.raw, filled + _CHUNK)
+        buf.raw[:filled] = np.frombuffer(self._carry, dtype=np.uint8)
+        found: list[np.ndarray] = []
+        total = scanned = 0
+        while True:
+            if scanned < filled:
+                span = filled - scanned
+                self._eq = _grow(self._eq, span)
+                np.equal(buf.raw[scanned:filled], 10, out=self._eq[:span])
+                fresh = np.flatnonzero(self._eq[:span]) + scanned
+                found.append(fresh)
+                total += len(fresh)
+                scanned = filled
+                if total >= self._batch_lines or (filled >= self._MAX_BATCH_BYTES and total):
+                    newlines = np.concatenate(found)[: self._batch_lines]
+                    cut = int(newlines[-1]) + 1
+                    break
+            if self._eof:
+                newlines = np.concatenate(found) if found else np.empty(0, dtype=np.int64)
+                cut = filled
+                break
+            buf.raw = _grow(buf.raw, filled + _CHUNK)
+            got = self._fh.readinto(memoryview(buf.raw)[filled : filled + _CHUNK])  # type: ignore[attr-defined]
+            if got:
+                filled += got
+            else:
+                self._eof = True
+        self._carry = buf.raw[cut:filled].tobytes()
+        if cut == 0:
+            return None
+        self._turn = 1 - self._turn
+        skip = len(_BOM) if self.lines == 0 and buf.raw[: len(_BOM)].tobytes() == _BOM else 0
+        lines = _split_lines(buf, cut, newlines, self.lines + 1, skip)
+        self.lines += lines.count
+        return lines
+
+
+def _split_lines(buf: _Buffers, size: int, newline: np.ndarray, first_line: int, skip: int) -> _Lines:
+    """Cut ``buf.raw[:size]`` (with its newline positions) into lines without their line ends, as Arrow
+    string views; per-line decoding only when the batch is not valid UTF-8. ``skip`` bytes at the start
+    (a byte order mark) are left out."""
+    data = buf.raw[:size]
+    ends = newline if data[-1] == 10 else np.append(newline, size)
+    count = len(ends)
+    starts = np.empty(count, dtype=np.int64)
+    starts[0] = skip
+    starts[1:] = newline[: count - 1] + 1
+    ends = ends - ((ends > starts) & (data[np.maximum(ends - 1, 0)] == 13))  # drop the \r of \r\n
+    lengths = ends - starts
+    # Arrow string views: length, then either the bytes inline (up to 12) or a 4-byte prefix, the buffer
+    # index (0) and the offset.
+    buf.views = _grow(buf.views, count * 16)
+    views = buf.views[: count * 16].reshape(count, 16)
+    ints = views.view(np.int32)
+    ints[:, 0] = lengths
+    long = np.flatnonzero(lengths > 12)
+    if len(long):
+        at = starts[long]
+        prefix = data[at].astype(np.uint32)
+        for k in (1, 2, 3):
+            prefix |= data[at + k].astype(np.uint32) << (8 * k)
+        ints[long, 1] = prefix.view(np.int32)
+        ints[long, 2] = 0
+        ints[long, 3] = at
+    short = np.flatnonzero(lengths <= 12)
+    if len(short):
+        views[short, 4:] = 0
+        for k in range(12):
+            rows = short[lengths[short] > k]
+            views[rows, 4 + k] = data[starts[rows] + k]
+    buf.line_no = _grow(buf.line_no, count)
+    line_no = buf.line_no[:count]
+    line_no[:] = np.arange(first_line, first_line + count, dtype=np.int64)
+    raw = pa.Array.from_buffers(pa.string_view(), count, [None, pa.py_buffer(views), pa.py_buffer(data)])
+    try:
+        raw.validate(full=True)
+    except pa.ArrowInvalid:
+        pass
+    else:
+        return _Lines(pa.table({"line_no": pa.array(line_no), "raw": raw}), [], count)
+    good_no: list[int] = []
+    good: list[str] = []
+    bad: list[tuple[int, str]] = []
+    for i, (a, b) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        chunk = data[a:b].tobytes()
+        try:
+            good.append(chunk.decode("utf-8"))
+            good_no.append(first_line + i)
+        except UnicodeDecodeError:
+            bad.append((first_line + i, chunk.decode("utf-8", errors="replace")))
+    table = pa.table({"line_no": pa.array(good_no, pa.int64()), "raw": pa.array(good, pa.string())})
+    return _Lines(table, bad, count)
+
+
+# -- personal data -----------------------------------------------------------------------------------------
+
+
+def _normalise(kind: str, value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = text.strip()
+    return text.upper() if kind == "id_number" else text
+
+
+def _loads(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # e.g. integers beyond 64 bits
+
+
+def _scrub_payload(text: str, cipher: FieldCipher) -> str:
+    """Replace each personal field by ``<field>_bidx``, its blind index, keeping the key order."""
+    obj = _loads(text)
+    out: dict[str, Any] = {}
+    for key, value in obj.items():
+        kind = PII_KINDS.get(key)
+        if kind is None:
+            out[key] = value
+        else:
+            out[f"{key}_bidx"] = None if value is None else cipher.blind_index(kind, _normalise(kind, value))
+    return json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+
+
+_MASKERS = {"name": mask_name, "phone": mask_phone, "id_number": mask_id_number}
+
+
+def _masked_raw(text: str) -> str:
+    """A rejected line as the rejects file may show it: personal fields masked, then free text masked."""
+    try:
+        obj = _loads(text)
+    except ValueError:
+        obj = None
+    if isinstance(obj, dict) and any(k in PII_KINDS for k in obj):
+        for key, kind in PII_KINDS.items():
+            value = obj.get(key)
+            if value is not None:
+                obj[key] = _MASKERS[kind](value if isinstance(value, str) else json.dumps(value))
+        text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return mask_free_text(text)
+
+
+def _strict_json_object(text: str) -> bool:
+    """Whether the line is strict JSON (no NaN/Infinity, no trailing commas)."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(constant)
+
+    try:
+        json.loads(text, parse_constant=refuse)
+    except ValueError:
+        return False
+    return True
+
+
+# -- the load ----------------------------------------------------------------------------------------------
+
+# Columns that repeat a lot: dictionary-encoded in the log files (the rest is mostly unique).
+_DICTIONARY_COLUMNS = ["type", "channel", "tier", "product", "merchant", "mcc", "reward", "product_id", "load_id"]
+_ROW_GROUP_ROWS = 262_144
+_FILE_ROWS = 2_000_000  # a month of one load is split into files of about this many rows
+_WRITERS = 2
+
+
+def _month_name(months_since_1970: int) -> str:
+    return f"{1970 + months_since_1970 // 12:04d}-{months_since_1970 % 12 + 1:02d}"
+
+
+class _Stager:
+    """Validates batches and stages their good rows: the ids (for deduplication) and the rows, per
+    bank-local month, as uncompressed Arrow files that the final step reads back without copying."""
+
+    def __init__(self, settings: Settings, run: LoadRun, cipher: FieldCipher, folder: Path):
+        self.run = run
+        self.cipher = cipher
+        self.ids_dir = folder / "ids"
+        self.parts_dir = folder / "parts"
+        self.ids_dir.mkdir()
+        self.parts_dir.mkdir()
+        self.con = duckdb.connect(":memory:")
+        configure(self.con, settings, temp_dir=folder / "tmp")
+        self.sql = _validate_sql(run.load_id)
+        self.schema: pa.Schema | None = None
+        self.staged = 0  # good rows staged
+        self.events = 0  # non-blank lines seen
+        self.batches = 0
+        self.parts: dict[str, list[tuple[Path, int]]] = {}  # month -> [(part file, rows)]
+
+    def close(self) -> None:
+        self.con.close()
+
+    def validate(self, lines: _Lines) -> pa.Table | None:
+        """Check a batch: its rejects go to the rejects file; the good rows (personal fields replaced)
+        come back for :meth:`stage`."""
+        rejects: list[tuple[int, str, str]] = [(n, "not valid UTF-8", raw) for n, raw in lines.bad_utf8]
+        self.events += len(lines.bad_utf8)
+        result: pa.Table | None = None
+        if lines.table.num_rows:
+            self.con.register("batch", lines.table)
+            try:
+                result = self.con.sql(self.sql).to_arrow_table()
+            finally:
+                self.con.unregister("batch")
+            self.events += result.num_rows
+            result = self._recheck_lenient(result)
+            reason = result.column("reason")
+            if reason.null_count < result.num_rows:
+                bad = result.filter(pc.is_valid(reason)).select(["line_no", "reason", "payload"])
+                rejects.extend(zip(*(bad.column(i).to_pylist() for i in range(3)), strict=True))
+                result = result.filter(pc.is_null(reason))
+            result = self._scrub(result) if result.num_rows else None
+        for line_no, why, raw in sorted(rejects):
+            self.run.reject(line_no, why, _masked_raw(raw))
+        return result
+
+    def stage(self, result: pa.Table) -> None:
+        """Write a batch's good rows to staging (safe to run in another thread, one batch at a time)."""
+        table = result.select(list(COLUMN_NAMES))
+        ts = table.schema.get_field_index("ts")
+        table = table.set_column(ts, "ts", table.column(ts).cast(pa.timestamp("us", tz="UTC")))
+        if self.schema is None:
+            self.schema = table.schema
+        name = f"b{self.batches:06d}"
+        self.batches += 1
+        ids = table.select(["event_id", "line_no"])
+        pq.write_table(ids, self.ids_dir / f"{name}.parquet", compression="none", use_dictionary=False)
+        days = table.column("local_date").to_numpy().astype("datetime64[D]")
+        months = days.astype("datetime64[M]").astype(np.int64)
+        if (months == months[0]).all():
+            pieces = [(int(months[0]), table)]
+        else:
+            order = np.argsort(months, kind="stable")
+            months = months[order]
+            table = table.take(pa.array(order))
+            values, starts = np.unique(months, return_index=True)
+            ends = [*starts[1:].tolist(), len(months)]
+            pieces = [
+                (int(m), table.slice(a, b - a)) for m, a, b in zip(values.tolist(), starts.tolist(), ends, strict=True)
+            ]
+        for month, piece in pieces:
+            folder = self.parts_dir / _month_name(month)
+            folder.mkdir(exist_ok=True)
+            path = folder / f"{name}.arrow"
+            with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_file(sink, piece.schema) as writer:
+                writer.write_table(piece)
+            self.parts.setdefault(_month_name(month), []).append((path, piece.num_rows))
+        self.staged += table.num_rows
+
+    def _recheck_lenient(self, result: pa.Table) -> pa.Table:
+        suspect = result.column("suspect")
+        if not pc.any(suspect).as_py():
+            return result
+        reason = result.column("reason")
+        rows = np.flatnonzero(suspect.to_numpy(zero_copy_only=False))
+        payloads = result.column("payload").take(pa.array(rows)).to_pylist()
+        invalid = np.zeros(result.num_rows, dtype=bool)
+        for i, text in zip(rows.tolist(), payloads, strict=True):
+            invalid[i] = not _strict_json_object(text)
+        if not invalid.any():
+            return result
+        fixed = pc.if_else(pa.array(invalid), pa.scalar("not valid JSON", reason.type), reason)
+        return result.set_column(result.schema.get_field_index("reason"), "reason", fixed)
+
+    def _scrub(self, result: pa.Table) -> pa.Table:
+        pii = result.column("pii")
+        if not pc.any(pii).as_py():
+            return result
+        payload = result.column("payload")
+        mask = pii.to_numpy(zero_copy_only=False)
+        rows = np.flatnonzero(mask)
+        scrubbed = [_scrub_payload(t, self.cipher) for t in payload.take(pa.array(rows)).to_pylist()]
+        fixed = pc.replace_with_mask(payload, pa.array(mask), pa.array(scrubbed, payload.type))
+        return result.set_column(result.schema.get_field_index("payload"), "payload", fixed)
+
+
+def _dropped_lines(settings: Settings, folder: Path, existing: list[Path]) -> np.ndarray:
+    """Line numbers of staged rows not to publish: a repeat of an earlier line's id, or an id that is
+    already in the log. Sorted. DuckDB spills to the staging folder rather than exceed its memory."""
+    con = duckdb.connect(":memory:")
+    try:
+        configure(con, settings, temp_dir=folder / "tmp")
+        con.execute("SET preserve_insertion_order = false")
+        staged = f"read_parquet({sql_string(str(folder / 'ids' / '*.parquet'))})"
+        if existing:
+            listing = ", ".join(sql_string(str(f)) for f in existing)
+            known = f"SELECT event_id FROM read_parquet([{listing}])"
+        else:
+            known = "SELECT NULL::VARCHAR AS event_id WHERE false"
+        result = con.execute(
+            f"""
+WITH staged AS (SELECT event_id, line_no FROM {staged}),
+repeated AS (SELECT event_id, min(line_no) AS first FROM staged GROUP BY event_id HAVING count(*) > 1),
+dropped AS (
+    SELECT line_no FROM staged JOIN repeated USING (event_id) WHERE line_no <> first
+    UNION
+    SELECT line_no FROM staged SEMI JOIN ({known}) AS known USING (event_id)
+)
+SELECT line_no FROM dropped ORDER BY line_no
+"""
+        ).fetchnumpy()
+        return np.asarray(result["line_no"], dtype=np.int64)
+    finally:
+        con.close()
+
+
+def _write_log_file(
+    path: Path, schema: pa.Schema, parts: list[Path], dropped: np.ndarray
+) -> int:
+    """Write one log file from staged parts, leaving out the dropped lines; the rows written."""
+    written = 0
+    pending: list[pa.Table] = []
+    pending_rows = 0
+    writer: pq.ParquetWriter | None = None
+
+    def flush() -> None:
+        nonlocal writer, pending, pending_rows
+        if writer is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = pq.ParquetWriter(
+                path, schema, compression="zstd", use_dictionary=_DICTIONARY_COLUMNS, write_statistics=True
+            )
+        writer.write_table(pa.concat_tables(pending), row_group_size=_ROW_GROUP_ROWS)
+        pending, pending_rows = [], 0
+
+    try:
+        for part in parts:
+            with pa.memory_map(str(part)) as source:
+                table = pa.ipc.open_file(source).read_all()
+                if len(dropped):
+                    line_no = table.column("line_no").to_numpy()
+                    at = np.minimum(np.searchsorted(dropped, line_no), len(dropped) - 1)
+                    keep = dropped[at] != line_no
+                    if not keep.all():
+                        table = table.filter(pa.array(keep))
+                if table.num_rows:
+                    pending.append(table)
+                    pending_rows += table.num_rows
+                    written += table.num_rows
+                    if pending_rows >= _ROW_GROUP_ROWS:
+                        flush()
+        if pending:
+            flush()
+    finally:
+        if writer is not None:
+            writer.close()
+    return written
+
+
+def _finalize(log: EventLog, settings: Settings, stager: _Stager, folder: Path, load_id: str) -> int:
+    """Deduplicate the staged rows and publish them; the number of events added to the log."""
+    if stager.schema is None:
+        return 0
+    schema = stager.schema
+    with log.locked():
+        log.recover_locked()
+        dropped = _dropped_lines(settings, folder, log.files())
+        jobs: list[tuple[Path, list[Path]]] = []
+        for month, parts in sorted(stager.parts.items()):
+            group: list[Path] = []
+            rows = 0
+            for part, n in parts:
+                group.append(part)
+                rows += n
+                if rows >= _FILE_ROWS:
+                    jobs.append((folder / FINAL / f"month={month}" / f"{load_id}-{len(jobs)}.parquet", group))
+                    group, rows = [], 0
+            if group:
+                jobs.append((folder / FINAL / f"month={month}" / f"{load_id}-{len(jobs)}.parquet", group))
+        with ThreadPoolExecutor(max_workers=_WRITERS) as pool:
+            counts = list(pool.map(lambda job: _write_log_file(job[0], schema, job[1], dropped), jobs))
+        written = sum(counts)
+        if written:
+            log.mark_ready(folder)
+            log.publish_locked(folder)
+    return written
+
+
+def _run_batches(reader: _Reader, stager: _Stager) -> None:
+    """Read, validate and stage every batch. Reading and cutting the next batch, and staging the last
+    one, run in worker threads while DuckDB validates the current one (numpy, pyarrow and DuckDB release
+    the GIL); at most one batch waits at each step, which bounds memory."""
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="events-load") as pool:
+        reading = pool.submit(reader.next)
+        staging: Future[None] | None = None
+        try:
+            while (lines := reading.result()) is not None:
+                reading = pool.submit(reader.next)
+                good = stager.validate(lines)
+                del lines
+                if staging is not None:
+                    staging.result()
+                    staging = None
+                if good is not None:
+                    staging = pool.submit(stager.stage, good)
+            if staging is not None:
+                staging.result()
+        finally:
+            reading.cancel()
+
+
+def load_events(
+    settings: Settings,
+    path: Path,
+    *,
+    cipher: FieldCipher,
+    progress: bool = True,
+    batch_lines: int = 500_000,
+) -> LoadReport:
+    """Load an ``events.jsonl`` file into the event log; the load report.
+
+    ``loaded`` counts events added to the log, ``rejected`` lines that break the contract (each in the
+    rejects file with its line number and reason), ``duplicates`` events whose ``event_id`` is already in
+    the log or appeared earlier in the file. A file that cannot be read, or holds no events, is refused
+    with :class:`InputRefused` and nothing of it is loaded.
+    """
+    if batch_lines < 1:
+        raise ValueError("batch_lines must be at least 1")
+    started = time.perf_counter()
+    with open_source(path) as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            raise InputRefused(f"{path}: the file is empty; expected one JSON event a line")
+        log = EventLog(settings)
+        log.recover()
+        run = LoadRun(settings.loads_dir, "events", path)
+        with run, log.staging(run.load_id) as folder:
+            stager = _Stager(settings, run, cipher, folder)
+            try:
+                with progress_bar(enabled=progress) as bar:
+                    task = bar.add_task(f"events {path.name}", total=size)
+                    reader = _Reader(CountingReader(fh, lambda n: bar.advance(task, n)), batch_lines)  # type: ignore[arg-type]
+                    _run_batches(reader, stager)
+                    if stager.events == 0:
+                        raise InputRefused(f"{path}: holds only blank lines; expected one JSON event a line")
+                    bar.update(task, description="events: deduplicating and publishing")
+                    written = _finalize(log, settings, stager, folder, run.load_id)
+            finally:
+                stager.close()
+            seconds = time.perf_counter() - started
+            run.report.loaded = written
+            run.report.duplicates = stager.staged - written
+            run.report.extra.update(
+                {
+                    "bytes": size,
+                    "lines": reader.lines,
+                    "seconds": round(seconds, 3),
+                    "events_per_s": round(stager.events / seconds) if seconds > 0 else None,
+                }
+            )
+        return run.finish()

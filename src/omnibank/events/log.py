@@ -1,0 +1,289 @@
+"""The event log: append-only, partitioned Parquet under ``<home>/events``.
+
+Layout::
+
+    events/
+      month=2026-03/<load_id>-<n>.parquet    # the log: bank-local month, hive style, zstd
+      .lock                                   # flock held while a load publishes its files
+      _staging/<load_id>/                     # a load in progress; readers never look here
+      _staging/<load_id>.lock                 # flock held by the live load that owns the folder
+
+Readers see exactly the files matching ``month=*/*.parquet``. A load writes everything into its staging
+folder first, deduplicates there under the log lock, marks the folder ``READY`` and only then renames the
+final files into place. A crash before ``READY`` leaves nothing visible (the folder is deleted later); a
+crash after it is rolled forward by the next load or by :meth:`EventLog.recover`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from omnibank.config import Settings
+
+MEMORY_LIMIT = "1GB"
+STAGING = "_staging"
+READY = "READY"
+FINAL = "final"
+LOCK = ".lock"
+
+# The columns of every event log file, in order (``month`` is the hive partition, not stored in files).
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("event_id", "VARCHAR"),
+    ("type", "VARCHAR"),
+    ("customer_id", "VARCHAR"),
+    ("ts", "TIMESTAMPTZ"),
+    ("local_date", "DATE"),
+    ("channel", "VARCHAR"),
+    ("amount", "DECIMAL(18,2)"),
+    ("card_id", "VARCHAR"),
+    ("product", "VARCHAR"),
+    ("tier", "VARCHAR"),
+    ("is_primary", "BOOLEAN"),
+    ("new_customer", "BOOLEAN"),
+    ("merchant", "VARCHAR"),
+    ("mcc", "VARCHAR"),
+    ("points", "BIGINT"),
+    ("reward", "VARCHAR"),
+    ("quantity", "BIGINT"),
+    ("product_id", "VARCHAR"),
+    ("duration_s", "DOUBLE"),
+    ("payload", "VARCHAR"),
+    ("load_id", "VARCHAR"),
+    ("line_no", "BIGINT"),
+)
+COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
+
+# Typed fields that recent() returns when they are not null.
+_TYPED_FIELDS = (
+    "amount",
+    "card_id",
+    "product",
+    "tier",
+    "is_primary",
+    "new_customer",
+    "merchant",
+    "mcc",
+    "points",
+    "reward",
+    "quantity",
+    "product_id",
+    "duration_s",
+)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def sql_string(value: str) -> str:
+    """A SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def configure(con: duckdb.DuckDBPyConnection, settings: Settings, *, temp_dir: Path | None = None) -> None:
+    """Bank time zone and bounded memory for a DuckDB connection that works on the event log."""
+    con.execute(f"SET TimeZone = {sql_string(settings.timezone)}")
+    con.execute(f"SET memory_limit = {sql_string(MEMORY_LIMIT)}")
+    if temp_dir is not None:
+        con.execute(f"SET temp_directory = {sql_string(str(temp_dir))}")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _try_flock(path: Path) -> int | None:
+    """Open and lock ``path`` without waiting; the descriptor, or None when someone else holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    return fd
+
+
+class EventLog:
+    """Read access to the event log, and the few write steps a load shares with recovery."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.dir = settings.event_log_dir
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def files(self) -> list[Path]:
+        """The Parquet files of the log as it stands now (staging folders excluded)."""
+        if not self.dir.is_dir():
+            return []
+        return sorted(self.dir.glob("month=*/*.parquet"))
+
+    def scan_sql(self) -> str:
+        """A FROM-clause expression over the current files, with the ``month`` partition column."""
+        files = self.files()
+        if not files:
+            cols = ", ".join(f"NULL::{kind} AS {name}" for name, kind in COLUMNS)
+            return f"(SELECT {cols}, NULL::VARCHAR AS month WHERE false)"
+        listing = ", ".join(sql_string(str(f)) for f in files)
+        return (
+            f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true, "
+            "hive_types = {'month': VARCHAR})"
+        )
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """An in-memory DuckDB connection in the bank's time zone with bounded memory."""
+        con = duckdb.connect(":memory:")
+        configure(con, self.settings)
+        return con
+
+    def count(self) -> int:
+        if not self.files():
+            return 0
+        con = self.connect()
+        try:
+            row = con.execute(f"SELECT count(*) FROM {self.scan_sql()}").fetchone()
+        finally:
+            con.close()
+        return int(row[0]) if row else 0
+
+    def recent(self, customer_id: str, limit: int = 10) -> list[dict[str, Any]]:
+        """The customer's latest events, most recent first, with the typed fields that are set."""
+        if not self.files():
+            return []
+        fields = ", ".join(_TYPED_FIELDS)
+        con = self.connect()
+        try:
+            cur = con.execute(
+                f"SELECT event_id, type, epoch_us(ts) AS ts_us, channel, {fields} FROM {self.scan_sql()} "
+                "WHERE customer_id = ? ORDER BY ts DESC, event_id DESC LIMIT ?",
+                [customer_id, limit],
+            )
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchall()
+        finally:
+            con.close()
+        tz = self.settings.tz
+        result: list[dict[str, Any]] = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            event: dict[str, Any] = {
+                "event_id": values["event_id"],
+                "type": values["type"],
+                "ts": (_EPOCH + timedelta(microseconds=values["ts_us"])).astimezone(tz),
+                "channel": values["channel"],
+            }
+            event.update({k: values[k] for k in _TYPED_FIELDS if values[k] is not None})
+            result.append(event)
+        return result
+
+    # -- writing (used by the loader) ------------------------------------------------------------------
+
+    @property
+    def staging_root(self) -> Path:
+        return self.dir / STAGING
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold the log's exclusive lock (across processes and threads: one open file per holder)."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    @contextmanager
+    def staging(self, load_id: str) -> Iterator[Path]:
+        """A staging folder owned by this load for as long as the block runs; removed afterwards."""
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+        lock_path = self.staging_root / f"{load_id}.lock"
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            folder = self.staging_root / load_id
+            folder.mkdir()
+            try:
+                yield folder
+            finally:
+                if folder.exists() and not (folder / READY).exists():
+                    shutil.rmtree(folder, ignore_errors=True)
+                if not folder.exists():  # a READY folder left by a failure stays for recovery
+                    lock_path.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+
+    def recover(self) -> None:
+        """Finish or discard what crashed loads left in staging."""
+        if not self.staging_root.is_dir():
+            return
+        with self.locked():
+            self.recover_locked()
+
+    def recover_locked(self) -> None:
+        """:meth:`recover` for a caller that already holds :meth:`locked`.
+
+        Folders whose owning load is still running (its staging lock is held) are left alone.
+        """
+        if not self.staging_root.is_dir():
+            return
+        for folder in sorted(p for p in self.staging_root.iterdir() if p.is_dir()):
+            lock_path = self.staging_root / f"{folder.name}.lock"
+            fd = _try_flock(lock_path)
+            if fd is None:
+                continue
+            try:
+                if (folder / READY).exists():
+                    self.publish_locked(folder)
+                else:
+                    shutil.rmtree(folder, ignore_errors=True)
+                lock_path.unlink(missing_ok=True)
+            finally:
+                os.close(fd)
+
+    def mark_ready(self, folder: Path) -> list[Path]:
+        """Make the staged final files durable and mark the folder READY; the files to publish."""
+        staged = sorted((folder / FINAL).glob("month=*/*.parquet"))
+        for path in staged:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        marker = folder / READY
+        tmp = folder / f"{READY}.tmp"
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write("\n".join(str(p.relative_to(folder / FINAL)) for p in staged) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, marker)
+        _fsync_dir(folder)
+        return staged
+
+    def publish_locked(self, folder: Path) -> int:
+        """Move a READY folder's final files into the log and remove the folder; files moved.
+
+        Idempotent: a file already moved by an interrupted earlier attempt is simply no longer there.
+        """
+        moved = 0
+        touched: set[Path] = set()
+        for src in sorted((folder / FINAL).glob("month=*/*.parquet")):
+            dest_dir = self.dir / src.parent.name
+            dest_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(src, dest_dir / src.name)
+            touched.add(dest_dir)
+            moved += 1
+        for dest_dir in touched:
+            _fsync_dir(dest_dir)
+        shutil.rmtree(folder, ignore_errors=True)
+        return moved
