@@ -28,7 +28,8 @@ ON_POSTGRES = bool(PG_URL)
 
 
 def pytest_report_header() -> str:
-    return f"omnibank store: {'PostgreSQL ' + make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else 'SQLite'}"
+    store = "PostgreSQL " + make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else "SQLite"
+    return f"omnibank store: {store}"
 
 
 @pytest.fixture(scope="session")
@@ -93,14 +94,14 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(env: Env) -> Iterator[object]:
+def cli(env: Env) -> object:
     runner = CliRunner()
 
     def invoke(*args: str) -> CliResult:
         result = runner.invoke(app, list(args), catch_exceptions=False)
         return CliResult(result.exit_code, result.stdout, result.stderr)
 
-    yield invoke
+    return invoke
 
 
 def write(path: Path, text_: str) -> Path:

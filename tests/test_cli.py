@@ -26,11 +26,16 @@ def test_migrations_apply_themselves_on_first_use(cli, env, tmp_path: Path) -> N
 def test_python_dash_m_and_bad_configuration(tmp_path: Path) -> None:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("OMNIBANK_")}
     environ["OMNIBANK_HOME"] = str(tmp_path / "h")
-    ok = subprocess.run([sys.executable, "-m", "omnibank", "version"], env=environ, capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "omnibank", "version"], env=environ, capture_output=True, text=True
+    )
     assert ok.returncode == 0 and ok.stdout.strip() == "0.1.0"
     environ["OMNIBANK_TIMEZONE"] = "Mars/Olympus"
     bad = subprocess.run(
-        [sys.executable, "-m", "omnibank", "customer", "show", "C1"], env=environ, capture_output=True, text=True
+        [sys.executable, "-m", "omnibank", "customer", "show", "C1"],
+        env=environ,
+        capture_output=True,
+        text=True,
     )
     assert bad.returncode != 0
     assert "unknown time zone 'Mars/Olympus'" in bad.stderr
@@ -38,7 +43,10 @@ def test_python_dash_m_and_bad_configuration(tmp_path: Path) -> None:
     environ.pop("OMNIBANK_TIMEZONE")
     environ["OMNIBANK_DATABASE_URL"] = "mysql://x/y"
     bad_db = subprocess.run(
-        [sys.executable, "-m", "omnibank", "customer", "show", "C1"], env=environ, capture_output=True, text=True
+        [sys.executable, "-m", "omnibank", "customer", "show", "C1"],
+        env=environ,
+        capture_output=True,
+        text=True,
     )
     assert bad_db.returncode == 1 and "unsupported database 'mysql'" in bad_db.stderr
     assert "Traceback" not in bad_db.stderr

@@ -20,7 +20,7 @@ from omnibank.orgs.cli import app as org_app
 class _Root(TyperGroup):
     """Turns an AppError anywhere below into its message on stderr and exit code 1, never a traceback."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AppError as exc:

@@ -33,7 +33,10 @@ def rejects_of(last_line: str) -> dict[int, dict[str, str]]:
 def test_load_stores_encrypted_fields_and_exact_money(cli, bank, tmp_path: Path) -> None:
     f = customers_csv(
         tmp_path / "c.csv",
-        [customer_row(), customer_row("C000002", name="李秀英", gender="F", phone="13900001111", aum="0.10", rm_id="")],
+        [
+            customer_row(),
+            customer_row("C000002", name="李秀英", gender="F", phone="13900001111", aum="0.10", rm_id=""),
+        ],
     )
     res = cli("load", "customers", str(f))
     assert res.exit_code == 0, res.stderr
@@ -68,7 +71,9 @@ def test_reload_is_idempotent_and_updates_apply(cli, bank, tmp_path: Path) -> No
     with unit_of_work() as s:
         same = s.get(Customer, "C000001")
         assert same is not None and same.updated_at == stamp and same.name_enc == enc
-    upd = customers_csv(tmp_path / "u.csv", [customer_row(aum="1000.00"), customer_row("C000002", phone="13900001111")])
+    upd = customers_csv(
+        tmp_path / "u.csv", [customer_row(aum="1000.00"), customer_row("C000002", phone="13900001111")]
+    )
     assert cli("load", "customers", str(upd)).last_line == "loaded 1, rejected 0, duplicates 1"
     with unit_of_work() as s:
         assert s.get(Customer, "C000001").aum_fen == 100000  # type: ignore[union-attr]
@@ -189,8 +194,12 @@ def test_show_masks_personal_fields_and_is_audited(cli, bank, tmp_path: Path) ->
 
 @pytest.mark.parametrize(
     ("birth", "as_of", "age"),
-    [("1966-11-23", "2026-11-23", 60), ("1966-11-24", "2026-11-23", 59), ("2000-02-29", "2026-02-28", 25),
-     ("2000-02-29", "2026-03-01", 26)],
+    [
+        ("1966-11-23", "2026-11-23", 60),
+        ("1966-11-24", "2026-11-23", 59),
+        ("2000-02-29", "2026-02-28", 25),
+        ("2000-02-29", "2026-03-01", 26),
+    ],
 )
 def test_age_counts_a_birthday_on_the_day(birth: str, as_of: str, age: int) -> None:
     from datetime import date
@@ -209,7 +218,9 @@ def test_worker_process_path_gives_the_same_result(cli, bank, env, tmp_path: Pat
     f = customers_csv(tmp_path / "c.csv", rows)
     settings = env.settings
     with LoadRun(settings.loads_dir, "customers", f) as run, unit_of_work(bulk_load=True) as s:
-        load_customers(s, f, run=run, cipher=get_cipher(), today=date(2026, 11, 23), progress=False, parallel=True)
+        load_customers(
+            s, f, run=run, cipher=get_cipher(), today=date(2026, 11, 23), progress=False, parallel=True
+        )
     report = run.finish()
     assert (report.loaded, report.rejected) == (11_999 + 1, 1)
     assert report.duplicates == 0

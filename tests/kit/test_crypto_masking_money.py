@@ -51,7 +51,9 @@ def test_old_keys_still_decrypt_after_a_new_key_becomes_active() -> None:
     ring = KeyRing.generate()
     old = FieldCipher(ring)
     blob = old.encrypt("张三", context="c.name:1")
-    rotated = KeyRing(active="k2", data_keys={**ring.data_keys, "k2": os.urandom(32)}, index_key=ring.index_key)
+    rotated = KeyRing(
+        active="k2", data_keys={**ring.data_keys, "k2": os.urandom(32)}, index_key=ring.index_key
+    )
     new = FieldCipher(rotated)
     assert new.decrypt(blob, context="c.name:1") == "张三"
     assert new.encrypt("张三", context="c.name:1")[2:4] == b"k2"

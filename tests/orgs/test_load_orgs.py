@@ -92,7 +92,11 @@ def test_cycle_is_refused_and_rows_beneath_it_too(cli, tmp_path: Path) -> None:
     assert reasons[3].startswith("cycle in the org tree: ")
     assert 4 in reasons  # beneath the cycle
     # a cycle through an org already in the database
-    res2 = cli("load", "orgs", str(write(tmp_path / "c2.csv", "org_id,parent_id,name,level\nB001,T010101,衡水分行,branch\n")))
+    res2 = cli(
+        "load",
+        "orgs",
+        str(write(tmp_path / "c2.csv", "org_id,parent_id,name,level\nB001,T010101,衡水分行,branch\n")),
+    )
     assert res2.exit_code == 3
     with unit_of_work() as s:
         assert s.get(Org, "B001").parent_id == "HQ"  # type: ignore[union-attr]
@@ -102,7 +106,11 @@ def test_cycle_is_refused_and_rows_beneath_it_too(cli, tmp_path: Path) -> None:
 
 def test_level_must_sit_below_parent(cli, tmp_path: Path) -> None:
     cli("load", "orgs", str(write(tmp_path / "orgs.csv", ORGS)))
-    res = cli("load", "orgs", str(write(tmp_path / "l.csv", "org_id,parent_id,name,level\nB010,T010101,错层分行,branch\n")))
+    res = cli(
+        "load",
+        "orgs",
+        str(write(tmp_path / "l.csv", "org_id,parent_id,name,level\nB010,T010101,错层分行,branch\n")),
+    )
     assert res.exit_code == 3
     reason = rejects(res.last_line.split("(rejects: ")[1].rstrip(")"))[0]["reason"]
     assert reason == "level: branch cannot sit under T010101 (team)"
@@ -123,13 +131,18 @@ def test_unreadable_files_are_refused_with_nothing_loaded(cli, tmp_path: Path) -
 
 def test_header_with_bom_and_other_column_order(cli, tmp_path: Path) -> None:
     f = tmp_path / "bom.csv"
-    f.write_bytes("\ufefflevel,name,org_id,parent_id\r\nhq,衡水银行总行,HQ,\r\nbranch,衡水分行,B001,HQ\r\n".encode())
+    f.write_bytes(
+        "\ufefflevel,name,org_id,parent_id\r\nhq,衡水银行总行,HQ,\r\nbranch,衡水分行,B001,HQ\r\n".encode()
+    )
     assert cli("load", "orgs", str(f)).last_line == "loaded 2, rejected 0, duplicates 0"
 
 
 def test_staff_load_encrypts_and_rejects(cli, env, tmp_path: Path) -> None:
     cli("load", "orgs", str(write(tmp_path / "orgs.csv", ORGS)))
-    text = STAFF + "E00004,B999,王五,rm,13911114444\nE00005,B001,赵六,boss,13911115555\nE00006,B001,钱七,rm,12345\n"
+    text = (
+        STAFF
+        + "E00004,B999,王五,rm,13911114444\nE00005,B001,赵六,boss,13911115555\nE00006,B001,钱七,rm,12345\n"
+    )
     res = cli("load", "staff", str(write(tmp_path / "staff.csv", text)))
     assert res.exit_code == 3
     assert res.last_line.startswith("loaded 3, rejected 3, duplicates 0")

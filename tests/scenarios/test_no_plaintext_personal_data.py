@@ -57,7 +57,9 @@ def test_no_personal_data_in_plaintext_under_the_home(cli, env, tmp_path: Path) 
         f"E00002,B404,{NAMES[3]},rm,{PHONES[3]}\n",  # rejected: unknown org
     )
     rows = [
-        customer_row(f"C00000{i + 1}", name=NAMES[i], phone=PHONES[i], id_no=IDS[i], birth_date=f"19{60 + i}-01-02")
+        customer_row(
+            f"C00000{i + 1}", name=NAMES[i], phone=PHONES[i], id_no=IDS[i], birth_date=f"19{60 + i}-01-02"
+        )
         for i in range(3)
     ]
     rows.append(customer_row("C000009", name=NAMES[3], phone=PHONES[3], id_no=IDS[3], occupation="pilot"))
@@ -66,10 +68,25 @@ def test_no_personal_data_in_plaintext_under_the_home(cli, env, tmp_path: Path) 
         fh.write(f"C000010,{NAMES[3]},{PHONES[3]},{IDS[3]}\n")  # wrong field count
     events = [
         {"event_id": "E1", "type": "app.login", "customer_id": "C000001", "ts": "2026-03-01T09:00:00+08:00"},
-        {"event_id": "E2", "type": "identity.linked", "customer_id": "C000002", "ts": "2026-03-01T09:00:00Z",
-         "phone": PHONES[1], "name": NAMES[1], "id_number": IDS[1], "openid": "wx-1"},
-        {"event_id": "E3", "type": "card.transaction", "customer_id": "C000003", "ts": "2026-03-01T09:00:00",
-         "card_id": "K1", "amount": "-5", "note": f"{NAMES[2]} {PHONES[2]} {IDS[2]}"},
+        {
+            "event_id": "E2",
+            "type": "identity.linked",
+            "customer_id": "C000002",
+            "ts": "2026-03-01T09:00:00Z",
+            "phone": PHONES[1],
+            "name": NAMES[1],
+            "id_number": IDS[1],
+            "openid": "wx-1",
+        },
+        {
+            "event_id": "E3",
+            "type": "card.transaction",
+            "customer_id": "C000003",
+            "ts": "2026-03-01T09:00:00",
+            "card_id": "K1",
+            "amount": "-5",
+            "note": f"{NAMES[2]} {PHONES[2]} {IDS[2]}",
+        },
     ]
     write(src / "events.jsonl", "\n".join(json.dumps(e, ensure_ascii=False) for e in events) + "\n")
 

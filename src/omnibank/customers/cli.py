@@ -19,6 +19,12 @@ app = typer.Typer(
 )
 
 
+def _plain(value: object) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
 @app.command("find")
 def find(
     phone: str = typer.Option(None, "--phone", help="11-digit mobile number."),
@@ -79,7 +85,7 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
         )
         for e in recent:
             details = ", ".join(
-                f"{k}={val}" for k, val in e.items() if k not in {"event_id", "type", "ts", "channel"}
+                f"{k}={_plain(val)}" for k, val in e.items() if k not in {"event_id", "type", "ts", "channel"}
             )
             ev.add_row(
                 e["ts"].astimezone(settings.tz).strftime("%Y-%m-%d %H:%M"),

@@ -39,8 +39,11 @@ def _sqlite_plan(table: Table, dialect: Dialect, key: str, keep_on_update: Seque
     if plan is None:
         compiled = _statement(table, dialect.name, key, keep_on_update).compile(dialect=dialect)
         order = list(compiled.positiontup or [])
-        procs = [(i, p) for i, name in enumerate(order) if (p := table.c[name].type.bind_processor(dialect))]
-        plan = (compiled.string, itemgetter(*order), procs)
+        procs: list[tuple[int, Callable[[Any], Any]]] = [
+            (i, p) for i, name in enumerate(order) if (p := table.c[name].type.bind_processor(dialect))
+        ]
+        getter: Callable[[dict[str, Any]], tuple[Any, ...]] = itemgetter(*order)
+        plan = (compiled.string, getter, procs)
         _plans[cache_key] = plan
     return plan
 

@@ -39,6 +39,9 @@ from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from omnibank.customers.models import OCCUPATIONS
+from omnibank.orgs.models import STAFF_ROLES
+
 __all__ = ["DemoSummary", "EVENT_TYPES", "generate"]
 
 IntArr = NDArray[np.int64]
@@ -154,16 +157,7 @@ _GROUP_EDGES = np.array([22, 25, 35, 45, 55, 60, 70, 80], dtype=np.int64)
 
 _P_MALE = (0.51, 0.51, 0.51, 0.50, 0.50, 0.49, 0.48, 0.46, 0.42)
 
-OCCUPATIONS = (
-    "employee",
-    "civil_servant",
-    "business_owner",
-    "self_employed",
-    "retired",
-    "student",
-    "farmer",
-    "other",
-)
+# The probability tables below follow the order of OCCUPATIONS (from the customers model).
 _OCCUPATION_BY_GROUP = (
     (0.12, 0.00, 0.00, 0.04, 0.00, 0.74, 0.03, 0.07),
     (0.52, 0.05, 0.01, 0.08, 0.00, 0.20, 0.05, 0.09),
@@ -681,16 +675,7 @@ def _id_check_index(id17: IntArr) -> IntArr:
 # Staff
 # --------------------------------------------------------------------------------------------------------
 
-ROLES = (
-    "rm",
-    "wealth_manager",
-    "teller",
-    "branch_manager",
-    "service_agent",
-    "telemarketer",
-    "campaign_manager",
-    "admin",
-)
+ROLES = STAFF_ROLES
 _R = {role: i for i, role in enumerate(ROLES)}
 
 

@@ -4,14 +4,21 @@ Layout::
 
     events/
       month=2026-03/<load_id>-<n>.parquet    # the log: bank-local month, hive style, zstd
-      .lock                                   # flock held while a load publishes its files
+      .lock                                   # flock held while a load publishes (and by recovery)
       _staging/<load_id>/                     # a load in progress; readers never look here
+          parts/ ids/ tmp/                    #   staged rows, their ids, DuckDB's spill space
+          final/month=…/<load_id>-<n>.parquet #   the files to publish
+          READY                               #   written once final/ is complete and synced
       _staging/<load_id>.lock                 # flock held by the live load that owns the folder
 
-Readers see exactly the files matching ``month=*/*.parquet``. A load writes everything into its staging
-folder first, deduplicates there under the log lock, marks the folder ``READY`` and only then renames the
-final files into place. A crash before ``READY`` leaves nothing visible (the folder is deleted later); a
-crash after it is rolled forward by the next load or by :meth:`EventLog.recover`.
+Readers see exactly the files matching ``month=*/*.parquet`` (:meth:`EventLog.files`). A load writes
+everything into its staging folder first, deduplicates there under the log lock, marks the folder
+``READY`` and only then renames the final files into place. A crash before ``READY`` leaves nothing
+visible (the folder is deleted later); a crash after it is rolled forward by the next load or by
+:meth:`EventLog.recover`. Staging folders whose load is still running are left alone.
+
+``ts`` is stored as an instant (UTC); fetch it through ``epoch_us(ts)`` or Arrow: DuckDB's Python
+conversion of TIMESTAMPTZ values needs ``pytz``, which the platform does not depend on.
 """
 
 from __future__ import annotations
@@ -102,15 +109,24 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _try_flock(path: Path) -> int | None:
-    """Open and lock ``path`` without waiting; the descriptor, or None when someone else holds it."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+def _flock(path: Path, *, wait: bool) -> int | None:
+    """Open and lock the file at ``path``; the descriptor, or None when someone else holds it (and
+    ``wait`` is false). Lock files may be removed by their holder, so the lock only counts if the file
+    locked is still the one at ``path``."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd
         os.close(fd)
-        return None
-    return fd
 
 
 class EventLog:
@@ -147,6 +163,7 @@ class EventLog:
         return con
 
     def count(self) -> int:
+        """Events in the log."""
         if not self.files():
             return 0
         con = self.connect()
@@ -157,7 +174,8 @@ class EventLog:
         return int(row[0]) if row else 0
 
     def recent(self, customer_id: str, limit: int = 10) -> list[dict[str, Any]]:
-        """The customer's latest events, most recent first, with the typed fields that are set."""
+        """The customer's latest events, most recent first: event_id, type, ts (an aware datetime in
+        the bank's zone), channel, and those typed fields that are set."""
         if not self.files():
             return []
         fields = ", ".join(_TYPED_FIELDS)
@@ -208,9 +226,9 @@ class EventLog:
         """A staging folder owned by this load for as long as the block runs; removed afterwards."""
         self.staging_root.mkdir(parents=True, exist_ok=True)
         lock_path = self.staging_root / f"{load_id}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        fd = _flock(lock_path, wait=True)
+        assert fd is not None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
             folder = self.staging_root / load_id
             folder.mkdir()
             try:
@@ -237,15 +255,17 @@ class EventLog:
         """
         if not self.staging_root.is_dir():
             return
-        for folder in sorted(p for p in self.staging_root.iterdir() if p.is_dir()):
-            lock_path = self.staging_root / f"{folder.name}.lock"
-            fd = _try_flock(lock_path)
+        names = {p.name.removesuffix(".lock") for p in self.staging_root.iterdir()}
+        for name in sorted(names):
+            folder = self.staging_root / name
+            lock_path = self.staging_root / f"{name}.lock"
+            fd = _flock(lock_path, wait=False)
             if fd is None:
-                continue
+                continue  # its load is still running
             try:
                 if (folder / READY).exists():
                     self.publish_locked(folder)
-                else:
+                elif folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
                 lock_path.unlink(missing_ok=True)
             finally:
