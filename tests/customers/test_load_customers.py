@@ -231,3 +231,40 @@ def test_worker_process_path_gives_the_same_result(cli, bank, env, tmp_path: Pat
         assert c is not None
         assert get_cipher().decrypt(c.phone_enc, context="customers.phone:C011000") == "13900011000"
     assert rejects_of(report.summary_line())[7]["reason"].startswith("phone: not an 11-digit")
+
+
+def _customer_indexes() -> set[str]:
+    from sqlalchemy import inspect
+
+    from omnibank.db import get_engine
+
+    return {i["name"] for i in inspect(get_engine()).get_indexes("customers") if i["name"]}
+
+
+def test_large_load_rebuilds_indexes_and_a_refused_one_keeps_them(
+    cli, bank, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import omnibank.customers.service as service
+
+    monkeypatch.setattr(service, "PARALLEL_MIN_BYTES", 0)  # treat every file as a large load
+    expected = {
+        "ix_customers_branch_id",
+        "ix_customers_id_number_bidx",
+        "ix_customers_phone_bidx",
+        "ix_customers_rm_id",
+    }
+    assert _customer_indexes() == expected
+    hdr = [c for c in CUSTOMER_COLUMNS if c != "aum"]
+    refused = cli("load", "customers", str(customers_csv(tmp_path / "bad.csv", [customer_row()], header=hdr)))
+    assert refused.exit_code == 1
+    assert _customer_indexes() == expected
+    rows = [customer_row(f"C{i:06d}", phone=f"137{i:08d}") for i in range(1, 301)]
+    rows.insert(10, customer_row("C000200", phone="13700000200", aum="1.00"))  # the later C000200 row wins
+    big = customers_csv(tmp_path / "c.csv", rows)
+    assert cli("load", "customers", str(big)).last_line == "loaded 300, rejected 0, duplicates 1"
+    assert _customer_indexes() == expected
+    with unit_of_work() as s:
+        assert s.get(Customer, "C000200").aum_fen == 52300000  # type: ignore[union-attr]
+    assert cli("load", "customers", str(big)).last_line == "loaded 0, rejected 0, duplicates 301"
+    found = cli("customer", "find", "--phone", "13700000123")
+    assert found.exit_code == 0 and "C000123" in found.stdout

@@ -19,6 +19,9 @@ _migrated: set[str] = set()
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    # The driver would open transactions only before DML, leaving DDL (a dropped index) auto-committed;
+    # instead SQLAlchemy starts every transaction itself (see _sqlite_begin), so DDL rolls back too.
+    dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=NORMAL")
@@ -27,6 +30,10 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA cache_size=-262144")  # 256 MB: bulk loads insert into random-order index pages
     cur.execute("PRAGMA temp_store=MEMORY")
     cur.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    conn.exec_driver_sql("BEGIN")
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
@@ -38,6 +45,7 @@ def get_engine(settings: Settings | None = None) -> Engine:
             settings.home_dir.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url)
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "begin", _sqlite_begin)
         elif url.startswith("postgresql"):
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url[len("postgresql://") :]
@@ -123,9 +131,8 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
     engine = get_engine(settings)
     with engine.connect() as conn:
         relax = bulk_load and engine.dialect.name == "sqlite"
-        if relax:
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # before any transaction, or it is ignored
-            conn.commit()
+        if relax:  # on the driver's connection, before any transaction begins, or it is ignored
+            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         session = Session(bind=conn, expire_on_commit=False)
         try:
             yield session
@@ -136,5 +143,4 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
         finally:
             session.close()
             if relax:
-                conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-                conn.commit()
+                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
