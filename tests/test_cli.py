@@ -50,3 +50,18 @@ def test_python_dash_m_and_bad_configuration(tmp_path: Path) -> None:
     )
     assert bad_db.returncode == 1 and "unsupported database 'mysql'" in bad_db.stderr
     assert "Traceback" not in bad_db.stderr
+
+
+def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("OMNIBANK_")}
+    environ["OMNIBANK_HOME"] = str(tmp_path / "h")
+    environ["OMNIBANK_DATABASE_URL"] = "postgresql+psycopg://nobody@127.0.0.1:9/omnibank?connect_timeout=2"
+    res = subprocess.run(
+        [sys.executable, "-m", "omnibank", "customer", "show", "C1"],
+        env=environ,
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1
+    assert "the database cannot be used" in res.stderr and "OMNIBANK_DATABASE_URL" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 import typer
+from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from omnibank import __version__
@@ -25,6 +26,10 @@ class _Root(TyperGroup):
             return super().invoke(ctx)
         except AppError as exc:
             err.print(f"[red]error:[/red] {exc.message}")
+            raise typer.Exit(1) from None
+        except OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            err.print(f"[red]error:[/red] the database cannot be used: {reason} (see OMNIBANK_DATABASE_URL)")
             raise typer.Exit(1) from None
 
 
