@@ -48,34 +48,15 @@ def main() -> int:
     if args.database_url:
         os.environ["OMNIBANK_DATABASE_URL"] = args.database_url
     from omnibank import config, db
-    from omnibank.customers.service import load_customers
-    from omnibank.kit.clock import local_today
-    from omnibank.kit.loading import LoadRun
-    from omnibank.orgs.service import load_orgs, load_staff
-    from omnibank.security import get_cipher
+    from omnibank.ingest.service import load_file
 
     config.reset_settings()
     settings = config.get_settings()
-    cipher = get_cipher(settings)
     try:
-        for kind, fn in (("orgs", load_orgs), ("staff", load_staff)):
-            with (
-                LoadRun(settings.loads_dir, kind, src / f"{kind}.csv") as run,
-                db.unit_of_work(settings, bulk_load=True) as s,
-            ):
-                if kind == "orgs":
-                    fn(s, src / "orgs.csv", run=run, progress=False)  # type: ignore[operator]
-                else:
-                    fn(s, src / "staff.csv", run=run, cipher=cipher, progress=False)  # type: ignore[operator]
-            run.finish()
+        for kind in ("orgs", "staff"):
+            load_file(kind, src / f"{kind}.csv", settings=settings, progress=False)
         t = time.perf_counter()
-        path = src / "customers.csv"
-        with (
-            LoadRun(settings.loads_dir, "customers", path) as run,
-            db.unit_of_work(settings, bulk_load=True) as s,
-        ):
-            load_customers(s, path, run=run, cipher=cipher, today=local_today(settings.tz), progress=False)
-        report = run.finish()
+        report = load_file("customers", src / "customers.csv", settings=settings, progress=False)
         took = time.perf_counter() - t
         ok = took <= 60 * args.customers / 1e6 and peak_rss_mb() <= 2048
         store = "PostgreSQL" if settings.db_url.startswith("postgresql") else "SQLite"

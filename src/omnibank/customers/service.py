@@ -177,7 +177,7 @@ def _batches(records: Iterator[CsvRecord], size: int) -> Iterator[list[CsvRecord
 
 
 def _write(session: Session, rows: list[dict[str, object]]) -> int:
-    """Upsert one batch; of rows for the same customer only the last applies (as in a staged load)."""
+    """Upsert one batch; of rows for the same customer only the last one applies."""
     last = {row["customer_id"]: row for row in rows}
     return upsert_changed(
         session, _TABLE, list(last.values()), key="customer_id", keep_on_update=["created_at"]
@@ -209,10 +209,11 @@ def load_customers(
         today=today,
         now=datetime.now(UTC),
     )
+    size = path.stat().st_size if path.is_file() else 0
     if parallel is None:
-        parallel = (os.cpu_count() or 1) > 1 and path.is_file() and path.stat().st_size >= PARALLEL_MIN_BYTES
+        parallel = (os.cpu_count() or 1) > 1 and size >= PARALLEL_MIN_BYTES
     good = changed = 0
-    rebuild = _defer_indexes(session, path)
+    rebuild = _defer_indexes(session, expected_rows=size // _ROW_BYTES)
     with csv_source(path, required=CUSTOMER_COLUMNS, description="customers", progress=progress) as records:
         batches = _batches(records, _BATCH)
         pool = None
@@ -241,16 +242,15 @@ def load_customers(
 _ROW_BYTES = 120  # a customers.csv row is about this long
 
 
-def _defer_indexes(session: Session, path: Path) -> list[Index]:
+def _defer_indexes(session: Session, *, expected_rows: int) -> list[Index]:
     """For a load that brings at least as many rows as the table holds, drop the secondary indexes on
     SQLite and let the caller rebuild them at the end: one sorted build instead of a random B-tree insert
     per row and index. Inside the load's transaction, so an interrupted load gets them back."""
     conn = session.connection()
-    if conn.dialect.name != "sqlite" or not path.is_file():
+    if conn.dialect.name != "sqlite":
         return []
-    expected = path.stat().st_size // _ROW_BYTES
     held = session.scalar(select(func.count()).select_from(Customer)) or 0
-    if expected < max(held, PARALLEL_MIN_BYTES // _ROW_BYTES):
+    if expected_rows < max(held, PARALLEL_MIN_BYTES // _ROW_BYTES):
         return []
     indexes = sorted(_TABLE.indexes, key=lambda i: i.name or "")
     for index in indexes:

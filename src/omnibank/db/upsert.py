@@ -75,4 +75,3 @@ def upsert_changed(
     # psycopg reports no row count for a batch; RETURNING yields exactly the inserted or changed rows.
     stmt = _statement(table, dialect.name, key, keep_on_update).returning(table.c[key])
     return len(session.execute(stmt, list(rows)).all())
-

@@ -40,14 +40,8 @@ def demo(
     if ctx.invoked_subcommand is not None:
         return
     from omnibank.config import get_settings
-    from omnibank.customers.service import load_customers
-    from omnibank.db import unit_of_work
     from omnibank.demo.generator import generate
-    from omnibank.events.loader import load_events
-    from omnibank.kit.clock import local_today
-    from omnibank.kit.loading import LoadRun
-    from omnibank.orgs.service import load_orgs, load_staff
-    from omnibank.security import get_cipher
+    from omnibank.ingest.service import KINDS, load_file
 
     settings = get_settings()
     out_dir = settings.home_dir / "demo" / f"seed{seed}-{customers}"
@@ -56,30 +50,12 @@ def demo(
     summary = generate(
         out_dir, customers=customers, seed=seed, start=_start(start), days=days, progress=progress_enabled()
     )
-    cipher = get_cipher()
-    today = local_today(settings.tz)
     table = Table(
         "file", "loaded", "rejected", "duplicates", "seconds", title="demo bank loaded", title_justify="left"
     )
-    for kind in ("orgs", "staff", "customers", "events"):
-        path = out_dir / ("events.jsonl" if kind == "events" else f"{kind}.csv")
+    for kind, path in zip(KINDS, summary.paths, strict=True):
         t = time.perf_counter()
-        if kind == "events":
-            report = load_events(settings, path, cipher=cipher, progress=progress_enabled())
-        else:
-            with (
-                LoadRun(settings.loads_dir, kind, path) as run,
-                unit_of_work(settings, bulk_load=True) as session,
-            ):
-                if kind == "orgs":
-                    load_orgs(session, path, run=run, progress=progress_enabled())
-                elif kind == "staff":
-                    load_staff(session, path, run=run, cipher=cipher, progress=progress_enabled())
-                else:
-                    load_customers(
-                        session, path, run=run, cipher=cipher, today=today, progress=progress_enabled()
-                    )
-            report = run.finish()
+        report = load_file(kind, path, settings=settings, progress=progress_enabled())
         table.add_row(
             path.name,
             f"{report.loaded:,}",
