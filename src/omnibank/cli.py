@@ -13,9 +13,12 @@ from omnibank import __version__
 from omnibank.customers.cli import app as customer_app
 from omnibank.demo.cli import app as demo_app
 from omnibank.errors import AppError
+from omnibank.events.cli import app as events_app
 from omnibank.ingest.cli import app as load_app
 from omnibank.kit.console import err, out
 from omnibank.orgs.cli import app as org_app
+from omnibank.segments.cli import app as segment_app
+from omnibank.tags.cli import app as tags_app
 
 
 class _Root(TyperGroup):
@@ -71,6 +74,9 @@ app.add_typer(load_app, name="load")
 app.add_typer(customer_app, name="customer")
 app.add_typer(org_app, name="org")
 app.add_typer(demo_app, name="demo")
+app.add_typer(segment_app, name="segment")
+app.add_typer(events_app, name="events")
+app.add_typer(tags_app, name="tags")
 
 
 def main() -> None:

@@ -6,4 +6,8 @@ from __future__ import annotations
 def import_all_models() -> None:
     import omnibank.audit.models
     import omnibank.customers.models
-    import omnibank.orgs.models  # noqa: F401
+    import omnibank.db.versions
+    import omnibank.events.models
+    import omnibank.orgs.models
+    import omnibank.segments.models
+    import omnibank.tags.models  # noqa: F401

@@ -55,3 +55,34 @@ class Customer(Base):
     fingerprint: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+IDENTIFIER_KINDS = ("card_id", "wechat_openid", "app_user_id")
+
+
+class CustomerIdentifier(Base):
+    """An identifier that points at one customer besides ``customer_id``: a card number (from
+    ``card.issued``), a WeChat openid or an app user id (from ``identity.linked``). Phone and ID number are
+    looked up through the blind indexes on ``customers`` instead, so they are never stored here."""
+
+    __tablename__ = "customer_identifiers"
+    __table_args__ = (CheckConstraint(one_of("kind", IDENTIFIER_KINDS), name="kind"),)
+
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    value: Mapped[str] = mapped_column(String(128), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(32), index=True)
+    source: Mapped[str] = mapped_column(String(64))  # e.g. "event:<event_id>" or "merge:<from>"
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CustomerMerge(Base):
+    """``merged_id`` was merged into ``survivor_id``: its events, tags and identifiers count for the
+    survivor from then on. One hop always: merging the survivor later re-points these rows."""
+
+    __tablename__ = "customer_merges"
+
+    merged_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    survivor_id: Mapped[str] = mapped_column(String(32), index=True)
+    merged_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(128))
+    reason: Mapped[str] = mapped_column(String(500), default="")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
 from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS, Customer
+from omnibank.db import versions
 from omnibank.db.upsert import upsert_changed
 from omnibank.errors import NotFound
 from omnibank.kit import validate as v
@@ -235,6 +236,8 @@ def load_customers(
     for index in rebuild:
         index.create(session.connection())
     run.report.loaded = changed
+    if changed:
+        versions.bump(session, "customers")
     run.report.duplicates = good - changed
     return run.report
 

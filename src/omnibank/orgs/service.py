@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Table, update
 from sqlalchemy.orm import Session
 
+from omnibank.db import versions
 from omnibank.db.upsert import upsert_changed
 from omnibank.kit import validate as v
 from omnibank.kit.crypto import FieldCipher
@@ -163,6 +164,8 @@ def load_orgs(session: Session, path: Path, *, run: LoadRun, progress: bool = Tr
     if changed:
         _recompute_paths(session)
     run.report.loaded = changed
+    if changed:
+        versions.bump(session, "orgs")
     run.report.duplicates = len(good) - changed
     return run.report
 

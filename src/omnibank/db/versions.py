@@ -1,0 +1,38 @@
+"""Data versions: a counter per kind of data that snapshots are built from.
+
+Each writer bumps its counter in the same transaction as the change (customers loaded, orgs moved, tags
+computed, customers merged). A snapshot remembers the versions it was built at, so telling whether it is
+stale costs one tiny query instead of scanning the data."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, String, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from omnibank.db.base import Base
+
+KINDS = ("customers", "orgs", "tags", "merges")
+
+
+class DataVersion(Base):
+    __tablename__ = "data_versions"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+def bump(session: Session, name: str) -> None:
+    """Count one change of ``name``; atomic (no read-modify-write)."""
+    if name not in KINDS:
+        raise ValueError(f"unknown data kind {name!r}")
+    result = session.execute(
+        update(DataVersion).where(DataVersion.name == name).values(version=DataVersion.version + 1)
+    )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        session.add(DataVersion(name=name, version=1))
+    session.flush()
+
+
+def current(session: Session) -> dict[str, int]:
+    rows = dict(session.execute(select(DataVersion.name, DataVersion.version)).all())
+    return {k: int(rows.get(k, 0)) for k in KINDS}

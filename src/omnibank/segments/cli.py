@@ -1,0 +1,183 @@
+"""`omnibank segment …`: which customers? Count, preview, export, save, snapshot, the matrix."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from omnibank.audit.service import cli_actor
+from omnibank.config import get_settings
+from omnibank.db import unit_of_work
+from omnibank.errors import AppError
+from omnibank.kit.clock import local_today
+from omnibank.kit.console import out
+from omnibank.segments import service
+
+app = typer.Typer(
+    help="Segments (客群) in the expression language, e.g. \"age >= 60 AND events('app.login', 90) = 0\".",
+    no_args_is_help=True,
+)
+
+AsOfOpt = typer.Option(
+    None, "--as-of", help="Evaluate as of this bank-local date (YYYY-MM-DD); default today."
+)
+Expr = typer.Argument(..., help="An expression, e.g. \"aum >= 500000 AND in_org('B001')\".")
+
+
+def as_of_date(value: str | None) -> date:
+    if value is None:
+        return local_today(get_settings().tz)
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise AppError(f"--as-of: {value!r} is not a date in the form YYYY-MM-DD") from None
+
+
+@app.command("count")
+def count(
+    expression: str = Expr,
+    as_of: str = AsOfOpt,
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or postgres (the store)."),
+) -> None:
+    """Count the matching customers (the last line is the number)."""
+    if engine not in {"duckdb", "postgres"}:
+        raise AppError("--engine must be duckdb or postgres")
+    settings = get_settings()
+    day = as_of_date(as_of)
+    with unit_of_work(settings) as session:
+        n = service.count(session, settings, expression, as_of=day, engine=engine)
+    out.print(f"as of {day}", style="dim")
+    out.print(str(n))
+
+
+@app.command("preview")
+def preview(
+    expression: str = Expr,
+    as_of: str = AsOfOpt,
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many customers to show."),
+) -> None:
+    """Show the first matching customers, personal fields masked (the view is audited)."""
+    from omnibank.security import get_cipher
+
+    settings = get_settings()
+    day = as_of_date(as_of)
+    with unit_of_work(settings) as session:
+        total, rows = service.preview(
+            session, settings, get_cipher(settings), expression, as_of=day, limit=limit, actor=cli_actor()
+        )
+    table = Table("customer_id", "name", "gender", "age", "branch", "aum (CNY)", "occupation")
+    for r in rows:
+        table.add_row(r.customer_id, r.name, r.gender, str(r.age), r.branch_id, r.aum, r.occupation)
+    out.print(table)
+    out.print(f"{len(rows)} of {total:,} matching customers as of {day}")
+
+
+@app.command("export")
+def export(
+    expression: str = Expr,
+    out_file: Path = typer.Option(..., "--out", help="File to write: .csv or .parquet (customer ids)."),
+    as_of: str = AsOfOpt,
+) -> None:
+    """Write the matching customer ids to a CSV or Parquet file (the export is audited)."""
+    settings = get_settings()
+    day = as_of_date(as_of)
+    with unit_of_work(settings) as session:
+        n = service.export(session, settings, expression, as_of=day, out=out_file, actor=cli_actor())
+    out.print(f"wrote {n:,} customer ids to {out_file} (as of {day})")
+
+
+@app.command("save")
+def save(
+    name: str = typer.Argument(..., help="Segment name: lower-case letters, digits and _."),
+    expression: str = Expr,
+    description: str = typer.Option("", "--description", "-d", help="What the segment is for."),
+) -> None:
+    """Save (or replace) a named segment."""
+    with unit_of_work() as session:
+        service.save(session, name=name, text=expression, description=description, actor=cli_actor())
+    out.print(f"saved segment {name}")
+
+
+@app.command("list")
+def list_() -> None:
+    """List saved segments with their latest snapshot."""
+    with unit_of_work() as session:
+        infos = service.list_segments(session)
+    if not infos:
+        out.print('no saved segments yet (omnibank segment save NAME "EXPR")')
+        return
+    table = Table("name", "expression", "members", "last snapshot", "description")
+    for i in infos:
+        members = f"{i.members:,}" if i.members is not None else "—"
+        table.add_row(i.name, i.expression, members, str(i.last_snapshot or "—"), i.description)
+    out.print(table)
+
+
+@app.command("delete")
+def delete(name: str = typer.Argument(..., help="Segment name.")) -> None:
+    """Delete a saved segment and its snapshots."""
+    with unit_of_work() as session:
+        service.delete_segment(session, name, actor=cli_actor())
+    out.print(f"deleted segment {name}")
+
+
+@app.command("snapshot")
+def snapshot(
+    name: str = typer.Argument(..., help="A saved segment."),
+    as_of: str = AsOfOpt,
+    show: int = typer.Option(10, "--show", min=0, help="How many entered/left ids to list."),
+) -> None:
+    """Evaluate a saved segment and record who entered and who left since its last snapshot."""
+    settings = get_settings()
+    day = as_of_date(as_of)
+    with unit_of_work(settings) as session:
+        r = service.snapshot(session, settings, name, as_of=day, actor=cli_actor())
+    out.print(f"segment {name} as of {day}: {r.members:,} members (snapshot {r.snapshot_id})")
+    if r.first:
+        out.print(f"first snapshot: {len(r.entered):,} entered")
+    else:
+        out.print(f"since the last snapshot: {len(r.entered):,} entered, {len(r.left):,} left")
+    for label, ids in (("entered", r.entered), ("left", r.left)):
+        if ids and show:
+            more = f" … (+{len(ids) - show:,})" if len(ids) > show else ""
+            out.print(f"  {label}: {', '.join(ids[:show])}{more}")
+
+
+@app.command("matrix")
+def matrix(
+    where: str = typer.Option(None, "--where", help="Only customers matching this expression."),
+    as_of: str = AsOfOpt,
+) -> None:
+    """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments) as a grid."""
+    settings = get_settings()
+    day = as_of_date(as_of)
+    with unit_of_work(settings) as session:
+        m = service.matrix(session, settings, where=where, as_of=day)
+    short = {
+        "civil_servant": "civil",
+        "business_owner": "owner",
+        "self_employed": "self",
+        "employee": "staff",
+    }
+    table = Table(
+        "lifecycle · wealth",
+        *(short.get(o, o) for o in m.occupations),
+        "total",
+        title=f"customers as of {day}",
+        title_justify="left",
+    )
+    table.columns[0].no_wrap = True
+    cells = 0
+    for lc in m.lifecycle:
+        for w in m.wealth:
+            row = [m.counts.get((lc, w, o), 0) for o in m.occupations]
+            if not any(row):
+                continue
+            cells += sum(1 for n in row if n)
+            label = f"{lc.removeprefix('lifecycle_')} · {w.removeprefix('wealth_')}"
+            table.add_row(label, *(f"{n:,}" if n else "·" for n in row), f"{sum(row):,}")
+    out.print(table)
+    out.print(f"{m.total:,} customers in {cells} non-empty segments")

@@ -1,0 +1,202 @@
+"""Compile a checked expression to SQL for an engine (DuckDB locally, PostgreSQL in the store).
+
+The SQL reads three relations the engine provides under these names:
+
+* ``profiles`` — one row a customer (merged-away customers left out): ``customer_id, gender, birth_date,
+  branch_id, rm_id, aum_fen, occupation, risk_tolerance, channel_pref, marketing_consent, registered_at,
+  org_path`` — never a personal field;
+* ``tags`` — ``customer_id, tag``;
+* ``events`` — the event log (merged customers' events under their survivor) with ``type, customer_id,
+  local_date`` and the typed columns; on DuckDB also the ``month`` partition, for pruning.
+
+Every event function of an expression becomes one filtered aggregate of a single grouped scan of
+``events``, joined to ``profiles``: the query a person would write by hand. Values come only from the
+checked tree; strings are quoted here, never pasted from the user's text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from omnibank.segments.expr import (
+    And,
+    Between,
+    Cmp,
+    EventAgg,
+    EvField,
+    Expression,
+    Field,
+    HasTag,
+    In,
+    InOrg,
+    IsNull,
+    Like,
+    Lit,
+    Node,
+    Not,
+    Or,
+)
+
+Dialect = Literal["duckdb", "postgres"]
+
+
+def quote(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL in a string literal")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_date(d: date) -> str:
+    return f"DATE '{d.isoformat()}'"
+
+
+def _literal(value: object) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | Decimal):
+        return str(value)
+    if isinstance(value, date):
+        return sql_date(value)
+    if isinstance(value, str):
+        return quote(value)
+    raise TypeError(f"no SQL literal for {value!r}")  # pragma: no cover
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """SQL for one expression at one as-of date: ``with_clause`` (may be empty), then ``FROM … WHERE``."""
+
+    with_clause: str
+    from_where: str
+
+    def select(self, columns: str, *, ctes: str = "") -> str:
+        withs = ", ".join(c for c in (ctes, self.with_clause) if c)
+        return f"{'WITH ' + withs + ' ' if withs else ''}SELECT {columns} {self.from_where}"
+
+    def count_sql(self, *, ctes: str = "") -> str:
+        return self.select("count(*)", ctes=ctes)
+
+    def ids_sql(self, *, ctes: str = "", order: bool = True) -> str:
+        sql = self.select("p.customer_id", ctes=ctes)
+        return sql + (" ORDER BY p.customer_id" if order else "")
+
+
+class _Writer:
+    def __init__(self, expression: Expression, as_of: date, dialect: Dialect):
+        self.as_of = as_of
+        self.dialect = dialect
+        self.columns = {agg: f"e{i}" for i, agg in enumerate(expression.aggregates)}
+
+    # fen scaling: ``aum`` is stored in fen; whatever it is compared with is scaled the same way
+    def scaled(self, node: Node, scale: bool) -> str:
+        if not scale:
+            return self.sql(node)
+        if (
+            isinstance(node, Lit)
+            and isinstance(node.value, int | Decimal)
+            and not isinstance(node.value, bool)
+        ):
+            return _literal(node.value * 100)
+        if isinstance(node, Field) and node.name == "aum":
+            return "p.aum_fen"
+        return f"({self.sql(node)} * 100)"
+
+    def sql(self, node: Node) -> str:
+        if isinstance(node, Lit):
+            return _literal(node.value)
+        if isinstance(node, Field):
+            if node.name == "age":
+                d = self.as_of
+                born = "EXTRACT(MONTH FROM p.birth_date) * 100 + EXTRACT(DAY FROM p.birth_date)"
+                return (
+                    f"({d.year} - EXTRACT(YEAR FROM p.birth_date) "
+                    f"- CASE WHEN {born} > {d.month * 100 + d.day} THEN 1 ELSE 0 END)"
+                )
+            if node.name == "tenure_days":
+                return f"({sql_date(self.as_of)} - p.registered_at)"
+            if node.name == "aum":
+                return "(p.aum_fen / 100.0)"  # only when compared with no number (never, after checking)
+            return f"p.{node.name}"
+        if isinstance(node, EvField):
+            return node.column
+        if isinstance(node, And):
+            return "(" + " AND ".join(self.sql(n) for n in node.items) + ")"
+        if isinstance(node, Or):
+            return "(" + " OR ".join(self.sql(n) for n in node.items) + ")"
+        if isinstance(node, Not):
+            return f"(NOT {self.sql(node.item)})"
+        if isinstance(node, Cmp):
+            scale = _is_aum(node.left) or _is_aum(node.right)
+            op = "<>" if node.op == "!=" else node.op
+            return f"({self.scaled(node.left, scale)} {op} {self.scaled(node.right, scale)})"
+        if isinstance(node, In):
+            scale = _is_aum(node.item)
+            values = ", ".join(self.scaled(v, scale) for v in node.values)
+            return f"({self.scaled(node.item, scale)} IN ({values}))"
+        if isinstance(node, Between):
+            scale = _is_aum(node.item) or _is_aum(node.low) or _is_aum(node.high)
+            return (
+                f"({self.scaled(node.item, scale)} BETWEEN {self.scaled(node.low, scale)} "
+                f"AND {self.scaled(node.high, scale)})"
+            )
+        if isinstance(node, IsNull):
+            return f"({self.sql(node.item)} IS NULL)"
+        if isinstance(node, Like):
+            return f"({self.sql(node.item)} LIKE {quote(node.pattern)})"
+        if isinstance(node, HasTag):
+            return f"(p.customer_id IN (SELECT customer_id FROM tags WHERE tag = {quote(node.tag)}))"
+        if isinstance(node, InOrg):
+            return f"(strpos(p.org_path, {quote('/' + node.org_id + '/')}) > 0)"
+        if isinstance(node, EventAgg):
+            col = f"ev.{self.columns[node]}"
+            if node.kind == "days_since":
+                return f"({sql_date(self.as_of)} - {col})"
+            return f"COALESCE({col}, 0)"
+        raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+    def window(self, agg: EventAgg) -> str:
+        parts = [f"type = {quote(agg.type)}"]
+        if agg.days is not None:
+            parts.append(f"local_date > {sql_date(self.as_of - timedelta(days=agg.days))}")
+        if agg.cond is not None:
+            parts.append(self.sql(agg.cond))
+        return " AND ".join(parts)
+
+    def events_cte(self) -> str:
+        if not self.columns:
+            return ""
+        aggs = list(self.columns)
+        selects = []
+        for agg, col in self.columns.items():
+            fn = {"count": "count(*)", "sum": "sum(amount)", "days_since": "max(local_date)"}[agg.kind]
+            selects.append(f"{fn} FILTER (WHERE {self.window(agg)}) AS {col}")
+        types = sorted({a.type for a in aggs})
+        where = [f"type IN ({', '.join(quote(t) for t in types)})", f"local_date <= {sql_date(self.as_of)}"]
+        if all(a.days is not None for a in aggs):
+            start = self.as_of - timedelta(days=max(a.days or 0 for a in aggs))
+            where.append(f"local_date > {sql_date(start)}")
+            if self.dialect == "duckdb":
+                where.append(f"month >= {quote(f'{start:%Y-%m}')}")
+        if self.dialect == "duckdb":
+            where.append(f"month <= {quote(f'{self.as_of:%Y-%m}')}")
+        return (
+            f"ev AS (SELECT customer_id, {', '.join(selects)} FROM events "
+            f"WHERE {' AND '.join(where)} GROUP BY customer_id)"
+        )
+
+
+def _is_aum(node: Node) -> bool:
+    return isinstance(node, Field) and node.name == "aum"
+
+
+def compile_expression(expression: Expression, as_of: date, dialect: Dialect) -> Compiled:
+    w = _Writer(expression, as_of, dialect)
+    predicate = w.sql(expression.root)
+    cte = w.events_cte()
+    join = " LEFT JOIN ev ON ev.customer_id = p.customer_id" if cte else ""
+    return Compiled(with_clause=cte, from_where=f"FROM profiles p{join} WHERE {predicate}")

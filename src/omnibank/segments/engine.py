@@ -1,0 +1,346 @@
+"""Engines that answer "which customers?" for an expression.
+
+* :class:`DuckEngine` — the embedded engine: DuckDB over the event log's Parquet files and a *profile
+  snapshot* of the store (customers' non-personal attributes, tags, merges) written as Parquet under
+  ``<home>/snapshots``. The snapshot is rebuilt when the store's data versions moved since it was taken
+  (one tiny query to know), so personal fields never reach DuckDB and DuckDB never opens the store.
+* :class:`StoreEngine` — the same compiled SQL inside PostgreSQL, over ``customers``, ``customer_tags``
+  and ``event_facts`` (the log's mirror: ``omnibank events mirror``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from omnibank.config import Settings
+from omnibank.db import versions
+from omnibank.errors import AppError
+from omnibank.events.log import COLUMNS as LOG_COLUMNS
+from omnibank.events.log import EventLog, configure
+from omnibank.orgs.models import Org
+from omnibank.segments.compile import Compiled, Dialect, compile_expression, quote
+from omnibank.segments.expr import CUSTOMER_FIELDS, EVENT_FIELDS, CustomerFacts, Expression, Vocabulary, parse
+from omnibank.tags.models import TagDefinition
+
+PROFILE_SCHEMA = pa.schema(
+    [
+        ("customer_id", pa.string()),
+        ("gender", pa.string()),
+        ("birth_date", pa.date32()),
+        ("branch_id", pa.string()),
+        ("rm_id", pa.string()),
+        ("aum_fen", pa.int64()),
+        ("occupation", pa.string()),
+        ("risk_tolerance", pa.string()),
+        ("channel_pref", pa.string()),
+        ("marketing_consent", pa.bool_()),
+        ("registered_at", pa.date32()),
+        ("org_path", pa.string()),
+    ]
+)
+TAGS_SCHEMA = pa.schema([("customer_id", pa.string()), ("tag", pa.string())])
+MERGES_SCHEMA = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
+
+_PROFILES_SQL = (
+    "SELECT c.customer_id, c.gender, c.birth_date, c.branch_id, c.rm_id, c.aum_fen, c.occupation, "
+    "c.risk_tolerance, c.channel_pref, c.marketing_consent, c.registered_at, o.path AS org_path "
+    "FROM customers c JOIN orgs o ON o.org_id = c.branch_id "
+    "WHERE NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)"
+)
+_TAGS_SQL = "SELECT customer_id, tag FROM customer_tags"
+_MERGES_SQL = "SELECT merged_id, survivor_id FROM customer_merges"
+
+
+def vocabulary(session: Session) -> Vocabulary:
+    """The tags and orgs an expression may name."""
+    return Vocabulary(
+        tags=frozenset(session.scalars(select(TagDefinition.name))),
+        orgs=frozenset(session.scalars(select(Org.org_id))),
+    )
+
+
+def parse_in(session: Session, text_: str) -> Expression:
+    return parse(text_, vocabulary(session))
+
+
+class Engine(Protocol):
+    dialect: Dialect
+
+    def count(self, expression: Expression, as_of: date) -> int: ...
+
+    def ids(self, expression: Expression, as_of: date) -> pa.Array: ...
+
+
+# ------------------------------------------------------------------------------------------ snapshot
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    folder: Path
+    versions: dict[str, int]
+
+    @property
+    def profiles(self) -> Path:
+        return self.folder / "profiles.parquet"
+
+    @property
+    def tags(self) -> Path:
+        return self.folder / "tags.parquet"
+
+    @property
+    def merges(self) -> Path:
+        return self.folder / "merges.parquet"
+
+
+def _snapshots_dir(settings: Settings) -> Path:
+    return settings.home_dir / "snapshots"
+
+
+def _fetch_table(session: Session, sql: str, schema: pa.Schema, batch: int = 200_000) -> pa.Table:
+    """Stream a query's rows into an Arrow table of ``schema`` (SQLite gives dates as text, booleans as
+    integers: cast here)."""
+    result = session.connection().exec_driver_sql(sql)
+    chunks: list[pa.RecordBatch] = []
+    while rows := result.fetchmany(batch):
+        columns = list(zip(*rows, strict=True))
+        arrays = []
+        for i, fld in enumerate(schema):
+            values = list(columns[i])
+            if pa.types.is_date32(fld.type) and values and isinstance(values[0], str):
+                arrays.append(pa.array(values, pa.string()).cast(pa.date32()))
+            elif pa.types.is_boolean(fld.type) and values and isinstance(values[0], int):
+                arrays.append(pa.array([None if v is None else bool(v) for v in values], pa.bool_()))
+            else:
+                arrays.append(pa.array(values, fld.type))
+        chunks.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
+    return pa.Table.from_batches(chunks, schema=schema)
+
+
+def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = False) -> Snapshot:
+    """The profile snapshot for the store as it is now: the one on disk if the store's data versions have
+    not moved since it was taken, else a new one (written aside, then switched to atomically)."""
+    root = _snapshots_dir(settings)
+    state_file = root / "state.json"
+    now_versions = versions.current(session)
+    if state_file.exists() and not rebuild:
+        try:
+            state = json.loads(state_file.read_text())
+            snap = Snapshot(root / state["folder"], {k: int(v) for k, v in state["versions"].items()})
+            if snap.versions == now_versions and snap.profiles.exists():
+                return snap
+        except (ValueError, KeyError, TypeError):
+            pass  # a damaged state file: build anew
+    root.mkdir(parents=True, exist_ok=True)
+    folder = root / f"v{time.time_ns()}"
+    tmp = folder.with_suffix(".tmp")
+    tmp.mkdir()
+    pq.write_table(_fetch_table(session, _PROFILES_SQL, PROFILE_SCHEMA), tmp / "profiles.parquet")
+    pq.write_table(_fetch_table(session, _TAGS_SQL, TAGS_SCHEMA), tmp / "tags.parquet")
+    pq.write_table(_fetch_table(session, _MERGES_SQL, MERGES_SCHEMA), tmp / "merges.parquet")
+    tmp.rename(folder)
+    state_tmp = root / f"state.{os.getpid()}.tmp"
+    state_tmp.write_text(json.dumps({"folder": folder.name, "versions": now_versions}))
+    os.replace(state_tmp, state_file)
+    # keep the one before (a reader may still be on it); remove older ones
+    kept = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("v")), key=lambda p: p.name)
+    for old in kept[:-2]:
+        shutil.rmtree(old, ignore_errors=True)
+    return Snapshot(folder, now_versions)
+
+
+# --------------------------------------------------------------------------------------------- DuckDB
+
+
+def _events_relation(settings: Settings, merges: Path | None) -> str:
+    source = EventLog(settings).scan_sql()
+    if merges is None:
+        return f"SELECT * FROM {source}"
+    cols = ", ".join(f"e.{name}" for name, _ in LOG_COLUMNS if name != "customer_id")
+    return (
+        f"SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, {cols}, e.month "
+        f"FROM {source} e LEFT JOIN read_parquet({quote(str(merges))}) m ON m.merged_id = e.customer_id"
+    )
+
+
+class DuckEngine:
+    """DuckDB over the profile snapshot and the event log. Use as a context manager."""
+
+    dialect: Dialect = "duckdb"
+
+    def __init__(self, settings: Settings, snapshot: Snapshot, *, threads: int | None = None):
+        self.settings = settings
+        self.snapshot = snapshot
+        self.con = duckdb.connect()
+        configure(self.con, settings)
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.con.execute(
+            f"CREATE VIEW profiles AS SELECT * FROM read_parquet({quote(str(snapshot.profiles))})"
+        )
+        self.con.execute(f"CREATE TABLE tags AS SELECT * FROM read_parquet({quote(str(snapshot.tags))})")
+        has_merges = pq.ParquetFile(snapshot.merges).metadata.num_rows > 0
+        self.con.execute(
+            f"CREATE VIEW events AS {_events_relation(settings, snapshot.merges if has_merges else None)}"
+        )
+
+    def __enter__(self) -> DuckEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    def compiled(self, expression: Expression, as_of: date) -> Compiled:
+        return compile_expression(expression, as_of, "duckdb")
+
+    def count(self, expression: Expression, as_of: date) -> int:
+        row = self.con.execute(self.compiled(expression, as_of).count_sql()).fetchone()
+        return int(row[0]) if row else 0
+
+    def ids(self, expression: Expression, as_of: date) -> pa.Array:
+        table = self.con.sql(self.compiled(expression, as_of).ids_sql()).to_arrow_table()
+        return table.column(0).combine_chunks()
+
+    def replace_tag(self, tag: str, ids: pa.Array) -> None:
+        """Within this engine only: ``tag`` is now carried by exactly ``ids`` (tags computed in order
+        see the tags computed before them)."""
+        self.con.execute("DELETE FROM tags WHERE tag = ?", [tag])
+        new = pa.table({"customer_id": ids.cast(pa.string()), "tag": pa.array([tag] * len(ids), pa.string())})
+        self.con.register("_new_tag", new)
+        self.con.execute("INSERT INTO tags SELECT customer_id, tag FROM _new_tag")
+        self.con.unregister("_new_tag")
+
+    def query(self, sql: str) -> pa.Table:
+        return self.con.sql(sql).to_arrow_table()
+
+
+@contextmanager
+def duck_engine(session: Session, settings: Settings, *, threads: int | None = None) -> Iterator[DuckEngine]:
+    engine = DuckEngine(settings, current_snapshot(session, settings), threads=threads)
+    try:
+        yield engine
+    finally:
+        engine.close()
+
+
+# ------------------------------------------------------------------------------------------ the store
+
+_STORE_CTES = (
+    "profiles AS (SELECT c.customer_id, c.gender, c.birth_date, c.branch_id, c.rm_id, c.aum_fen, "
+    "c.occupation, c.risk_tolerance, c.channel_pref, c.marketing_consent, c.registered_at, "
+    "o.path AS org_path "
+    "FROM customers c JOIN orgs o ON o.org_id = c.branch_id "
+    "WHERE NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)), "
+    "tags AS (SELECT customer_id, tag FROM customer_tags), "
+    "events AS (SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, e.type, e.local_date, "
+    "e.channel, e.amount, e.card_id, e.product, e.tier, e.is_primary, e.new_customer, e.merchant, e.mcc, "
+    "e.points, e.reward, e.quantity, e.product_id, e.duration_s "
+    "FROM event_facts e LEFT JOIN customer_merges m ON m.merged_id = e.customer_id)"
+)
+
+
+class StoreEngine:
+    """The compiled SQL inside PostgreSQL (events from ``event_facts``: run ``omnibank events mirror``)."""
+
+    dialect: Dialect = "postgres"
+
+    def __init__(self, session: Session):
+        if session.get_bind().dialect.name != "postgresql":
+            raise AppError("the store engine needs PostgreSQL (OMNIBANK_DATABASE_URL); use the DuckDB engine")
+        self.session = session
+
+    def _rows(self, sql: str) -> list[tuple[object, ...]]:
+        # straight to the driver without parameters: no placeholder processing of '%' or ':' in literals
+        cursor = self.session.connection().connection.cursor()
+        try:
+            cursor.execute(sql)
+            return list(cursor.fetchall())
+        finally:
+            cursor.close()
+
+    def count(self, expression: Expression, as_of: date) -> int:
+        sql = compile_expression(expression, as_of, "postgres").count_sql(ctes=_STORE_CTES)
+        (n,) = self._rows(sql)[0]
+        return int(str(n))
+
+    def ids(self, expression: Expression, as_of: date) -> pa.Array:
+        sql = compile_expression(expression, as_of, "postgres").ids_sql(ctes=_STORE_CTES)
+        return pa.array([r[0] for r in self._rows(sql)], pa.string())
+
+
+# ------------------------------------------------------------------------------------------ one customer
+
+_EVENT_FACT_COLUMNS = ("type", "local_date") + tuple(
+    name for name, _ in LOG_COLUMNS if name in {"channel", "amount"} | {c for _, c in EVENT_FIELDS.values()}
+)
+
+
+def customer_facts(session: Session, settings: Settings, customer_ids: list[str]) -> dict[str, CustomerFacts]:
+    """What :func:`omnibank.segments.expr.evaluate` needs for these customers, read from the store and
+    the event log (events of customers merged into them included): for real-time decisions."""
+    from omnibank.customers.models import Customer, CustomerMerge
+    from omnibank.tags.models import CustomerTag
+
+    merged_away = set(
+        session.scalars(select(CustomerMerge.merged_id).where(CustomerMerge.merged_id.in_(customer_ids)))
+    )
+    ids = [cid for cid in dict.fromkeys(customer_ids) if cid not in merged_away]  # they count as survivors
+    rows = session.execute(
+        select(Customer, Org.path)
+        .join(Org, Org.org_id == Customer.branch_id)
+        .where(Customer.customer_id.in_(ids))
+    ).all()
+    tags: dict[str, set[str]] = {}
+    for cid, tag in session.execute(
+        select(CustomerTag.customer_id, CustomerTag.tag).where(CustomerTag.customer_id.in_(ids))
+    ):
+        tags.setdefault(cid, set()).add(tag)
+    owner = {cid: cid for cid in ids}
+    for merged, survivor in session.execute(
+        select(CustomerMerge.merged_id, CustomerMerge.survivor_id).where(CustomerMerge.survivor_id.in_(ids))
+    ):
+        owner[merged] = survivor
+    events: dict[str, list[dict[str, object]]] = {}
+    log = EventLog(settings)
+    if log.files() and owner:
+        con = log.connect()
+        try:
+            con.register("_ids", pa.table({"customer_id": pa.array(list(owner), pa.string())}))
+            cols = ", ".join(_EVENT_FACT_COLUMNS)
+            where = "customer_id IN (SELECT customer_id FROM _ids)"
+            table = con.sql(
+                f"SELECT customer_id, {cols} FROM {log.scan_sql()} WHERE {where}"
+            ).to_arrow_table()
+        finally:
+            con.close()
+        for e in table.to_pylist():
+            events.setdefault(owner[e.pop("customer_id")], []).append(e)
+    out = {}
+    for c, path in rows:
+        attributes = {name: getattr(c, name) for name in CUSTOMER_FIELDS if hasattr(c, name)}
+        attributes["aum"] = Decimal(c.aum_fen) / 100
+        out[c.customer_id] = CustomerFacts(
+            attributes=attributes,
+            tags=frozenset(tags.get(c.customer_id, ())),
+            org_path=path,
+            events=events.get(c.customer_id, []),
+        )
+    return out

@@ -1,0 +1,695 @@
+"""The expression language: one small SQL-like language for segments, tag rules, campaign eligibility
+and journey conditions.
+
+    age >= 60 AND in_org('B002') AND events('app.login', 90) = 0
+    has_tag('wealth_affluent') OR amount('card.transaction', 30, merchant = '瑞幸咖啡') >= 99
+
+Text is parsed with sqlglot, then checked node by node against an allow-list and turned into a small
+tree of our own (:class:`Node`). Nothing a user writes reaches a database as SQL: the compiler
+(:mod:`omnibank.segments.compile`) writes SQL from the tree, and :func:`evaluate` runs the same tree for
+one customer in memory (real-time decisions), with SQL's three-valued logic.
+
+Functions:
+
+* ``has_tag('name')`` — the customer carries a computed tag (a tag's name alone works too);
+* ``in_org('B002')`` — the customer's branch is that org or below it in the tree;
+* ``events('type', N [, condition])`` — events of that type whose bank-local date ``d`` satisfies
+  ``as_of − N < d ≤ as_of`` (and the condition over event fields, when given);
+* ``amount('type', N [, condition])`` — the sum of their ``amount`` (0 when none);
+* ``days_since('type' [, condition])`` — days from the latest such event on or before ``as_of`` to
+  ``as_of`` (NULL when there is none, so ``days_since('app.login') > 90`` leaves out who never logged in).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from omnibank.errors import AppError
+
+# --------------------------------------------------------------------------------------------- fields
+
+FieldType = Literal["str", "num", "int", "date", "bool"]
+
+#: Customer fields: name → (type, allowed values for enumerations)
+CUSTOMER_FIELDS: dict[str, tuple[FieldType, tuple[str, ...]]] = {
+    "customer_id": ("str", ()),
+    "gender": ("str", ("M", "F")),
+    "age": ("int", ()),
+    "birth_date": ("date", ()),
+    "branch_id": ("str", ()),
+    "rm_id": ("str", ()),
+    "aum": ("num", ()),
+    "occupation": (
+        "str",
+        (
+            "employee",
+            "civil_servant",
+            "business_owner",
+            "self_employed",
+            "retired",
+            "student",
+            "farmer",
+            "other",
+        ),
+    ),
+    "risk_tolerance": ("str", ("C1", "C2", "C3", "C4", "C5")),
+    "channel_pref": ("str", ("app", "wechat", "sms", "phone", "branch")),
+    "marketing_consent": ("bool", ()),
+    "registered_at": ("date", ()),
+    "tenure_days": ("int", ()),  # days from registered_at to the as-of date
+}
+
+#: Event fields usable in the condition of events()/amount()/days_since(); ``primary`` is the contract's
+#: name for the log's ``is_primary`` column.
+EVENT_FIELDS: dict[str, tuple[FieldType, str]] = {
+    "channel": ("str", "channel"),
+    "amount": ("num", "amount"),
+    "card_id": ("str", "card_id"),
+    "product": ("str", "product"),
+    "tier": ("str", "tier"),
+    "primary": ("bool", "is_primary"),
+    "new_customer": ("bool", "new_customer"),
+    "merchant": ("str", "merchant"),
+    "mcc": ("str", "mcc"),
+    "points": ("int", "points"),
+    "reward": ("str", "reward"),
+    "quantity": ("int", "quantity"),
+    "product_id": ("str", "product_id"),
+    "duration_s": ("num", "duration_s"),
+}
+
+FUNCTIONS = {
+    "has_tag": "has_tag('name')",
+    "in_org": "in_org('org_id')",
+    "events": "events('type', days [, condition])",
+    "amount": "amount('type', days [, condition])",
+    "days_since": "days_since('type' [, condition])",
+}
+MAX_DAYS = 3660
+MAX_LENGTH = 4000
+TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+
+
+class ExpressionError(AppError):
+    """An expression that cannot be used; the message says what and where."""
+
+    code = "invalid_expression"
+    status = 422
+
+
+# ----------------------------------------------------------------------------------------------- tree
+
+Value = str | Decimal | int | bool | date | None
+
+
+@dataclass(frozen=True)
+class Lit:
+    value: Value
+    type: FieldType | None  # None for NULL
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: FieldType
+
+
+@dataclass(frozen=True)
+class EvField:
+    name: str  # the contract's name
+    column: str  # the log's column
+    type: FieldType
+
+
+@dataclass(frozen=True)
+class Cmp:
+    op: Literal["=", "!=", "<", "<=", ">", ">="]
+    left: Node
+    right: Node
+
+
+@dataclass(frozen=True)
+class And:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Or:
+    items: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class Not:
+    item: Node
+
+
+@dataclass(frozen=True)
+class In:
+    item: Node
+    values: tuple[Lit, ...]
+
+
+@dataclass(frozen=True)
+class Between:
+    item: Node
+    low: Node
+    high: Node
+
+
+@dataclass(frozen=True)
+class IsNull:
+    item: Node
+
+
+@dataclass(frozen=True)
+class Like:
+    item: Node
+    pattern: str
+
+
+@dataclass(frozen=True)
+class HasTag:
+    tag: str
+
+
+@dataclass(frozen=True)
+class InOrg:
+    org_id: str
+
+
+@dataclass(frozen=True)
+class EventAgg:
+    kind: Literal["count", "sum", "days_since"]
+    type: str
+    days: int | None  # None: all history up to as_of (days_since)
+    cond: Node | None
+
+    @property
+    def result_type(self) -> FieldType:
+        return "num" if self.kind == "sum" else "int"
+
+
+Node = Lit | Field | EvField | Cmp | And | Or | Not | In | Between | IsNull | Like | HasTag | InOrg | EventAgg
+
+
+@dataclass(frozen=True)
+class Expression:
+    """A checked expression: its text and its tree."""
+
+    text: str
+    root: Node
+    tags: frozenset[str] = field(default_factory=frozenset)
+    orgs: frozenset[str] = field(default_factory=frozenset)
+    aggregates: tuple[EventAgg, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------- parse
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """What an expression may name besides the fixed fields: tags and orgs (None: not checked)."""
+
+    tags: frozenset[str] | None = None
+    orgs: frozenset[str] | None = None
+
+
+def _where(text: str, node: exp.Expr) -> str:
+    sql = node.sql(dialect="duckdb")
+    pos = text.find(sql) if len(sql) < 60 else -1
+    return f" at position {pos + 1}" if pos >= 0 else f" in `{sql[:60]}`"
+
+
+def parse(text: str, vocabulary: Vocabulary | None = None) -> Expression:
+    """Parse and check an expression; raises :class:`ExpressionError` naming what is wrong."""
+    vocabulary = vocabulary or Vocabulary()
+    if not isinstance(text, str) or not text.strip():
+        raise ExpressionError("the expression is empty")
+    if len(text) > MAX_LENGTH:
+        raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters")
+    if ";" in _outside_strings(text):
+        raise ExpressionError("`;` is not allowed: give one expression, not statements")
+    stripped = _outside_strings(text)
+    if "--" in stripped or "/*" in stripped or "#" in stripped:
+        raise ExpressionError("comments are not allowed in an expression")
+    try:
+        tree = sqlglot.parse_one(text, read="duckdb")
+    except ParseError as exc:
+        first = exc.errors[0] if exc.errors else {}
+        col = first.get("col")
+        what = first.get("description") or "syntax error"
+        where = f" at position {col}" if col else ""
+        raise ExpressionError(f"syntax error{where}: {what}") from None
+    except TokenError as exc:
+        raise ExpressionError(f"syntax error: {exc}") from None
+    checker = _Checker(text, vocabulary)
+    root = checker.boolean(tree)
+    return Expression(
+        text=text,
+        root=root,
+        tags=frozenset(checker.tags),
+        orgs=frozenset(checker.orgs),
+        aggregates=tuple(dict.fromkeys(checker.aggregates)),
+    )
+
+
+def _outside_strings(text: str) -> str:
+    """The text with string literals blanked, to look for characters that matter only outside them."""
+    return re.sub(r"'(?:[^']|'')*'", "''", text)
+
+
+_CMP_OPS: dict[type[exp.Expr], Literal["=", "!=", "<", "<=", ">", ">="]] = {
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+}
+_COMPARABLE: dict[FieldType, set[FieldType]] = {
+    "str": {"str"},
+    "num": {"num", "int"},
+    "int": {"num", "int"},
+    "date": {"date"},
+    "bool": {"bool"},
+}
+
+
+class _Checker:
+    def __init__(self, text: str, vocabulary: Vocabulary, *, event_scope: bool = False):
+        self.text = text
+        self.vocabulary = vocabulary
+        self.event_scope = event_scope
+        self.tags: set[str] = set()
+        self.orgs: set[str] = set()
+        self.aggregates: list[EventAgg] = []
+
+    def fail(self, node: exp.Expr, message: str) -> ExpressionError:
+        return ExpressionError(f"{message}{_where(self.text, node)}")
+
+    # -- boolean positions
+    def boolean(self, node: exp.Expr) -> Node:
+        if node.comments:
+            raise self.fail(node, "comments are not allowed")
+        if isinstance(node, exp.Paren):
+            return self.boolean(node.this)
+        if isinstance(node, exp.And):
+            return And(tuple(self.boolean(n) for n in node.flatten()))
+        if isinstance(node, exp.Or):
+            return Or(tuple(self.boolean(n) for n in node.flatten()))
+        if isinstance(node, exp.Not):
+            inner = node.this
+            return Not(self.boolean(inner))
+        if type(node) in _CMP_OPS:
+            left, right = self.value(node.this), self.value(node.expression)
+            left, right = self._coerce_pair(node, left, right)
+            return Cmp(_CMP_OPS[type(node)], left, right)
+        if isinstance(node, exp.In):
+            if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
+                raise self.fail(node, "IN takes a list of values, not a subquery")
+            item = self.value(node.this)
+            values = tuple(self._literal_for(node, item, self.value(v)) for v in node.expressions)
+            if not values:
+                raise self.fail(node, "IN needs at least one value")
+            return In(item, values)
+        if isinstance(node, exp.Between):
+            item = self.value(node.this)
+            low = self._coerce_pair(node, item, self.value(node.args["low"]))[1]
+            high = self._coerce_pair(node, item, self.value(node.args["high"]))[1]
+            return Between(item, low, high)
+        if isinstance(node, exp.Is):
+            item = self.value(node.this)
+            if not (isinstance(node.expression, exp.Null)):
+                raise self.fail(node, "IS takes only NULL (IS NULL, IS NOT NULL)")
+            return IsNull(item)
+        if isinstance(node, exp.Like):
+            item = self.value(node.this)
+            if self._type(item) != "str":
+                raise self.fail(node, "LIKE needs a text field")
+            pattern = node.expression
+            if not (isinstance(pattern, exp.Literal) and pattern.is_string):
+                raise self.fail(node, "LIKE needs a quoted pattern such as 'WM%'")
+            if "\\" in pattern.this:
+                raise self.fail(node, "a LIKE pattern may not contain a backslash")
+            return Like(item, pattern.this)
+        if isinstance(node, exp.Boolean):
+            return Lit(bool(node.this), "bool")
+        if isinstance(node, exp.Column | exp.Anonymous | exp.Func | exp.Identifier):
+            value = self.value(node)
+            if self._type(value) != "bool":
+                raise self.fail(node, "this is not a condition (compare it with something)")
+            if isinstance(value, Field | EvField):
+                return Cmp("=", value, Lit(True, "bool"))
+            return value
+        raise self._refuse(node)
+
+    def _refuse(self, node: exp.Expr) -> ExpressionError:
+        if isinstance(node, exp.Select | exp.Subquery | exp.Query):
+            return self.fail(node, "subqueries are not allowed")
+        if isinstance(node, exp.Block | exp.Command):
+            return self.fail(node, "only one expression is allowed")
+        if isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod):
+            return self.fail(node, "arithmetic is not supported; compare a field with a value")
+        return self.fail(node, f"`{node.sql(dialect='duckdb')[:60]}` is not allowed here")
+
+    # -- value positions
+    def value(self, node: exp.Expr) -> Node:
+        if node.comments:
+            raise self.fail(node, "comments are not allowed")
+        if isinstance(node, exp.Paren):
+            return self.value(node.this)
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                return Lit(node.this, "str")
+            try:
+                number = Decimal(node.this)
+            except InvalidOperation:
+                raise self.fail(node, f"{node.this} is not a number") from None
+            if number == number.to_integral_value() and "e" not in node.this.lower() and "." not in node.this:
+                return Lit(int(number), "int")
+            return Lit(number, "num")
+        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal) and not node.this.is_string:
+            inner = self.value(node.this)
+            assert isinstance(inner, Lit)
+            assert isinstance(inner.value, int | Decimal)
+            return Lit(-inner.value, inner.type)
+        if isinstance(node, exp.Boolean):
+            return Lit(bool(node.this), "bool")
+        if isinstance(node, exp.Null):
+            return Lit(None, None)
+        if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal) and node.this.is_string:
+            if node.to.this == exp.DataType.Type.DATE:
+                return Lit(self._date(node, node.this.this), "date")
+            raise self.fail(node, "only DATE 'YYYY-MM-DD' literals may be written with a type")
+        if isinstance(node, exp.Column):
+            if node.table or node.args.get("db") or node.args.get("catalog"):
+                raise self.fail(node, f"`{node.sql()}`: table names are not allowed; use a field name")
+            return self._name(node, node.name)
+        if isinstance(node, exp.Identifier):
+            return self._name(node, node.name)
+        if isinstance(node, exp.Anonymous | exp.Func) and not isinstance(node, exp.Cast):
+            return self._function(node)
+        raise self._refuse(node)
+
+    def _name(self, node: exp.Expr, name: str) -> Node:
+        lower = name.lower()
+        if self.event_scope:
+            if lower in EVENT_FIELDS:
+                typ, column = EVENT_FIELDS[lower]
+                return EvField(lower, column, typ)
+            raise self.fail(
+                node, f"unknown event field `{name}`; event fields: {', '.join(sorted(EVENT_FIELDS))}"
+            )
+        if lower in CUSTOMER_FIELDS:
+            return Field(lower, CUSTOMER_FIELDS[lower][0])
+        known_tags = self.vocabulary.tags
+        if known_tags is not None and lower in known_tags:
+            self.tags.add(lower)
+            return HasTag(lower)
+        if known_tags is None and TAG_PATTERN.match(lower) and lower not in FUNCTIONS:
+            raise self.fail(node, f"unknown field `{name}`; fields: {', '.join(CUSTOMER_FIELDS)}")
+        tags_hint = f"; tags: {', '.join(sorted(known_tags))}" if known_tags else ""
+        raise self.fail(node, f"unknown field `{name}`; fields: {', '.join(CUSTOMER_FIELDS)}{tags_hint}")
+
+    def _function(self, node: exp.Expr) -> Node:
+        if isinstance(node, exp.Anonymous):
+            name = str(node.this).lower()
+        else:
+            name = node.sql_name().lower() if isinstance(node, exp.Func) else node.key
+        args = list(node.expressions) if isinstance(node, exp.Anonymous) else _func_args(node)
+        if name not in FUNCTIONS:
+            raise self.fail(node, f"unknown function `{name}`; functions: {', '.join(FUNCTIONS.values())}")
+        if self.event_scope:
+            raise self.fail(node, f"`{name}` cannot be used inside an event condition")
+        usage = FUNCTIONS[name]
+        if name == "has_tag":
+            tag = self._string_arg(node, args, 0, usage, count=1).lower()
+            known = self.vocabulary.tags
+            if known is not None and tag not in known:
+                listed = ", ".join(sorted(known)) or "none defined yet (omnibank tags load)"
+                raise self.fail(node, f"unknown tag '{tag}'; tags: {listed}")
+            self.tags.add(tag)
+            return HasTag(tag)
+        if name == "in_org":
+            org = self._string_arg(node, args, 0, usage, count=1)
+            known_orgs = self.vocabulary.orgs
+            if known_orgs is not None and org not in known_orgs:
+                raise self.fail(node, f"unknown org '{org}' (see: omnibank org tree)")
+            self.orgs.add(org)
+            return InOrg(org)
+        # events / amount / days_since
+        windowed = name != "days_since"
+        lo, hi = (2, 3) if windowed else (1, 2)
+        if not lo <= len(args) <= hi:
+            raise self.fail(node, f"`{name}` takes {usage}")
+        etype = self._string_arg(node, args, 0, usage)
+        if not TYPE_PATTERN.match(etype):
+            raise self.fail(node, f"'{etype}' is not an event type (such as 'card.transaction')")
+        days: int | None = None
+        if windowed:
+            days_node = self.value(args[1])
+            if not (isinstance(days_node, Lit) and days_node.type == "int"):
+                raise self.fail(node, f"`{name}`: the number of days must be a whole number")
+            assert isinstance(days_node.value, int)
+            days = days_node.value
+            if not 1 <= days <= MAX_DAYS:
+                raise self.fail(node, f"`{name}`: days must be between 1 and {MAX_DAYS}, got {days}")
+        cond = None
+        if len(args) == hi:
+            sub = _Checker(self.text, self.vocabulary, event_scope=True)
+            cond = sub.boolean(args[-1])
+        kind: Literal["count", "sum", "days_since"] = (
+            "count" if name == "events" else "sum" if name == "amount" else "days_since"
+        )
+        agg = EventAgg(kind, etype, days, cond)
+        self.aggregates.append(agg)
+        return agg
+
+    def _string_arg(
+        self, node: exp.Expr, args: list[exp.Expr], i: int, usage: str, count: int | None = None
+    ) -> str:
+        if (count is not None and len(args) != count) or len(args) <= i:
+            raise self.fail(node, f"takes {usage}")
+        arg = args[i]
+        if not (isinstance(arg, exp.Literal) and arg.is_string):
+            raise self.fail(node, f"takes {usage}: argument {i + 1} must be a quoted string")
+        return str(arg.this)
+
+    # -- types
+    def _type(self, node: Node) -> FieldType | None:
+        if isinstance(node, Lit):
+            return node.type
+        if isinstance(node, Field | EvField):
+            return node.type
+        if isinstance(node, EventAgg):
+            return node.result_type
+        if isinstance(node, HasTag | InOrg):
+            return "bool"
+        return "bool"
+
+    def _date(self, node: exp.Expr, text: str) -> date:
+        try:
+            return date.fromisoformat(text)
+        except ValueError:
+            raise self.fail(node, f"'{text}' is not a date in the form YYYY-MM-DD") from None
+
+    def _literal_for(self, node: exp.Expr, item: Node, value: Node) -> Lit:
+        if not isinstance(value, Lit):
+            raise self.fail(node, "IN takes a list of values")
+        _, coerced = self._coerce_pair(node, item, value)
+        assert isinstance(coerced, Lit)
+        return coerced
+
+    def _coerce_pair(self, node: exp.Expr, left: Node, right: Node) -> tuple[Node, Node]:
+        """Check that two sides can be compared; a quoted date against a date field becomes a date; an
+        enumeration's value must be one it can take."""
+        lt, rt = self._type(left), self._type(right)
+        if isinstance(right, Lit) and right.type == "str" and lt == "date":
+            assert isinstance(right.value, str)
+            right = Lit(self._date(node, right.value), "date")
+            rt = "date"
+        if isinstance(left, Lit) and left.type == "str" and rt == "date":
+            assert isinstance(left.value, str)
+            left = Lit(self._date(node, left.value), "date")
+            lt = "date"
+        if lt is None or rt is None:
+            raise self.fail(node, "compare with NULL using IS NULL or IS NOT NULL")
+        if rt not in _COMPARABLE[lt]:
+            raise self.fail(node, f"cannot compare {_describe(left, lt)} with {_describe(right, rt)}")
+        for f, other in ((left, right), (right, left)):
+            if isinstance(f, Field) and isinstance(other, Lit) and isinstance(other.value, str):
+                allowed = CUSTOMER_FIELDS[f.name][1]
+                if allowed and other.value not in allowed:
+                    raise self.fail(node, f"{f.name}: '{other.value}' is not one of {', '.join(allowed)}")
+        return left, right
+
+
+def _describe(node: Node, typ: FieldType | None) -> str:
+    names = {"str": "text", "num": "a number", "int": "a number", "date": "a date", "bool": "true/false"}
+    label = names.get(typ or "", "NULL")
+    if isinstance(node, Field | EvField):
+        return f"`{node.name}` ({label})"
+    if isinstance(node, Lit):
+        return f"{node.value!r} ({label})" if node.value is not None else "NULL"
+    return label
+
+
+def _func_args(node: exp.Expr) -> list[exp.Expr]:
+    """Arguments of a function sqlglot recognised as a built-in (e.g. LEFT): only to refuse it clearly."""
+    args = [node.this] if isinstance(node.this, exp.Expr) else []
+    args += [v for k, v in node.args.items() if k != "this" and isinstance(v, exp.Expr)]
+    return args
+
+
+# ----------------------------------------------------------------------------------------- in memory
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    """What evaluating an expression for one customer needs."""
+
+    attributes: Mapping[str, Value]  # the CUSTOMER_FIELDS but age and tenure_days (computed)
+    tags: frozenset[str]
+    org_path: str  # "/HQ/B001/S0101/"
+    events: Sequence[Mapping[str, Any]]  # each with type, local_date and the log's typed columns
+
+
+def evaluate(expression: Expression, facts: CustomerFacts, as_of: date) -> bool:
+    """Whether one customer matches: the same answer the compiled SQL gives (NULL counts as no)."""
+    return _eval(expression.root, facts, as_of, None) is True
+
+
+def _age(birth: date, as_of: date) -> int:
+    return as_of.year - birth.year - ((as_of.month, as_of.day) < (birth.month, birth.day))
+
+
+def _eval(node: Node, facts: CustomerFacts, as_of: date, event: Mapping[str, Any] | None) -> Value:
+    if isinstance(node, Lit):
+        return node.value
+    if isinstance(node, Field):
+        if node.name == "age":
+            birth = facts.attributes["birth_date"]
+            return _age(birth, as_of) if isinstance(birth, date) else None
+        if node.name == "tenure_days":
+            registered = facts.attributes["registered_at"]
+            return (as_of - registered).days if isinstance(registered, date) else None
+        return facts.attributes.get(node.name)
+    if isinstance(node, EvField):
+        assert event is not None
+        raw = event.get(node.column)
+        if isinstance(raw, float):
+            return Decimal(str(raw))
+        value: Value = raw
+        return value
+    if isinstance(node, And):
+        return _and(_eval(n, facts, as_of, event) for n in node.items)
+    if isinstance(node, Or):
+        return _or(_eval(n, facts, as_of, event) for n in node.items)
+    if isinstance(node, Not):
+        inner = _eval(node.item, facts, as_of, event)
+        return None if inner is None else not inner
+    if isinstance(node, Cmp):
+        return _compare(
+            node.op, _eval(node.left, facts, as_of, event), _eval(node.right, facts, as_of, event)
+        )
+    if isinstance(node, In):
+        item = _eval(node.item, facts, as_of, event)
+        if item is None:
+            return None
+        return _or(_compare("=", item, v.value) for v in node.values)
+    if isinstance(node, Between):
+        item = _eval(node.item, facts, as_of, event)
+        return _and(
+            [
+                _compare(">=", item, _eval(node.low, facts, as_of, event)),
+                _compare("<=", item, _eval(node.high, facts, as_of, event)),
+            ]
+        )
+    if isinstance(node, IsNull):
+        return _eval(node.item, facts, as_of, event) is None
+    if isinstance(node, Like):
+        item = _eval(node.item, facts, as_of, event)
+        if item is None:
+            return None
+        return like_regex(node.pattern).fullmatch(str(item)) is not None
+    if isinstance(node, HasTag):
+        return node.tag in facts.tags
+    if isinstance(node, InOrg):
+        return f"/{node.org_id}/" in facts.org_path
+    if isinstance(node, EventAgg):
+        return _aggregate(node, facts, as_of)
+    raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+
+def _aggregate(agg: EventAgg, facts: CustomerFacts, as_of: date) -> Value:
+    start = None if agg.days is None else as_of.toordinal() - agg.days
+    hits = [
+        e
+        for e in facts.events
+        if e["type"] == agg.type
+        and e["local_date"] <= as_of
+        and (start is None or e["local_date"].toordinal() > start)
+        and (agg.cond is None or _eval(agg.cond, facts, as_of, e) is True)
+    ]
+    if agg.kind == "count":
+        return len(hits)
+    if agg.kind == "sum":
+        return sum((Decimal(e["amount"]) for e in hits if e.get("amount") is not None), Decimal(0))
+    if not hits:
+        return None
+    latest: date = max(e["local_date"] for e in hits)
+    return (as_of - latest).days
+
+
+def _and(values: Iterable[Value]) -> Value:
+    seen_null = False
+    for v in values:
+        if v is False:
+            return False
+        if v is None:
+            seen_null = True
+    return None if seen_null else True
+
+
+def _or(values: Iterable[Value]) -> Value:
+    seen_null = False
+    for v in values:
+        if v is True:
+            return True
+        if v is None:
+            seen_null = True
+    return None if seen_null else False
+
+
+_OPS: dict[str, Callable[[Any, Any], bool]] = {
+    "=": lambda a, b: bool(a == b),
+    "!=": lambda a, b: bool(a != b),
+    "<": lambda a, b: bool(a < b),
+    "<=": lambda a, b: bool(a <= b),
+    ">": lambda a, b: bool(a > b),
+    ">=": lambda a, b: bool(a >= b),
+}
+
+
+def _compare(op: str, a: Value, b: Value) -> Value:
+    if a is None or b is None:
+        return None
+    return _OPS[op](a, b)
+
+
+def like_regex(pattern: str) -> re.Pattern[str]:
+    """SQL LIKE (``%`` any run, ``_`` one character; case-sensitive) as a regular expression."""
+    out = []
+    for ch in pattern:
+        out.append(".*" if ch == "%" else "." if ch == "_" else re.escape(ch))
+    return re.compile("".join(out), re.DOTALL)

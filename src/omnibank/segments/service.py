@@ -1,0 +1,316 @@
+"""Segments (客群): count, preview, export, save, snapshot with who entered and who left, the matrix."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from sqlalchemy import Table, delete, func, select
+from sqlalchemy.orm import Session
+
+from omnibank.audit import service as audit
+from omnibank.config import Settings
+from omnibank.customers.models import Customer
+from omnibank.customers.service import age_on
+from omnibank.db.bulk import delete_keys, insert_rows
+from omnibank.errors import AppError, NotFound
+from omnibank.kit.crypto import FieldCipher
+from omnibank.kit.masking import mask_name
+from omnibank.kit.money import from_fen
+from omnibank.segments.compile import quote
+from omnibank.segments.engine import DuckEngine, StoreEngine, duck_engine, parse_in
+from omnibank.segments.expr import TAG_PATTERN, Expression
+from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
+from omnibank.tags.models import TagDefinition
+
+_MEMBERS: Table = SegmentMember.__table__  # type: ignore[assignment]
+_CHANGES: Table = SegmentChange.__table__  # type: ignore[assignment]
+
+
+def count(session: Session, settings: Settings, text: str, *, as_of: date, engine: str = "duckdb") -> int:
+    expression = parse_in(session, text)
+    if engine == "postgres":
+        return StoreEngine(session).count(expression, as_of)
+    with duck_engine(session, settings) as duck:
+        return duck.count(expression, as_of)
+
+
+def member_ids(session: Session, settings: Settings, expression: Expression, as_of: date) -> pa.Array:
+    with duck_engine(session, settings) as duck:
+        return duck.ids(expression, as_of)
+
+
+@dataclass(frozen=True)
+class PreviewRow:
+    customer_id: str
+    name: str  # masked
+    gender: str
+    age: int
+    branch_id: str
+    aum: str
+    occupation: str
+
+
+def preview(
+    session: Session,
+    settings: Settings,
+    cipher: FieldCipher,
+    text: str,
+    *,
+    as_of: date,
+    limit: int,
+    actor: str,
+) -> tuple[int, list[PreviewRow]]:
+    """The first ``limit`` matching customers (by id), names masked; the view is audited."""
+    ids = member_ids(session, settings, parse_in(session, text), as_of)
+    first = ids.slice(0, limit).to_pylist()
+    customers = {
+        c.customer_id: c for c in session.scalars(select(Customer).where(Customer.customer_id.in_(first)))
+    }
+    rows = []
+    for cid in first:
+        c = customers[cid]
+        rows.append(
+            PreviewRow(
+                customer_id=cid,
+                name=mask_name(cipher.decrypt(c.name_enc, context=f"customers.name:{cid}")),
+                gender=c.gender,
+                age=age_on(c.birth_date, as_of),
+                branch_id=c.branch_id,
+                aum=f"{from_fen(c.aum_fen):,.2f}",
+                occupation=c.occupation,
+            )
+        )
+    audit.record(
+        session,
+        actor=actor,
+        action="segment.preview",
+        subject_type="segment",
+        subject_id=None,
+        detail={"expression": text, "as_of": as_of.isoformat(), "shown": first, "fields": ["name"]},
+    )
+    return len(ids), rows
+
+
+def export(session: Session, settings: Settings, text: str, *, as_of: date, out: Path, actor: str) -> int:
+    """Write the matching customer ids to ``out`` (.csv or .parquet); the export is audited."""
+    suffix = out.suffix.lower()
+    if suffix not in {".csv", ".parquet"}:
+        raise AppError(f"{out}: the export file must end in .csv or .parquet")
+    if out.is_dir():
+        raise AppError(f"{out}: is a folder; give a file name")
+    ids = member_ids(session, settings, parse_in(session, text), as_of)
+    table = pa.table({"customer_id": ids})
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    if suffix == ".csv":
+        with tmp.open("w", encoding="utf-8", newline="") as fh:
+            fh.write("customer_id\n")
+            fh.writelines(f"{cid}\n" for cid in ids.to_pylist())
+    else:
+        pq.write_table(table, tmp)
+    tmp.replace(out)
+    audit.record(
+        session,
+        actor=actor,
+        action="segment.export",
+        subject_type="segment",
+        subject_id=None,
+        detail={"expression": text, "as_of": as_of.isoformat(), "rows": len(ids), "file": str(out)},
+    )
+    return len(ids)
+
+
+def save(session: Session, *, name: str, text: str, description: str, actor: str) -> Segment:
+    if not TAG_PATTERN.match(name):
+        raise AppError(f"segment name {name!r}: lower-case letters, digits and _, starting with a letter")
+    parse_in(session, text)
+    now = datetime.now(UTC)
+    seg = session.get(Segment, name)
+    if seg is None:
+        seg = Segment(name=name, created_by=actor, created_at=now)
+    seg.expression, seg.description, seg.updated_at = text, description, now
+    session.add(seg)
+    session.flush()
+    audit.record(
+        session, actor=actor, action="segment.save", subject_type="segment", subject_id=name,
+        detail={"expression": text},
+    )  # fmt: skip
+    return seg
+
+
+def get(session: Session, name: str) -> Segment:
+    seg = session.get(Segment, name)
+    if seg is None:
+        names = ", ".join(session.scalars(select(Segment.name).order_by(Segment.name))) or "none yet"
+        raise NotFound(f"no saved segment {name!r}; saved: {names}")
+    return seg
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    name: str
+    expression: str
+    description: str
+    members: int | None
+    last_snapshot: date | None
+
+
+def list_segments(session: Session) -> list[SegmentInfo]:
+    latest = (
+        select(SegmentSnapshot.segment, func.max(SegmentSnapshot.id).label("sid"))
+        .group_by(SegmentSnapshot.segment)
+        .subquery()
+    )
+    snaps = {
+        s.segment: s
+        for s in session.scalars(select(SegmentSnapshot).join(latest, SegmentSnapshot.id == latest.c.sid))
+    }
+    out = []
+    for seg in session.scalars(select(Segment).order_by(Segment.name)):
+        snap = snaps.get(seg.name)
+        out.append(
+            SegmentInfo(
+                seg.name,
+                seg.expression,
+                seg.description,
+                snap.members if snap else None,
+                snap.as_of if snap else None,
+            )
+        )
+    return out
+
+
+@dataclass(frozen=True)
+class SnapshotResult:
+    snapshot_id: int
+    members: int
+    entered: list[str]
+    left: list[str]
+    first: bool
+
+
+def snapshot(session: Session, settings: Settings, name: str, *, as_of: date, actor: str) -> SnapshotResult:
+    """Evaluate a saved segment and record who entered and who left since its last snapshot."""
+    seg = get(session, name)
+    expression = parse_in(session, seg.expression)
+    now = datetime.now(UTC)
+    new = member_ids(session, settings, expression, as_of)
+    old = pa.array(
+        session.scalars(select(SegmentMember.customer_id).where(SegmentMember.segment == name)).all(),
+        pa.string(),
+    )
+    first = session.scalar(select(func.count()).where(SegmentSnapshot.segment == name)) == 0
+    entered = (
+        pc.filter(new, pc.invert(pc.is_in(new, value_set=old))).to_pylist() if len(old) else new.to_pylist()
+    )
+    left = (
+        pc.filter(old, pc.invert(pc.is_in(old, value_set=new))).to_pylist() if len(new) else old.to_pylist()
+    )
+    snap = SegmentSnapshot(
+        segment=name,
+        expression=seg.expression,
+        as_of=as_of,
+        taken_at=now,
+        taken_by=actor,
+        members=len(new),
+        entered=len(entered),
+        left=len(left),
+    )
+    session.add(snap)
+    session.flush()
+    if left:
+        delete_keys(session, _MEMBERS, ("segment", "customer_id"), ((name, c) for c in left))
+    if entered:
+        insert_rows(
+            session,
+            _MEMBERS,
+            ("segment", "customer_id", "snapshot_id"),
+            ((name, c, snap.id) for c in entered),
+        )
+    changes = [(snap.id, c, "entered") for c in entered] + [(snap.id, c, "left") for c in left]
+    if changes:
+        insert_rows(session, _CHANGES, ("snapshot_id", "customer_id", "change"), changes)
+    audit.record(
+        session, actor=actor, action="segment.snapshot", subject_type="segment", subject_id=name,
+        detail={"snapshot": snap.id, "members": len(new), "entered": len(entered), "left": len(left)},
+    )  # fmt: skip
+    return SnapshotResult(snap.id, len(new), sorted(entered), sorted(left), first)
+
+
+def delete_segment(session: Session, name: str, *, actor: str) -> None:
+    get(session, name)
+    session.execute(delete(Segment).where(Segment.name == name))
+    audit.record(session, actor=actor, action="segment.delete", subject_type="segment", subject_id=name)
+
+
+def segments_of(session: Session, customer_id: str) -> list[str]:
+    """The saved segments a customer is in, as of each one's latest snapshot."""
+    return list(
+        session.scalars(
+            select(SegmentMember.segment)
+            .where(SegmentMember.customer_id == customer_id)
+            .order_by(SegmentMember.segment)
+        )
+    )
+
+
+# -------------------------------------------------------------------------------------------- matrix
+
+
+@dataclass(frozen=True)
+class Matrix:
+    lifecycle: list[str]
+    wealth: list[str]
+    occupations: list[str]
+    counts: dict[tuple[str, str, str], int]
+    total: int
+
+
+def matrix(session: Session, settings: Settings, *, where: str | None, as_of: date) -> Matrix:
+    """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments), from the tags of
+    categories ``lifecycle`` and ``wealth``; a customer with none of a category counts under "—"."""
+    from omnibank.customers.models import OCCUPATIONS
+
+    cats: dict[str, list[str]] = {"lifecycle": [], "wealth": []}
+    for name, cat in session.execute(
+        select(TagDefinition.name, TagDefinition.category).order_by(TagDefinition.name)
+    ):
+        if cat in cats:
+            cats[cat].append(name)
+    if not cats["lifecycle"] or not cats["wealth"]:
+        raise AppError(
+            "the matrix needs tags of categories lifecycle and wealth; "
+            "load and compute them: omnibank tags load examples/tags && omnibank tags compute"
+        )
+    filter_sql = ""
+    with duck_engine(session, settings) as duck:
+        if where:
+            ids = duck.ids(parse_in(session, where), as_of)
+            duck.con.register("_scope", pa.table({"customer_id": ids}))
+            filter_sql = "WHERE p.customer_id IN (SELECT customer_id FROM _scope)"
+        sql = _matrix_sql(duck, cats["lifecycle"], cats["wealth"], filter_sql)
+        rows = duck.con.execute(sql).fetchall()
+    counts = {(str(lc), str(w), str(o)): int(n) for lc, w, o, n in rows}
+    return Matrix(
+        lifecycle=cats["lifecycle"] + (["—"] if any(k[0] == "—" for k in counts) else []),
+        wealth=cats["wealth"] + (["—"] if any(k[1] == "—" for k in counts) else []),
+        occupations=list(OCCUPATIONS),
+        counts=counts,
+        total=sum(counts.values()),
+    )
+
+
+def _matrix_sql(duck: DuckEngine, lifecycle: list[str], wealth: list[str], filter_sql: str) -> str:
+    def first_tag(names: list[str]) -> str:
+        listed = ", ".join(quote(n) for n in names)
+        return f"(SELECT min(tag) FROM tags t WHERE t.customer_id = p.customer_id AND t.tag IN ({listed}))"
+
+    return (
+        f"SELECT coalesce({first_tag(lifecycle)}, '—') AS lc, coalesce({first_tag(wealth)}, '—') AS w, "
+        f"p.occupation, count(*) FROM profiles p {filter_sql} GROUP BY ALL"
+    )

@@ -1,0 +1,70 @@
+"""`omnibank tags …`: load tag definitions, compute them, list them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+from sqlalchemy import func, select
+
+from omnibank.config import get_settings
+from omnibank.db import unit_of_work
+from omnibank.kit.console import err, out
+from omnibank.segments.cli import AsOfOpt, as_of_date
+from omnibank.tags import service
+from omnibank.tags.models import CustomerTag, TagDefinition
+
+app = typer.Typer(
+    help="Tags (标签): definitions in YAML, computed in batch with history.", no_args_is_help=True
+)
+
+
+@app.command("load")
+def load(
+    path: Path = typer.Argument(..., help="A YAML file of tag definitions, or a folder of them."),
+) -> None:
+    """Check and store tag definitions (nothing is stored if any is wrong)."""
+    specs = service.read_definitions(path)
+    with unit_of_work() as session:
+        names = service.store_definitions(session, specs)
+    out.print(f"stored {len(names)} tag definitions: {', '.join(names)}")
+    out.print("next: omnibank tags compute")
+
+
+@app.command("compute")
+def compute(
+    as_of: str = AsOfOpt,
+    only: list[str] = typer.Option(None, "--tag", help="Compute only this tag (repeatable)."),
+) -> None:
+    """Compute every tag as of a date; who gained and who lost each is kept."""
+    settings = get_settings()
+    day = as_of_date(as_of)
+    with unit_of_work(settings, bulk_load=True) as session:
+        report = service.compute_tags(
+            session, settings, as_of=day, only=only or None, on_tag=lambda t: err.print(f"computing {t}…")
+        )
+    table = Table("tag", "customers", "gained", "lost", title=f"tags as of {day}", title_justify="left")
+    for r in report.results:
+        table.add_row(r.tag, f"{r.members:,}", f"{r.gained:,}", f"{r.lost:,}")
+    out.print(table)
+    out.print(f"computed {len(report.results)} tags: {report.gained:,} gained, {report.lost:,} lost")
+
+
+@app.command("list")
+def list_() -> None:
+    """List tag definitions with how many customers carry each."""
+    with unit_of_work() as session:
+        defs = list(
+            session.scalars(select(TagDefinition).order_by(TagDefinition.category, TagDefinition.name))
+        )
+        counts = dict(
+            session.execute(select(CustomerTag.tag, func.count()).group_by(CustomerTag.tag)).all()
+        )
+    if not defs:
+        out.print("no tag definitions yet (omnibank tags load examples/tags)")
+        return
+    table = Table("category", "tag", "customers", "description", "expression")
+    for d in defs:
+        table.add_row(d.category, d.name, f"{counts.get(d.name, 0):,}", d.description, d.expression)
+    out.print(table)
