@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
+from omnibank.config import Settings
 from omnibank.kit.console import err, out, progress_enabled
 
 app = typer.Typer(help="A synthetic demo bank (衡水银行): generate the contract files and load them.")
@@ -64,12 +65,52 @@ def demo(
             f"{time.perf_counter() - t:.1f}",
         )
     out.print(table)
+    _tags_and_segments(settings, as_of=_start(start) + timedelta(days=days - 1))
     out.print(
         f"demo bank ready in {time.perf_counter() - t0:.0f} s: {summary.orgs} orgs, {summary.staff} staff, "
         f"{summary.customers:,} customers, {sum(summary.events_by_type.values()):,} events "
         f"(data home {settings.home_dir})"
     )
-    out.print("try: omnibank org tree · omnibank customer show C000001")
+    out.print("try: omnibank org tree · omnibank customer show C000001 · omnibank segment matrix")
+
+
+EXAMPLE_TAGS = Path(__file__).resolve().parents[3] / "examples" / "tags"
+EXAMPLE_SEGMENTS = {
+    "silver_digital_help": ("silver_75_plus OR digital_divide", "银发助老: 75+ or not using the app"),
+    "luckin_gold_active": (
+        "events('card.issued', 365, product = 'luckin_cobrand' AND tier = 'gold') > 0 "
+        "AND events('card.transaction', 30) >= 3",
+        "瑞幸联名金卡活跃持卡人",
+    ),
+    "wealth_leads": (
+        "wealth_product_interest AND aum >= 50000 AND rm_id IS NOT NULL",
+        "理财意向, 有客户经理",
+    ),
+}
+
+
+def _tags_and_segments(settings: Settings, *, as_of: date) -> None:
+    """Compute the example tags as of the last day of events and save a few segments with a snapshot."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service as segments
+    from omnibank.tags import service as tags
+
+    if not EXAMPLE_TAGS.is_dir():
+        err.print(f"example tags not found at {EXAMPLE_TAGS}; skipping tags and segments")
+        return
+    specs = tags.read_definitions(EXAMPLE_TAGS)
+    with unit_of_work(settings, bulk_load=True) as session:
+        tags.store_definitions(session, specs)
+        report = tags.compute_tags(session, settings, as_of=as_of)
+        title = f"segments as of {as_of}"
+        table = Table("segment", "customers", "description", title=title, title_justify="left")
+        for name, (expression, description) in EXAMPLE_SEGMENTS.items():
+            segments.save(session, name=name, text=expression, description=description, actor=cli_actor())
+            snap = segments.snapshot(session, settings, name, as_of=as_of, actor=cli_actor())
+            table.add_row(name, f"{snap.members:,}", description)
+    out.print(f"computed {len(report.results)} example tags as of {as_of} ({report.gained:,} gained)")
+    out.print(table)
 
 
 @app.command("generate")
