@@ -94,3 +94,24 @@ def test_strings_are_quoted_never_pasted() -> None:
     sql = compile_expression(e, date(2026, 3, 1), "duckdb").count_sql()
     assert "'x'' OR 1=1 --'" in sql  # one literal, its quote doubled
     assert e.root == Cmp("=", Field("customer_id", "str"), Lit("x' OR 1=1 --", "str"))
+
+
+@pytest.mark.parametrize(
+    ("text", "join"),
+    [
+        ("amount('card.transaction', 30) >= 99", " JOIN ev"),
+        ("events('app.login', 30) > 0 AND age > 30", " JOIN ev"),
+        ("NOT (events('app.login', 30) = 0)", " JOIN ev"),
+        ("0 < events('app.login', 30)", " JOIN ev"),
+        ("days_since('app.login') < 5", " JOIN ev"),
+        ("events('app.login', 30) = 0", " LEFT JOIN ev"),
+        ("events('app.login', 30) > 0 OR age > 30", " LEFT JOIN ev"),
+        ("days_since('app.login') IS NULL", " LEFT JOIN ev"),
+        ("NOT (amount('card.transaction', 30) >= 99)", " LEFT JOIN ev"),
+    ],
+)
+def test_only_customers_with_events_are_joined_when_no_one_else_can_match(text: str, join: str) -> None:
+    sql = compile_expression(parse(text, VOCAB), date(2026, 3, 1), "duckdb").count_sql()
+    assert join in sql
+    if join == " JOIN ev":
+        assert "LEFT JOIN" not in sql

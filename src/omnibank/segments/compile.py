@@ -16,6 +16,7 @@ checked tree; strings are quoted here, never pasted from the user's text.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -194,9 +195,67 @@ def _is_aum(node: Node) -> bool:
     return isinstance(node, Field) and node.name == "aum"
 
 
+# What a condition can come to for a customer with no matching events at all, whatever its attributes:
+# a set of possible SQL truth values (T, F, N for NULL). Where T is impossible, only customers with events
+# can match, and the query joins the aggregated events instead of scanning every profile against them.
+_ALL = frozenset("TFN")
+
+
+def _not(values: frozenset[str]) -> frozenset[str]:
+    return frozenset({"T": "F", "F": "T", "N": "N"}[v] for v in values)
+
+
+def _and2(a: str, b: str) -> str:
+    return "F" if "F" in (a, b) else "N" if "N" in (a, b) else "T"
+
+
+def _or2(a: str, b: str) -> str:
+    return "T" if "T" in (a, b) else "N" if "N" in (a, b) else "F"
+
+
+def _fold(parts: list[frozenset[str]], op: Callable[[str, str], str]) -> frozenset[str]:
+    acc = parts[0]
+    for part in parts[1:]:
+        acc = frozenset(op(a, b) for a in acc for b in part)
+    return acc
+
+
+def _without_events(node: Node) -> frozenset[str]:
+    if isinstance(node, And):
+        return _fold([_without_events(n) for n in node.items], _and2)
+    if isinstance(node, Or):
+        return _fold([_without_events(n) for n in node.items], _or2)
+    if isinstance(node, Not):
+        return _not(_without_events(node.item))
+    if isinstance(node, Cmp) and isinstance(node.left, EventAgg) and isinstance(node.right, Lit):
+        return _empty_compare(node.op, node.left, node.right)
+    if isinstance(node, Cmp) and isinstance(node.right, EventAgg) and isinstance(node.left, Lit):
+        flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
+        return _empty_compare(flipped, node.right, node.left)
+    return _ALL
+
+
+def _empty_compare(op: str, agg: EventAgg, lit: Lit) -> frozenset[str]:
+    empty = None if agg.kind == "days_since" else 0
+    if empty is None or lit.value is None or not isinstance(lit.value, int | Decimal):
+        return frozenset("N")
+    ops: dict[str, Callable[[Decimal, Decimal], bool]] = {
+        "=": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }
+    return frozenset("T" if ops[op](Decimal(empty), Decimal(lit.value)) else "F")
+
+
 def compile_expression(expression: Expression, as_of: date, dialect: Dialect) -> Compiled:
     w = _Writer(expression, as_of, dialect)
     predicate = w.sql(expression.root)
     cte = w.events_cte()
-    join = " LEFT JOIN ev ON ev.customer_id = p.customer_id" if cte else ""
+    join = ""
+    if cte:
+        kind = "JOIN" if "T" not in _without_events(expression.root) else "LEFT JOIN"
+        join = f" {kind} ev ON ev.customer_id = p.customer_id"
     return Compiled(with_clause=cte, from_where=f"FROM profiles p{join} WHERE {predicate}")

@@ -193,11 +193,31 @@ class DuckEngine:
         self.con.execute(
             f"CREATE VIEW profiles AS SELECT * FROM read_parquet({quote(str(snapshot.profiles))})"
         )
-        self.con.execute(f"CREATE TABLE tags AS SELECT * FROM read_parquet({quote(str(snapshot.tags))})")
-        has_merges = pq.ParquetFile(snapshot.merges).metadata.num_rows > 0
-        self.con.execute(
-            f"CREATE VIEW events AS {_events_relation(settings, snapshot.merges if has_merges else None)}"
-        )
+        # tags and events are bound on first use: binding the log's view reads every file's footer, which
+        # an attribute-only count does not need
+        self._tags: str | None = None
+        self._events = False
+
+    def _need(self, expression: Expression | None = None, *, tags_table: bool = False) -> None:
+        if self._tags is None and (tags_table or expression is None or expression.tags):
+            kind = "TABLE" if tags_table else "VIEW"
+            self.con.execute(
+                f"CREATE {kind} tags AS SELECT * FROM read_parquet({quote(str(self.snapshot.tags))})"
+            )
+            self._tags = kind
+        elif tags_table and self._tags == "VIEW":
+            self.con.execute("DROP VIEW tags")
+            self.con.execute(
+                f"CREATE TABLE tags AS SELECT * FROM read_parquet({quote(str(self.snapshot.tags))})"
+            )
+            self._tags = "TABLE"
+        if not self._events and (expression is None or expression.aggregates):
+            merges = self.snapshot.merges
+            has_merges = pq.ParquetFile(merges).metadata.num_rows > 0
+            self.con.execute(
+                f"CREATE VIEW events AS {_events_relation(self.settings, merges if has_merges else None)}"
+            )
+            self._events = True
 
     def __enter__(self) -> DuckEngine:
         return self
@@ -212,16 +232,19 @@ class DuckEngine:
         return compile_expression(expression, as_of, "duckdb")
 
     def count(self, expression: Expression, as_of: date) -> int:
+        self._need(expression)
         row = self.con.execute(self.compiled(expression, as_of).count_sql()).fetchone()
         return int(row[0]) if row else 0
 
     def ids(self, expression: Expression, as_of: date) -> pa.Array:
+        self._need(expression)
         table = self.con.sql(self.compiled(expression, as_of).ids_sql()).to_arrow_table()
         return table.column(0).combine_chunks()
 
     def replace_tag(self, tag: str, ids: pa.Array) -> None:
         """Within this engine only: ``tag`` is now carried by exactly ``ids`` (tags computed in order
         see the tags computed before them)."""
+        self._need(tags_table=True)
         self.con.execute("DELETE FROM tags WHERE tag = ?", [tag])
         new = pa.table({"customer_id": ids.cast(pa.string()), "tag": pa.array([tag] * len(ids), pa.string())})
         self.con.register("_new_tag", new)
@@ -229,6 +252,8 @@ class DuckEngine:
         self.con.unregister("_new_tag")
 
     def query(self, sql: str) -> pa.Table:
+        """Any SQL over ``profiles``, ``tags`` and ``events`` (for reports such as the matrix)."""
+        self._need()
         return self.con.sql(sql).to_arrow_table()
 
 

@@ -22,7 +22,7 @@ from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.masking import mask_name
 from omnibank.kit.money import from_fen
 from omnibank.segments.compile import quote
-from omnibank.segments.engine import DuckEngine, StoreEngine, duck_engine, parse_in
+from omnibank.segments.engine import StoreEngine, duck_engine, parse_in
 from omnibank.segments.expr import TAG_PATTERN, Expression
 from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
 from omnibank.tags.models import TagDefinition
@@ -293,9 +293,10 @@ def matrix(session: Session, settings: Settings, *, where: str | None, as_of: da
             ids = duck.ids(parse_in(session, where), as_of)
             duck.con.register("_scope", pa.table({"customer_id": ids}))
             filter_sql = "WHERE p.customer_id IN (SELECT customer_id FROM _scope)"
-        sql = _matrix_sql(duck, cats["lifecycle"], cats["wealth"], filter_sql)
-        rows = duck.con.execute(sql).fetchall()
-    counts = {(str(lc), str(w), str(o)): int(n) for lc, w, o, n in rows}
+        result = duck.query(_matrix_sql(cats["lifecycle"], cats["wealth"], filter_sql))
+    counts = {
+        (str(lc), str(w), str(o)): int(n) for lc, w, o, n in zip(*result.to_pydict().values(), strict=True)
+    }
     return Matrix(
         lifecycle=cats["lifecycle"] + (["—"] if any(k[0] == "—" for k in counts) else []),
         wealth=cats["wealth"] + (["—"] if any(k[1] == "—" for k in counts) else []),
@@ -305,7 +306,7 @@ def matrix(session: Session, settings: Settings, *, where: str | None, as_of: da
     )
 
 
-def _matrix_sql(duck: DuckEngine, lifecycle: list[str], wealth: list[str], filter_sql: str) -> str:
+def _matrix_sql(lifecycle: list[str], wealth: list[str], filter_sql: str) -> str:
     def first_tag(names: list[str]) -> str:
         listed = ", ".join(quote(n) for n in names)
         return f"(SELECT min(tag) FROM tags t WHERE t.customer_id = p.customer_id AND t.tag IN ({listed}))"
