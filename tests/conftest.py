@@ -22,6 +22,7 @@ from omnibank.cli import app
 from omnibank.db.base import Base
 from omnibank.models import import_all_models
 from omnibank.security import reset_ciphers
+from omnibank.segments.engine import close_shared_engines
 
 PG_URL = os.environ.get("OMNIBANK_TEST_DATABASE_URL")
 ON_POSTGRES = bool(PG_URL)
@@ -76,6 +77,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_database_url: str | 
         with db.get_engine().begin() as conn:
             conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
     yield Env(home=home, database_url=pg_database_url)
+    close_shared_engines()
     db.dispose_engines()
     config.reset_settings()
     reset_ciphers()

@@ -38,7 +38,8 @@ def test_mirror_copies_each_file_once(cli, env, tmp_path) -> None:
     again = cli("events", "mirror")
     assert "mirrored 0 events from 0 new files (1 files were mirrored before)" in again.stdout
 
-    load_file("events", jsonl(tmp_path / "b.jsonl", event("l2", "app.login")), settings=env.settings, progress=False)
+    second = jsonl(tmp_path / "b.jsonl", event("l2", "app.login"))
+    load_file("events", second, settings=env.settings, progress=False)
     cli("events", "mirror")
     with unit_of_work(env.settings) as session:
         assert session.scalar(select(func.count()).select_from(EventFact)) == 3

@@ -128,3 +128,15 @@ def test_the_snapshot_is_rebuilt_only_when_the_store_moved(bank, tmp_path) -> No
 def test_an_empty_log_counts_zero_events(env, tmp_path) -> None:
     load_bank(env.settings, tmp_path / "bank", with_events=False)
     assert members(env, "events('app.login', 30) = 0") == ["C01", "C02", "C03", "C04", "C05"]
+
+
+def test_a_reused_engine_sees_events_loaded_after_it(bank, tmp_path) -> None:
+    from omnibank.ingest.service import load_file
+    from tests.events.helpers import event, jsonl
+
+    assert members(bank, "events('app.login', 1) = 1") == ["C01"]
+    more = jsonl(
+        tmp_path / "more.jsonl", event("late", "app.login", customer_id="C04", ts="2026-03-01T10:00:00+08:00")
+    )
+    load_file("events", more, settings=bank.settings, progress=False)
+    assert members(bank, "events('app.login', 1) = 1") == ["C01", "C04"]

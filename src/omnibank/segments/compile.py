@@ -132,6 +132,12 @@ class _Writer:
         if isinstance(node, Not):
             return f"(NOT {self.sql(node.item)})"
         if isinstance(node, Cmp):
+            left, right = node.left, node.right
+            if _is_age(left) and isinstance(right, Lit) and _is_int(right):
+                return self.age_compare(node.op, int(str(right.value)))
+            if _is_age(right) and isinstance(left, Lit) and _is_int(left):
+                flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
+                return self.age_compare(flipped, int(str(left.value)))
             scale = _is_aum(node.left) or _is_aum(node.right)
             op = "<>" if node.op == "!=" else node.op
             return f"({self.scaled(node.left, scale)} {op} {self.scaled(node.right, scale)})"
@@ -140,6 +146,16 @@ class _Writer:
             values = ", ".join(self.scaled(v, scale) for v in node.values)
             return f"({self.scaled(node.item, scale)} IN ({values}))"
         if isinstance(node, Between):
+            low, high = node.low, node.high
+            if (
+                _is_age(node.item)
+                and isinstance(low, Lit)
+                and _is_int(low)
+                and isinstance(high, Lit)
+                and _is_int(high)
+            ):
+                lo, hi = int(str(low.value)), int(str(high.value))
+                return f"({self.age_compare('>=', lo)} AND {self.age_compare('<=', hi)})"
             scale = _is_aum(node.item) or _is_aum(node.low) or _is_aum(node.high)
             return (
                 f"({self.scaled(node.item, scale)} BETWEEN {self.scaled(node.low, scale)} "
@@ -160,6 +176,29 @@ class _Writer:
             return f"COALESCE({col}, 0)"
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
+    def born_by(self, years: int) -> str:
+        """The latest birth date of someone at least ``years`` old on the as-of date (29 February moves
+        to 28 February in a year without it: that birthday is reached on 1 March)."""
+        d = self.as_of
+        year = d.year - years
+        try:
+            return sql_date(d.replace(year=year))
+        except ValueError:
+            return sql_date(date(year, 2, 28))
+
+    def age_compare(self, op: str, n: int) -> str:
+        """``age <op> n`` as a range of birth dates: the same answer, and a plain column filter."""
+        at_least = f"(p.birth_date <= {self.born_by(n)})"
+        older = f"(p.birth_date <= {self.born_by(n + 1)})"  # age >= n + 1
+        return {
+            ">=": at_least,
+            ">": older,
+            "<": f"(NOT {at_least})",
+            "<=": f"(NOT {older})",
+            "=": f"({at_least} AND NOT {older})",
+            "!=": f"(NOT {at_least} OR {older})",
+        }[op]
+
     def window(self, agg: EventAgg) -> str:
         parts = [f"type = {quote(agg.type)}"]
         if agg.days is not None:
@@ -178,6 +217,9 @@ class _Writer:
             selects.append(f"{fn} FILTER (WHERE {self.window(agg)}) AS {col}")
         types = sorted({a.type for a in aggs})
         where = [f"type IN ({', '.join(quote(t) for t in types)})", f"local_date <= {sql_date(self.as_of)}"]
+        if all(a.cond is not None for a in aggs):  # rows no aggregate wants are not even grouped
+            conds = list(dict.fromkeys(self.sql(a.cond) for a in aggs if a.cond is not None))
+            where.append(conds[0] if len(conds) == 1 else "(" + " OR ".join(conds) + ")")
         if all(a.days is not None for a in aggs):
             start = self.as_of - timedelta(days=max(a.days or 0 for a in aggs))
             where.append(f"local_date > {sql_date(start)}")
@@ -189,6 +231,14 @@ class _Writer:
             f"ev AS (SELECT customer_id, {', '.join(selects)} FROM events "
             f"WHERE {' AND '.join(where)} GROUP BY customer_id)"
         )
+
+
+def _is_age(node: Node) -> bool:
+    return isinstance(node, Field) and node.name == "age"
+
+
+def _is_int(node: Node) -> bool:
+    return isinstance(node, Lit) and isinstance(node.value, int) and not isinstance(node.value, bool)
 
 
 def _is_aum(node: Node) -> bool:

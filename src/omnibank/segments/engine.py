@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -196,7 +197,8 @@ class DuckEngine:
         # tags and events are bound on first use: binding the log's view reads every file's footer, which
         # an attribute-only count does not need
         self._tags: str | None = None
-        self._events = False
+        self._events: list[Path] | None = None  # the log files the events view was bound to
+        self.lock = threading.RLock()
 
     def _need(self, expression: Expression | None = None, *, tags_table: bool = False) -> None:
         if self._tags is None and (tags_table or expression is None or expression.tags):
@@ -211,13 +213,15 @@ class DuckEngine:
                 f"CREATE TABLE tags AS SELECT * FROM read_parquet({quote(str(self.snapshot.tags))})"
             )
             self._tags = "TABLE"
-        if not self._events and (expression is None or expression.aggregates):
+        if expression is None or expression.aggregates:
+            files = EventLog(self.settings).files()
+            if files == self._events:
+                return
             merges = self.snapshot.merges
             has_merges = pq.ParquetFile(merges).metadata.num_rows > 0
-            self.con.execute(
-                f"CREATE VIEW events AS {_events_relation(self.settings, merges if has_merges else None)}"
-            )
-            self._events = True
+            relation = _events_relation(self.settings, merges if has_merges else None)
+            self.con.execute(f"CREATE OR REPLACE VIEW events AS {relation}")
+            self._events = files
 
     def __enter__(self) -> DuckEngine:
         return self
@@ -233,8 +237,8 @@ class DuckEngine:
 
     def count(self, expression: Expression, as_of: date) -> int:
         self._need(expression)
-        row = self.con.execute(self.compiled(expression, as_of).count_sql()).fetchone()
-        return int(row[0]) if row else 0
+        rows = self.con.execute(self.compiled(expression, as_of).count_sql()).fetchall()
+        return int(rows[0][0]) if rows else 0
 
     def ids(self, expression: Expression, as_of: date) -> pa.Array:
         self._need(expression)
@@ -257,13 +261,40 @@ class DuckEngine:
         return self.con.sql(sql).to_arrow_table()
 
 
+_shared: dict[str, DuckEngine] = {}
+_shared_lock = threading.Lock()
+
+
 @contextmanager
-def duck_engine(session: Session, settings: Settings, *, threads: int | None = None) -> Iterator[DuckEngine]:
-    engine = DuckEngine(settings, current_snapshot(session, settings), threads=threads)
-    try:
-        yield engine
-    finally:
-        engine.close()
+def duck_engine(session: Session, settings: Settings, *, private: bool = False) -> Iterator[DuckEngine]:
+    """The DuckDB engine over the current snapshot. A long-lived process (server, worker, a benchmark)
+    keeps one per snapshot and reuses it, one user at a time; ``private`` gives a fresh one (tag
+    computation changes its ``tags`` table)."""
+    snapshot = current_snapshot(session, settings)
+    if private:
+        engine = DuckEngine(settings, snapshot)
+        try:
+            yield engine
+        finally:
+            engine.close()
+        return
+    key = str(snapshot.folder)
+    with _shared_lock:
+        shared = _shared.get(key)
+        if shared is None:
+            for old in _shared.values():
+                old.close()
+            _shared.clear()
+            shared = _shared[key] = DuckEngine(settings, snapshot)
+    with shared.lock:
+        yield shared
+
+
+def close_shared_engines() -> None:
+    with _shared_lock:
+        for engine in _shared.values():
+            engine.close()
+        _shared.clear()
 
 
 # ------------------------------------------------------------------------------------------ the store

@@ -293,7 +293,11 @@ def matrix(session: Session, settings: Settings, *, where: str | None, as_of: da
             ids = duck.ids(parse_in(session, where), as_of)
             duck.con.register("_scope", pa.table({"customer_id": ids}))
             filter_sql = "WHERE p.customer_id IN (SELECT customer_id FROM _scope)"
-        result = duck.query(_matrix_sql(cats["lifecycle"], cats["wealth"], filter_sql))
+        try:
+            result = duck.query(_matrix_sql(cats["lifecycle"], cats["wealth"], filter_sql))
+        finally:
+            if where:
+                duck.con.unregister("_scope")
     counts = {
         (str(lc), str(w), str(o)): int(n) for lc, w, o, n in zip(*result.to_pydict().values(), strict=True)
     }

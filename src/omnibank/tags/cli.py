@@ -58,9 +58,7 @@ def list_() -> None:
         defs = list(
             session.scalars(select(TagDefinition).order_by(TagDefinition.category, TagDefinition.name))
         )
-        counts = dict(
-            session.execute(select(CustomerTag.tag, func.count()).group_by(CustomerTag.tag)).all()
-        )
+        counts = dict(session.execute(select(CustomerTag.tag, func.count()).group_by(CustomerTag.tag)).all())
     if not defs:
         out.print("no tag definitions yet (omnibank tags load examples/tags)")
         return

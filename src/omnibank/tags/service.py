@@ -206,7 +206,7 @@ def compute_tags(
             )
         ordered = [d for d in ordered if d.name in only]
     report = ComputeReport(as_of=as_of)
-    with duck_engine(session, settings) as engine:
+    with duck_engine(session, settings, private=True) as engine:
         for d in ordered:
             if on_tag:
                 on_tag(d.name)
