@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from omnibank import __version__
+from omnibank.campaigns.cli import app as campaign_app
 from omnibank.customers.cli import app as customer_app
 from omnibank.demo.cli import app as demo_app
 from omnibank.errors import AppError
@@ -77,6 +78,7 @@ app.add_typer(demo_app, name="demo")
 app.add_typer(segment_app, name="segment")
 app.add_typer(events_app, name="events")
 app.add_typer(tags_app, name="tags")
+app.add_typer(campaign_app, name="campaign")
 
 
 def main() -> None:

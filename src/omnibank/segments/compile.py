@@ -309,3 +309,8 @@ def compile_expression(expression: Expression, as_of: date, dialect: Dialect) ->
         kind = "JOIN" if "T" not in _without_events(expression.root) else "LEFT JOIN"
         join = f" {kind} ev ON ev.customer_id = p.customer_id"
     return Compiled(with_clause=cte, from_where=f"FROM profiles p{join} WHERE {predicate}")
+
+
+def event_condition_sql(condition: Node, dialect: Dialect = "duckdb") -> str:
+    """A condition over one event's fields as SQL over the event log's columns."""
+    return _Writer(Expression(text="", root=condition), date.min, dialect).sql(condition)

@@ -233,6 +233,19 @@ def _where(text: str, node: exp.Expr) -> str:
 def parse(text: str, vocabulary: Vocabulary | None = None) -> Expression:
     """Parse and check an expression; raises :class:`ExpressionError` naming what is wrong."""
     vocabulary = vocabulary or Vocabulary()
+    tree = _parse_tree(text)
+    checker = _Checker(text, vocabulary)
+    root = checker.boolean(tree)
+    return Expression(
+        text=text,
+        root=root,
+        tags=frozenset(checker.tags),
+        orgs=frozenset(checker.orgs),
+        aggregates=tuple(dict.fromkeys(checker.aggregates)),
+    )
+
+
+def _parse_tree(text: str) -> exp.Expr:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
@@ -252,15 +265,97 @@ def parse(text: str, vocabulary: Vocabulary | None = None) -> Expression:
         raise ExpressionError(f"syntax error{where}: {what}") from None
     except TokenError as exc:
         raise ExpressionError(f"syntax error: {exc}") from None
-    checker = _Checker(text, vocabulary)
-    root = checker.boolean(tree)
-    return Expression(
-        text=text,
-        root=root,
-        tags=frozenset(checker.tags),
-        orgs=frozenset(checker.orgs),
-        aggregates=tuple(dict.fromkeys(checker.aggregates)),
-    )
+    return tree
+
+
+def parse_event_condition(text: str) -> Node:
+    """A condition over one event's fields (``amount >= 99``, ``product = 'luckin_cobrand'``), as used by
+    campaign triggers and card requirements; evaluate it with :func:`event_matches`."""
+    tree = _parse_tree(text)
+    return _Checker(text, Vocabulary(), event_scope=True).boolean(tree)
+
+
+def event_matches(condition: Node | None, event: Mapping[str, Any]) -> bool:
+    """Whether an event (a mapping of the log's columns) satisfies a condition; NULL counts as no."""
+    if condition is None:
+        return True
+    return _eval(condition, _NO_FACTS, date.min, event) is True
+
+
+EventPredicate = Callable[[Mapping[str, Any]], bool]
+
+
+def event_predicate(condition: Node | None) -> EventPredicate:
+    """:func:`event_matches` for one condition, compiled once into closures (the campaign engine calls it
+    for every event). Same three-valued logic: a comparison with a missing field is NULL, not false."""
+    if condition is None:
+        return lambda _event: True
+    fn = _closure(condition)
+    return lambda event: fn(event) is True
+
+
+_Fn = Callable[[Mapping[str, Any]], Any]
+
+
+def _closure(node: Node) -> _Fn:  # noqa: C901 - one case per node kind
+    if isinstance(node, Lit):
+        value = node.value
+        return lambda _e: value
+    if isinstance(node, EvField):
+        column = node.column
+        if node.type == "num":
+            def num(e: Mapping[str, Any]) -> Any:
+                v = e.get(column)
+                return Decimal(str(v)) if isinstance(v, float) else v
+
+            return num
+        return lambda e: e.get(column)
+    if isinstance(node, And):
+        parts = [_closure(n) for n in node.items]
+        return lambda e: _and(p(e) for p in parts)
+    if isinstance(node, Or):
+        parts = [_closure(n) for n in node.items]
+        return lambda e: _or(p(e) for p in parts)
+    if isinstance(node, Not):
+        inner = _closure(node.item)
+
+        def negate(e: Mapping[str, Any]) -> Any:
+            v = inner(e)
+            return None if v is None else not v
+
+        return negate
+    if isinstance(node, Cmp):
+        left, right, op = _closure(node.left), _closure(node.right), _OPS[node.op]
+
+        def compare(e: Mapping[str, Any]) -> Any:
+            a, b = left(e), right(e)
+            return None if a is None or b is None else op(a, b)
+
+        return compare
+    if isinstance(node, In):
+        item = _closure(node.item)
+        values = [v.value for v in node.values]
+
+        def within(e: Mapping[str, Any]) -> Any:
+            v = item(e)
+            return None if v is None else v in values
+
+        return within
+    if isinstance(node, Between):
+        item, low, high = _closure(node.item), _closure(node.low), _closure(node.high)
+        return lambda e: _and([_compare(">=", item(e), low(e)), _compare("<=", item(e), high(e))])
+    if isinstance(node, IsNull):
+        item = _closure(node.item)
+        return lambda e: item(e) is None
+    if isinstance(node, Like):
+        item, pattern = _closure(node.item), like_regex(node.pattern)
+
+        def like(e: Mapping[str, Any]) -> Any:
+            v = item(e)
+            return None if v is None else pattern.fullmatch(str(v)) is not None
+
+        return like
+    raise ExpressionError(f"not an event condition: {node!r}")
 
 
 def _outside_strings(text: str) -> str:
@@ -562,6 +657,9 @@ class CustomerFacts:
     tags: frozenset[str]
     org_path: str  # "/HQ/B001/S0101/"
     events: Sequence[Mapping[str, Any]]  # each with type, local_date and the log's typed columns
+
+
+_NO_FACTS = CustomerFacts(attributes={}, tags=frozenset(), org_path="", events=())
 
 
 def evaluate(expression: Expression, facts: CustomerFacts, as_of: date) -> bool:

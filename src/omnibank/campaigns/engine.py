@@ -1,0 +1,398 @@
+"""The campaign decision function: one event and the campaign's state in, decisions out.
+
+:func:`decide` is the only place where rules are applied. It reads nothing and writes nothing but the
+state object it is given, so the same function serves a backtest over a year of history (``campaign
+simulate``), the live engine (which persists the state with its offset) and the tests.
+
+Dates are bank-local. "N days (inclusive)" after a day X runs through X + N: a card issued on 1 March
+qualifies spend up to and including 30 April for ``within_days_of_card: 60``; a grant on 1 March with
+``claim_days: 30`` can be claimed until the end of 31 March.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from omnibank.campaigns.spec import Compiled, Reward, Rule
+from omnibank.segments.compile import event_condition_sql
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    event_id: str
+    type: str
+    customer_id: str
+    ts: datetime  # aware
+    local_date: date
+    fields: Mapping[str, Any]  # the event log's typed columns (amount, tier, is_primary, quantity, …)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    key: str  # deterministic: campaign, rule, customer, period, item
+    customer_id: str
+    campaign: str
+    rule: str
+    benefit: str
+    granted_at: datetime
+    valid_from: datetime
+    valid_to: datetime | None
+    claim_by: datetime | None
+    face_value: Decimal | None
+    discount_rate: Decimal | None
+    stage: int | None
+    points: int | None
+    event_id: str
+
+    def to_contract(self) -> dict[str, Any]:
+        """The grant as a ``grants.jsonl`` object (data contract)."""
+        out: dict[str, Any] = {
+            "customer_id": self.customer_id,
+            "campaign": self.campaign,
+            "rule": self.rule,
+            "benefit": self.benefit,
+            "granted_at": self.granted_at.isoformat(),
+            "valid_from": self.valid_from.isoformat(),
+            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
+        }
+        if self.claim_by is not None:
+            out["claim_by"] = self.claim_by.isoformat()
+        if self.face_value is not None:
+            out["face_value"] = f"{self.face_value:.2f}"
+        if self.discount_rate is not None:
+            out["discount_rate"] = str(self.discount_rate)
+        if self.stage is not None:
+            out["stage"] = self.stage
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    customer_id: str
+    rule: str
+    reason: str  # cap:<per>, budget:<rule|campaign>, insufficient_points
+    items: int
+    at: datetime
+
+
+Decision = Grant | Refusal
+
+
+@dataclass(slots=True)
+class CustomerState:
+    cards: list[Event] = field(default_factory=list)  # card.issued events, in time order
+    card_for: dict[str, Event | None] = field(default_factory=dict)  # rule → qualifying card (cache)
+    counters: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # (rule, period) → count/sum
+    fired: set[tuple[str, str]] = field(default_factory=set)  # (rule, period) that granted
+    items: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (rule, per, period) → items
+    activated: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, month) → items in effect
+    points: int = 0
+    icons: dict[str, int] = field(default_factory=dict)  # map rule → icons lit
+    stages: dict[str, int] = field(default_factory=dict)  # map rule → stages unlocked
+    grants: int = 0
+
+
+@dataclass(slots=True)
+class CampaignState:
+    customers: dict[str, CustomerState] = field(default_factory=dict)
+    rule_items: dict[str, int] = field(default_factory=dict)
+    rule_value: dict[str, Decimal] = field(default_factory=dict)
+    campaign_items: int = 0
+    campaign_value: Decimal = Decimal(0)
+    events: int = 0
+
+
+def period_key(per: str, d: date) -> str:
+    if per == "week":
+        iso = d.isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    if per == "month":
+        return f"{d.year}-{d.month:02d}"
+    if per == "year":
+        return str(d.year)
+    return "all"
+
+
+def _end_of_day(d: date, tz: ZoneInfo) -> datetime:
+    return datetime.combine(d, time(23, 59, 59), tz)
+
+
+def _first_of_next_month(d: date, months: int = 1) -> date:
+    m = d.month - 1 + months
+    return date(d.year + m // 12, m % 12 + 1, 1)
+
+
+class Decider:
+    """Applies one campaign to events, in time order; ``eligible`` (customer ids) limits who takes part."""
+
+    def __init__(self, campaign: Compiled, tz: ZoneInfo, *, eligible: frozenset[str] | None = None):
+        self.c = campaign
+        self.spec = campaign.spec
+        self.tz = tz
+        self.eligible = eligible
+        self.by_type: dict[str, list[Rule]] = {}
+        for r in self.spec.rules:
+            if r.trigger:
+                self.by_type.setdefault(r.trigger.event, []).append(r)
+        self.maps = [r for r in self.spec.rules if r.map]
+        self.types = set(self.by_type) | ({"card.issued"} if any(campaign.needs_card.values()) else set())
+        if any(r.reward and r.reward.points_each for r in self.spec.rules):
+            self.types.add("points.earned")
+        self.columns = sorted(campaign.columns())
+
+    def holders_sql(self) -> str | None:
+        """When every rule needs a card: SQL over card.issued fields that any qualifying card meets (the
+        source then reads only those customers' events). None when some rule needs no card."""
+        rules = [r for r in self.spec.rules if r.trigger]
+        if not rules or not all(self.c.needs_card[r.id] for r in rules):
+            return None
+        conditions = {self.c.card[r.id] for r in rules}
+        if None in conditions:
+            return "TRUE"
+        return " OR ".join(f"({event_condition_sql(c)})" for c in conditions if c is not None)
+
+    # ------------------------------------------------------------------------------------------ events
+    def decide(self, state: CampaignState, event: Event) -> list[Decision]:
+        """The decisions one event causes; ``state`` is updated in place (and is all there is to persist)."""
+        if self.eligible is not None and event.customer_id not in self.eligible:
+            return []
+        state.events += 1
+        cust = state.customers.get(event.customer_id)
+        if cust is None:
+            cust = state.customers[event.customer_id] = CustomerState()
+        # cards and points count whenever they came (a card issued before the campaign qualifies its holder)
+        if event.type == "card.issued":
+            cust.cards.append(event)
+            cust.card_for.clear()
+        elif event.type == "points.earned":
+            cust.points += int(event.fields.get("points") or 0)
+        period = self.spec.period
+        if not period.start <= event.local_date <= period.end:
+            return []
+        out: list[Decision] = []
+        for rule in self.by_type.get(event.type, ()):
+            if not self.c.where_test[rule.id](event.fields):
+                continue
+            card = self._card(rule, cust, event.local_date)
+            if self.c.needs_card[rule.id] and card is None:
+                continue
+            if rule.within_days_of_card is not None:
+                assert card is not None
+                if event.local_date > card.local_date + timedelta(days=rule.within_days_of_card):
+                    continue
+            self._apply(state, cust, rule, event, card, out)
+        return out
+
+    def _card(self, rule: Rule, cust: CustomerState, day: date) -> Event | None:
+        """The customer's first card (by issue time, on or before ``day``) that meets the rule's card
+        requirement; cards arrive in time order, so the answer is kept until the next card arrives."""
+        if rule.id in cust.card_for:
+            card = cust.card_for[rule.id]
+            return card if card is None or card.local_date <= day else None
+        test = self.c.card_test[rule.id]
+        found = next((c for c in cust.cards if test(c.fields)), None)
+        cust.card_for[rule.id] = found
+        return found if found is None or found.local_date <= day else None
+
+    def _apply(
+        self,
+        state: CampaignState,
+        cust: CustomerState,
+        rule: Rule,
+        event: Event,
+        card: Event | None,
+        out: list[Decision],
+    ) -> None:
+        reward = rule.reward
+        assert reward is not None
+        if rule.threshold is not None:
+            th = rule.threshold
+            pkey = period_key(th.per, event.local_date)
+            if (rule.id, pkey) in cust.fired:
+                return
+            add = Decimal(1) if th.count is not None else Decimal(event.fields.get("amount") or 0)
+            total = cust.counters.get((rule.id, pkey), Decimal(0)) + add
+            cust.counters[(rule.id, pkey)] = total
+            goal = Decimal(th.count) if th.count is not None else Decimal(th.sum or 0)
+            if total < goal:
+                return
+            quantity = reward.quantity
+            all_or_nothing = True
+            slot = f"{th.per}:{pkey}"
+        else:
+            quantity = (
+                int(event.fields.get(reward.quantity_from) or 0) if reward.quantity_from else reward.quantity
+            )
+            if quantity <= 0:
+                return
+            all_or_nothing = False
+            slot = f"event:{event.event_id}"
+        granted = self._grant(
+            state, cust, rule, reward, event, card, quantity, all_or_nothing, slot, None, out
+        )
+        if granted and rule.threshold is not None:
+            cust.fired.add((rule.id, period_key(rule.threshold.per, event.local_date)))
+        if granted:
+            self._light(state, cust, rule.id, granted, event, out)
+
+    def _allowed(
+        self,
+        state: CampaignState,
+        cust: CustomerState,
+        rule: Rule,
+        reward: Reward,
+        value: Decimal,
+        wanted: int,
+        day: date,
+    ) -> tuple[int, str | None]:
+        """How many of ``wanted`` items caps, budgets and points allow, and the first limit that bit."""
+        allowed, reason = wanted, None
+
+        def limit(n: int, why: str) -> None:
+            nonlocal allowed, reason
+            if n < allowed:
+                allowed, reason = max(n, 0), why
+
+        for cap in rule.caps:
+            used = cust.items.get((rule.id, cap.per, period_key(cap.per, day)), 0)
+            limit(cap.max - used, f"cap:{cap.per}")
+        for scope, budget, items, spent in (
+            (
+                "rule",
+                rule.budget,
+                state.rule_items.get(rule.id, 0),
+                state.rule_value.get(rule.id, Decimal(0)),
+            ),
+            ("campaign", self.spec.budget, state.campaign_items, state.campaign_value),
+        ):
+            if budget is None:
+                continue
+            if budget.count is not None:
+                limit(budget.count - items, f"budget:{scope}")
+            if budget.face_value is not None and value > 0:
+                limit(int((budget.face_value - spent) // value), f"budget:{scope}")
+        if reward.points_each:
+            limit(cust.points // reward.points_each, "insufficient_points")
+        return allowed, reason
+
+    def _grant(
+        self,
+        state: CampaignState,
+        cust: CustomerState,
+        rule: Rule,
+        reward: Reward,
+        event: Event,
+        card: Event | None,
+        quantity: int,
+        all_or_nothing: bool,
+        slot: str,
+        stage: int | None,
+        out: list[Decision],
+    ) -> int:
+        tier = card.fields.get("tier") if card is not None else None
+        value = reward.face_value_by_tier.get(str(tier), reward.face_value) if tier else reward.face_value
+        if value is None and reward.face_value_by_tier:
+            out.append(Refusal(event.customer_id, rule.id, f"no_face_value:{tier}", quantity, event.ts))
+            return 0
+        value_each = value or Decimal(0)
+        allowed, reason = self._allowed(state, cust, rule, reward, value_each, quantity, event.local_date)
+        if all_or_nothing and allowed < quantity:
+            allowed = 0
+        if allowed < quantity:
+            out.append(Refusal(event.customer_id, rule.id, reason or "limit", quantity - allowed, event.ts))
+        if allowed == 0:
+            return 0
+        tz = self.tz
+        day = event.local_date
+        for cap in rule.caps:
+            k = (rule.id, cap.per, period_key(cap.per, day))
+            cust.items[k] = cust.items.get(k, 0) + allowed
+        state.rule_items[rule.id] = state.rule_items.get(rule.id, 0) + allowed
+        state.rule_value[rule.id] = state.rule_value.get(rule.id, Decimal(0)) + value_each * allowed
+        state.campaign_items += allowed
+        state.campaign_value += value_each * allowed
+        if reward.points_each:
+            cust.points -= reward.points_each * allowed
+        claim_by = (
+            _end_of_day(day + timedelta(days=reward.claim_days), tz)
+            if reward.claim_days is not None
+            else None
+        )
+        for i in range(allowed):
+            valid_from = event.ts.astimezone(tz)
+            if reward.activation is not None:
+                month, ahead = day, 0
+                while cust.activated.get((rule.id, f"{month:%Y-%m}"), 0) >= reward.activation.per_month:
+                    ahead += 1
+                    month = _first_of_next_month(day, ahead)
+                slot_key = (rule.id, f"{month:%Y-%m}")
+                cust.activated[slot_key] = cust.activated.get(slot_key, 0) + 1
+                if ahead:
+                    valid_from = datetime.combine(month, time(0, 0), tz)
+            valid_to = (
+                _end_of_day(valid_from.date() + timedelta(days=reward.valid_days), tz)
+                if reward.valid_days is not None
+                else None
+            )
+            cust.grants += 1
+            out.append(
+                Grant(
+                    key=f"{self.spec.id}:{rule.id}:{event.customer_id}:{slot}:{reward.benefit}:{i + 1}",
+                    customer_id=event.customer_id,
+                    campaign=self.spec.id,
+                    rule=rule.id,
+                    benefit=reward.benefit,
+                    granted_at=event.ts.astimezone(tz),
+                    valid_from=valid_from,
+                    valid_to=valid_to,
+                    claim_by=claim_by,
+                    face_value=value,
+                    discount_rate=reward.discount_rate,
+                    stage=stage,
+                    points=reward.points_each,
+                    event_id=event.event_id,
+                )
+            )
+        return allowed
+
+    def _light(
+        self,
+        state: CampaignState,
+        cust: CustomerState,
+        rule_id: str,
+        items: int,
+        event: Event,
+        out: list[Decision],
+    ) -> None:
+        """Granted items light icons on every stage map counting their rule; a stage reached unlocks."""
+        for m in self.maps:
+            assert m.map is not None
+            per_item = m.map.counts.get(rule_id)
+            if not per_item:
+                continue
+            lit = cust.icons.get(m.id, 0) + per_item * items
+            cust.icons[m.id] = lit
+            done = cust.stages.get(m.id, 0)
+            for n, stage in enumerate(m.map.stages[done:], start=done + 1):
+                if lit < stage.icons:
+                    break
+                cust.stages[m.id] = n
+                for reward in stage.rewards:
+                    self._grant(
+                        state,
+                        cust,
+                        m,
+                        reward,
+                        event,
+                        self._card(m, cust, event.local_date),
+                        reward.quantity,
+                        True,
+                        f"stage:{n}",
+                        n,
+                        out,
+                    )

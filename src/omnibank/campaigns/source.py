@@ -1,0 +1,159 @@
+"""Events for a campaign run, in time order: from an ``events.jsonl`` file (a backtest on last year's
+data, touching nothing) or from the data home's event log.
+
+A file is read by DuckDB with the contract's fields; a line that is not usable (not JSON, no id, type,
+customer or readable time) is skipped and counted; a repeated ``event_id`` counts once (its first line),
+as in the event log."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import duckdb
+
+from omnibank.campaigns.engine import Event
+from omnibank.config import Settings
+from omnibank.errors import InputRefused
+from omnibank.events.log import EventLog, configure, sql_string
+
+FIELDS = (
+    "channel",
+    "amount",
+    "card_id",
+    "product",
+    "tier",
+    "is_primary",
+    "new_customer",
+    "merchant",
+    "mcc",
+    "points",
+    "reward",
+    "quantity",
+    "product_id",
+    "duration_s",
+)
+_JSON_COLUMNS = {
+    "event_id": "VARCHAR",
+    "type": "VARCHAR",
+    "customer_id": "VARCHAR",
+    "ts": "VARCHAR",
+    "channel": "VARCHAR",
+    "amount": "VARCHAR",
+    "card_id": "VARCHAR",
+    "product": "VARCHAR",
+    "tier": "VARCHAR",
+    "primary": "BOOLEAN",
+    "new_customer": "BOOLEAN",
+    "merchant": "VARCHAR",
+    "mcc": "VARCHAR",
+    "points": "BIGINT",
+    "reward": "VARCHAR",
+    "quantity": "BIGINT",
+    "product_id": "VARCHAR",
+    "duration_s": "DOUBLE",
+}
+
+
+@dataclass
+class SourceStats:
+    read: int = 0  # events of the campaign's types, in order
+    lines: int = 0  # non-blank lines of the file
+    unusable: int = 0  # lines that are not a JSON event with id, type, customer and a readable time
+
+
+def _select(source: str, types: set[str], from_file: bool, fields: list[str], holders: str | None) -> str:
+    """Events of ``types`` in time order; with ``holders`` (a condition over card.issued fields), only
+    the events of customers with such a card (and their card events): nobody else can qualify."""
+    listed = ", ".join(sql_string(t) for t in sorted(types))
+    cols = "".join(f", {f}" for f in fields)
+    keep = f"type IN ({listed})"
+    if holders is not None:
+        keep += (
+            f" AND customer_id IN (SELECT customer_id FROM typed WHERE type = 'card.issued' AND ({holders}))"
+        )
+    if from_file:
+        return f"""
+        WITH raw AS (SELECT *, row_number() OVER () AS line FROM {source}),
+        typed AS (
+            SELECT event_id, type, customer_id, TRY_CAST(ts AS TIMESTAMPTZ) AS ts, channel,
+                   TRY_CAST(amount AS DECIMAL(18,2)) AS amount, card_id, product, tier,
+                   "primary" AS is_primary, new_customer, merchant, mcc, points, reward, quantity, product_id,
+                   duration_s, line
+            FROM raw
+            WHERE event_id IS NOT NULL AND customer_id IS NOT NULL AND type IN ({listed})
+            QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
+        )
+        SELECT event_id, type, customer_id, ts, CAST(ts AS DATE) AS local_date{cols}
+        FROM typed WHERE ts IS NOT NULL AND {keep} ORDER BY ts, event_id
+        """
+    return f"""
+        WITH typed AS (SELECT * FROM {source} WHERE type IN ({listed}))
+        SELECT event_id, type, customer_id, ts, local_date{cols}
+        FROM typed WHERE {keep} ORDER BY ts, event_id
+    """
+
+
+def _line_counts(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> tuple[int, int]:
+    lines = con.execute(
+        f"SELECT count(*) FROM read_csv({sql_string(str(path))}, columns = {{'l': 'VARCHAR'}}, "
+        "header = false, delim = '\x01', quote = '', escape = '', auto_detect = false) WHERE trim(l) <> ''"
+    ).fetchall()[0][0]
+    usable = con.execute(
+        f"SELECT count(*) FROM {source} WHERE event_id IS NOT NULL AND customer_id IS NOT NULL "
+        "AND type IS NOT NULL AND TRY_CAST(ts AS TIMESTAMPTZ) IS NOT NULL"
+    ).fetchall()[0][0]
+    return int(lines), int(lines) - int(usable)
+
+
+def read_events(
+    settings: Settings,
+    *,
+    types: set[str],
+    fields: list[str] | None = None,
+    holders: str | None = None,
+    path: Path | None = None,
+    until: date | None = None,
+    stats: SourceStats | None = None,
+    batch: int = 100_000,
+) -> Iterator[Event]:
+    """Events of ``types`` in time order (then by id), from ``path`` or (when None) the event log."""
+    stats = stats if stats is not None else SourceStats()
+    wanted = [f for f in FIELDS if fields is None or f in fields]
+    con = duckdb.connect()
+    configure(con, settings)
+    try:
+        if path is not None:
+            if not path.is_file():
+                raise InputRefused(f"{path}: no such file")
+            columns = (
+                "{" + ", ".join(f"{sql_string(k)}: {sql_string(v)}" for k, v in _JSON_COLUMNS.items()) + "}"
+            )
+            source = (
+                f"read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns}, "
+                "ignore_errors = true)"
+            )
+            stats.lines, stats.unusable = _line_counts(con, path, source)
+            sql = _select(source, types, True, wanted, holders)
+        else:
+            sql = _select(EventLog(settings).scan_sql(), types, False, wanted, holders)
+        reader = con.sql(sql).to_arrow_reader(batch)
+        for rb in reader:
+            cols = rb.to_pydict()
+            n = rb.num_rows
+            stats.read += n
+            field_rows = zip(*(cols[f] for f in wanted), strict=True) if wanted else iter(lambda: (), None)
+            for eid, etype, cid, ts, day, values in zip(
+                cols["event_id"],
+                cols["type"],
+                cols["customer_id"],
+                cols["ts"],
+                cols["local_date"],
+                field_rows,
+                strict=False,
+            ):
+                yield Event(eid, etype, cid, ts, day, dict(zip(wanted, values, strict=True)))
+    finally:
+        con.close()
