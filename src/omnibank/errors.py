@@ -34,6 +34,12 @@ class Conflict(AppError):
     status = 409
 
 
+class MergeRefused(Conflict):
+    """Two customers cannot be merged (unknown, the same, or one already merged away)."""
+
+    code = "merge_refused"
+
+
 class ConfigError(AppError):
     code = "config_error"
     status = 500

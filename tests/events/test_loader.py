@@ -76,6 +76,7 @@ def test_known_types_are_stored_with_their_typed_fields(
     assert sorted(r["line_no"] for r in log.values()) == [1, 2, 3, 4, 5, 6]
 
 
+OPT_ID = "must be a non-empty string of at most 128 characters"
 BAD_LINES: list[tuple[Any, str]] = [
     ("not json", "not valid JSON"),
     ('{"event_id": "x", "type": "app.login"', "not valid JSON"),
@@ -159,6 +160,22 @@ BAD_LINES: list[tuple[Any, str]] = [
     (event("x", "app.product_view", product_id="P", duration_s=-1), "duration_s: must be a number >= 0"),
     (event("x", "app.product_view", product_id="P", duration_s="12"), "duration_s: must be a number >= 0"),
     (event("x", "app.product_view", duration_s=3), "product_id: missing"),
+    (
+        event("x", "identity.linked"),
+        "wechat_openid: missing (identity.linked needs wechat_openid or app_user_id)",
+    ),
+    (event("x", "identity.linked", wechat_openid=12), f"wechat_openid: {OPT_ID}"),
+    (event("x", "identity.linked", wechat_openid="wx", app_user_id=" "), f"app_user_id: {OPT_ID}"),
+    (event("x", "identity.linked", app_user_id="a" * 129), f"app_user_id: {OPT_ID}"),
+    # identity.linked binds identifiers to its customer, so it must name it
+    (
+        event("x", "identity.linked", customer_id=None, wechat_openid="wx", phone="13812345678"),
+        "customer_id: missing",
+    ),
+    # without a customer_id, only a usable identifier could find the customer
+    (event("x", customer_id=None, card_id=6222), "customer_id: missing"),
+    (event("x", customer_id=None, card_id="  ", phone=None), "customer_id: missing"),
+    (event("x", customer_id="  ", card_id="6222"), "customer_id: must be a non-empty string"),
 ]
 
 

@@ -49,6 +49,7 @@ def test_recent_gives_the_latest_events_first_with_their_set_fields(
     assert recent[0] == {
         "event_id": "new",
         "type": "card.transaction",
+        "customer_id": "C0000001",
         "ts": datetime.fromisoformat("2026-03-02T09:00:00+08:00"),
         "channel": None,
         "amount": Decimal("9.90"),
@@ -57,6 +58,25 @@ def test_recent_gives_the_latest_events_first_with_their_set_fields(
     }
     assert recent[1]["points"] == 30
     assert log.count() == 4
+
+
+def test_recent_takes_several_customers(settings: Settings, cipher: FieldCipher, tmp_path: Path) -> None:
+    # given events of a survivor, of a customer merged into it, and of someone else
+    path = jsonl(
+        tmp_path / "events.jsonl",
+        event("a1", customer_id="A", ts="2026-03-01T09:00:00+08:00"),
+        event("b1", customer_id="B", ts="2026-03-02T09:00:00+08:00"),
+        event("a2", customer_id="A", ts="2026-03-03T09:00:00+08:00"),
+        event("c1", customer_id="C", ts="2026-03-04T09:00:00+08:00"),
+    )
+    load_events(settings, path, cipher=cipher, progress=False)
+    log = EventLog(settings)
+
+    recent = log.recent(["A", "B", "A"], limit=10)
+
+    assert [(e["event_id"], e["customer_id"]) for e in recent] == [("a2", "A"), ("b1", "B"), ("a1", "A")]
+    assert [e["event_id"] for e in log.recent(["B", "A"], limit=2)] == ["a2", "b1"]
+    assert log.recent([]) == []
 
 
 def _crashed_load(settings: Settings, cipher: FieldCipher, tmp_path: Path, *, ready: bool) -> str:

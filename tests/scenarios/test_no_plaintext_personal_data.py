@@ -76,7 +76,7 @@ def test_no_personal_data_in_plaintext_under_the_home(cli, env, tmp_path: Path) 
             "phone": PHONES[1],
             "name": NAMES[1],
             "id_number": IDS[1],
-            "openid": "wx-1",
+            "wechat_openid": "wx-1",  # identity.linked binds it to C000002
         },
         {
             "event_id": "E3",

@@ -96,3 +96,30 @@ def test_tags_then_matrix(cli, env, tmp_path) -> None:
     assert m.last_line.startswith("5 customers in")
     tagged = cli("segment", "count", "has_tag('wealth_private') OR silver_75_plus", "--as-of", "2026-03-01")
     assert tagged.last_line == "1"  # C03: private banking, born 1951
+
+
+def test_customer_360_shows_tags_and_saved_segments(cli, env, tmp_path) -> None:
+    load_bank(env.settings, tmp_path / "bank")
+    cli("tags", "load", str(EXAMPLES))
+    cli("tags", "compute", "--as-of", "2026-03-01")
+    cli("segment", "save", "private_banking", "has_tag('wealth_private')")
+    cli("segment", "snapshot", "private_banking", "--as-of", "2026-03-01")
+    r = cli("customer", "show", "C03")
+    assert r.exit_code == 0, r.stderr
+    assert "wealth_private (wealth, since 2026-03-01)" in r.stdout
+    assert "saved segments: private_banking" in r.stdout
+    other = cli("customer", "show", "C04")
+    assert "saved segments: none" in other.stdout and "wealth_private" not in other.stdout
+
+
+def test_after_a_merge_the_survivor_counts_the_merged_events(cli, env, tmp_path) -> None:
+    load_bank(env.settings, tmp_path / "bank")
+    expr = "events('app.login', 1) = 1 AND amount('card.transaction', 60) = 0.3"
+    before = cli("segment", "export", expr, "--as-of", "2026-03-01", "--out", str(tmp_path / "a.csv"))
+    assert before.exit_code == 0
+    assert (tmp_path / "a.csv").read_text().split() == ["customer_id", "C01"]
+    merged = cli("customer", "merge", "C01", "C03", "--reason", "同一客户")
+    assert merged.exit_code == 0, merged.stderr
+    cli("segment", "export", expr, "--as-of", "2026-03-01", "--out", str(tmp_path / "b.csv"))
+    assert (tmp_path / "b.csv").read_text().split() == ["customer_id", "C03"]
+    assert cli("segment", "count", "in_org('HQ')").last_line == "4"  # C01 is no longer counted itself

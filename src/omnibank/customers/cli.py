@@ -7,19 +7,25 @@ from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
-from omnibank.customers import service
+from omnibank.customers import identity, service
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
+from omnibank.kit.masking import mask_card_id
 from omnibank.security import get_cipher
+from omnibank.segments.service import segments_of
+from omnibank.tags.service import tags_of
 
 app = typer.Typer(
-    help="Customers: find by phone or ID number, show the profile (masked).", no_args_is_help=True
+    help="Customers: find by phone or ID number, show the profile (masked), merge two into one.",
+    no_args_is_help=True,
 )
 
 
-def _plain(value: object) -> str:
+def _plain(key: str, value: object) -> str:
+    if key == "card_id":
+        return mask_card_id(str(value))
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -48,13 +54,16 @@ def find(
 
 @app.command("show")
 def show(customer_id: str = typer.Argument(..., help="The bank's customer number, e.g. C000001.")) -> None:
-    """Show a customer's profile with personal fields masked, and recent events."""
+    """The customer 360: masked profile, identifiers, tags, saved segments and recent events."""
     settings = get_settings()
     cipher = get_cipher()
     with unit_of_work(settings) as session:
         p = service.masked_profile(
             session, cipher, customer_id, actor=cli_actor(), today=local_today(settings.tz)
         )
+        ident = identity.identity_view(session, cipher, customer_id, actor=cli_actor())
+        tags = tags_of(session, customer_id)
+        segments = segments_of(session, customer_id)
     table = Table(show_header=False, title=f"customer {p.customer_id}", title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -73,20 +82,39 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
         ("marketing consent", "yes" if p.marketing_consent else "no"),
         ("registered", str(p.registered_at)),
     ]
+    if ident.merged_into and ident.merged_at:
+        when = ident.merged_at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M")
+        rows.append(("merged into", f"{ident.merged_into} on {when} (its events count for the survivor)"))
+    if ident.merged_ids:
+        rows.append(("merged from", ", ".join(ident.merged_ids)))
     for k, val in rows:
         table.add_row(k, val)
     out.print(table)
+    ids = Table("kind", "value", "source", "first seen", title="identifiers", title_justify="left")
+    for i in ident.identifiers:
+        seen = i.since.astimezone(settings.tz).strftime("%Y-%m-%d") if i.since else ""
+        ids.add_row(i.kind, i.value, i.source, seen)
+    out.print(ids)
+    if tags:
+        out.print("tags: " + " · ".join(f"{t} [dim]({cat}, since {since})[/dim]" for t, cat, since in tags))
+    else:
+        out.print("tags: none (omnibank tags compute)")
+    out.print("saved segments: " + (", ".join(segments) if segments else "none (as of their last snapshots)"))
     from omnibank.events.log import EventLog
 
-    recent = EventLog(settings).recent(customer_id, limit=10)
+    recent = EventLog(settings).recent([customer_id, *ident.merged_ids], limit=10)
     if recent:
         ev = Table(
             "time (bank-local)", "type", "channel", "details", title="recent events", title_justify="left"
         )
         for e in recent:
             details = ", ".join(
-                f"{k}={_plain(val)}" for k, val in e.items() if k not in {"event_id", "type", "ts", "channel"}
+                f"{k}={_plain(k, val)}"
+                for k, val in e.items()
+                if k not in {"event_id", "type", "ts", "channel", "customer_id"}
             )
+            if e["customer_id"] != customer_id:
+                details = f"(merged {e['customer_id']}) {details}"
             ev.add_row(
                 e["ts"].astimezone(settings.tz).strftime("%Y-%m-%d %H:%M"),
                 e["type"],
@@ -96,3 +124,21 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
         out.print(ev)
     else:
         out.print("no events yet")
+
+
+@app.command("merge")
+def merge(
+    merged_id: str = typer.Argument(..., help="A: the customer merged away, e.g. C000002."),
+    survivor_id: str = typer.Argument(..., help="B: the customer that survives, e.g. C000001."),
+    reason: str = typer.Option("", "--reason", help="Why (kept with the merge; long digit runs masked)."),
+) -> None:
+    """Merge customer A into B: A's events, identifiers and tags count for B from now on (audited)."""
+    with unit_of_work() as session:
+        r = identity.merge_customers(
+            session, merged_id=merged_id, survivor_id=survivor_id, actor=cli_actor(), reason=reason
+        )
+    out.print(
+        f"merged {r.merged_id} into {r.survivor_id}: {r.identifiers_moved} identifiers moved, "
+        f"{r.tags_moved} tags united, left {r.segments_left} segments, "
+        f"{r.merges_repointed} earlier merges re-pointed"
+    )

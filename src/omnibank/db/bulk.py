@@ -41,6 +41,33 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: It
     return n
 
 
+def insert_new_columns(session: Session, table: Table, columns: dict[str, Sequence[Any]]) -> None:
+    """Insert rows given column by column (equal lengths, Python values), except those whose key is
+    already taken, by a row there before or written meanwhile by another transaction
+    (``ON CONFLICT DO NOTHING``)."""
+    names = list(columns)
+    if not names or not len(columns[names[0]]):
+        return
+    conn = session.connection()
+    dialect = conn.dialect
+    if dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        rows = [dict(zip(names, row, strict=True)) for row in zip(*columns.values(), strict=True)]
+        for i in range(0, len(rows), _CHUNK):
+            session.execute(insert(table).on_conflict_do_nothing(), rows[i : i + _CHUNK])
+        return
+    values: list[Sequence[Any]] = []
+    for name in names:
+        proc = table.c[name].type.bind_processor(dialect)
+        values.append(list(map(proc, columns[name])) if proc else columns[name])
+    sql = (
+        f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)}) "
+        "ON CONFLICT DO NOTHING"
+    )
+    conn.exec_driver_sql(sql, list(zip(*values, strict=True)))
+
+
 def delete_keys(session: Session, table: Table, columns: Sequence[str], keys: Iterable[Sequence[Any]]) -> int:
     """Delete the rows whose ``columns`` equal each key tuple."""
     conn = session.connection()

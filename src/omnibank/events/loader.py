@@ -10,7 +10,10 @@ How a load runs (10M events in about a minute on two cores):
 2. **Check.** One DuckDB statement parses every line of the batch once (``from_json``) and works out,
    vectorised, either the typed row or the reason the line is rejected: the first failing check, naming
    the field. Lines DuckDB's lenient JSON reader may have accepted wrongly (NaN, trailing commas) and the
-   rare lines with personal fields are finished in Python.
+   rare lines with personal fields are finished in Python. A line without ``customer_id`` that carries an
+   identifier (card id, WeChat openid, app user id, phone, ID number) passes this step; only such lines then
+   go through a second pass that finds their customer (:class:`omnibank.customers.identity.Resolver`) or
+   rejects them.
 3. **Stage.** Good rows go to ``_staging/<load_id>/`` under the event log: the rows as uncompressed Arrow
    files, one per batch and bank-local month, and their (event_id, line_no) as Parquet.
 4. **Finalize** (under the log's lock). One DuckDB statement finds the staged lines not to publish: an id
@@ -18,6 +21,8 @@ How a load runs (10M events in about a minute on two cores):
    month partitions (zstd) into the staging folder (it does so at well under half the CPU of DuckDB's
    partitioned ``COPY``, which matters on two cores), the folder is marked ``READY`` and its files are
    renamed into the log (see :mod:`omnibank.events.log`).
+5. **Learn.** The identifiers that ``card.issued`` and ``identity.linked`` lines bind to their customer are
+   recorded in the store once the log has published (first binding wins; conflicts counted in the report).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,9 +42,17 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from sqlalchemy.exc import SQLAlchemyError
 
 from omnibank.config import Settings
-from omnibank.errors import InputRefused
+from omnibank.customers.identity import (
+    BINDINGS_SCHEMA,
+    MAX_VALUE,
+    RESOLVE_FIELDS,
+    Resolver,
+    learn_identifiers,
+)
+from omnibank.errors import AppError, InputRefused
 from omnibank.events.log import COLUMN_NAMES, FINAL, EventLog, configure, sql_string
 from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.loading import CountingReader, LoadReport, LoadRun, open_source, progress_bar
@@ -76,7 +90,7 @@ PII_KINDS: dict[str, str] = {
 @dataclass(frozen=True)
 class _Field:
     name: str  # the JSON key
-    kind: str  # str | opt_str | tier | bool | amount | pos_int | nonneg_number
+    kind: str  # str | opt_str | opt_id | tier | bool | amount | pos_int | nonneg_number
     column: str  # the log column
 
 
@@ -105,6 +119,19 @@ KNOWN_TYPES: dict[str, tuple[_Field, ...]] = {
         _Field("duration_s", "nonneg_number", "duration_s"),
     ),
     "app.login": (),
+    "identity.linked": (
+        _Field("wechat_openid", "opt_id", "wechat_openid"),
+        _Field("app_user_id", "opt_id", "app_user_id"),
+    ),
+}
+# Known types that need at least one of some optional fields.
+ONE_OF_REQUIRED: dict[str, tuple[str, ...]] = {"identity.linked": ("wechat_openid", "app_user_id")}
+# Known types whose customer_id may not be left out (the event binds identifiers to that customer).
+CUSTOMER_ID_REQUIRED = ("identity.linked",)
+# Identifiers learnt from known types: (the result column holding the value, identifier kind).
+LEARNT_FROM: dict[str, tuple[tuple[str, str], ...]] = {
+    "card.issued": (("card_id", "card_id"),),
+    "identity.linked": (("x_wechat_openid", "wechat_openid"), ("x_app_user_id", "app_user_id")),
 }
 
 _COMMON = ("event_id", "type", "customer_id", "ts", "channel")
@@ -118,6 +145,7 @@ _WS = "' ' || chr(9) || chr(10) || chr(13)"
 _BAD_MESSAGES = {
     "str": "must be a non-empty string",
     "opt_str": "must be a string",
+    "opt_id": f"must be a non-empty string of at most {MAX_VALUE} characters",
     "tier": "must be one of " + ", ".join(TIERS),
     "bool": "must be true or false (a JSON boolean)",
     "amount": "must be a decimal > 0 with at most 2 decimals",
@@ -174,6 +202,8 @@ def _typed_expr(field: _Field) -> str:
         return f"CASE WHEN trim({s}) <> '' THEN {s} END"
     if field.kind == "opt_str":
         return s
+    if field.kind == "opt_id":
+        return f"CASE WHEN trim({s}) <> '' AND length({s}) <= {MAX_VALUE} THEN {s} END"
     if field.kind == "tier":
         return f"CASE WHEN {s} IN {_in(TIERS)} THEN {s} END"
     if field.kind == "bool":
@@ -211,8 +241,8 @@ def _checks() -> list[tuple[str, str]]:
             f"type IS NULL OR NOT regexp_full_match(type, {sql_string(TYPE_PATTERN)})",
             "type: must be lowercase dotted words such as card.transaction",
         ),
-        (_absent("customer_id"), "customer_id: missing"),
-        ("customer_id IS NULL", "customer_id: must be a non-empty string"),
+        (f"{_absent('customer_id')} AND NOT {_RESOLVABLE}", "customer_id: missing"),
+        (f"NOT {_absent('customer_id')} AND customer_id IS NULL", "customer_id: must be a non-empty string"),
         (_absent("ts"), "ts: missing"),
         ("ts_text IS NULL", "ts: not an ISO 8601 date-time"),
         ("ts IS NULL", "ts: not a real date and time"),
@@ -220,12 +250,20 @@ def _checks() -> list[tuple[str, str]]:
     ]
     for type_name, fields in KNOWN_TYPES.items():
         is_type = f"type = {sql_string(type_name)}"
+        if type_name in ONE_OF_REQUIRED:
+            names = ONE_OF_REQUIRED[type_name]
+            checks.append(
+                (
+                    f"{is_type} AND " + " AND ".join(_absent(n) for n in names),
+                    f"{names[0]}: missing ({type_name} needs {' or '.join(names)})",
+                )
+            )
         for f in fields:
-            if f.kind == "opt_str":
+            if f.kind in ("opt_str", "opt_id"):
                 checks.append(
                     (
                         f"{is_type} AND NOT {_absent(f.name)} AND {f.column} IS NULL",
-                        f"{f.name}: must be a string",
+                        f"{f.name}: {_BAD_MESSAGES[f.kind]}",
                     )
                 )
                 continue
@@ -240,16 +278,46 @@ def _fine() -> str:
     per_type = []
     for type_name, fields in KNOWN_TYPES.items():
         oks = [
-            f"({_absent(f.name)} OR {f.column} IS NOT NULL)" if f.kind == "opt_str" else _ok_expr(f)
+            f"({_absent(f.name)} OR {f.column} IS NOT NULL)"
+            if f.kind in ("opt_str", "opt_id")
+            else _ok_expr(f)
             for f in fields
         ]
+        if type_name in ONE_OF_REQUIRED:
+            oks.append("NOT (" + " AND ".join(_absent(n) for n in ONE_OF_REQUIRED[type_name]) + ")")
         per_type.append(f"WHEN {sql_string(type_name)} THEN {' AND '.join(oks) or 'true'}")
     return (
-        "ok AND is_object AND event_id IS NOT NULL AND customer_id IS NOT NULL AND ts IS NOT NULL "
+        "ok AND is_object AND event_id IS NOT NULL "
+        f"AND (customer_id IS NOT NULL OR ({_absent('customer_id')} AND {_RESOLVABLE})) AND ts IS NOT NULL "
         f"AND (channel IS NOT NULL OR {_absent('channel')}) "
         f"AND CASE type {' '.join(per_type)} "
         f"ELSE coalesce(regexp_full_match(type, {sql_string(TYPE_PATTERN)}), false) END"
     )
+
+
+def _identifier_expr(key: str) -> str:
+    """``x_<key>``: the text of an identifier field where it is needed, NULL elsewhere (which costs next to
+    nothing): on a line without a customer_id, to find the customer by it, and on the lines that bind it
+    to their customer (``identity.linked``; ``card.issued`` binds its typed ``card_id``)."""
+    f = f"f_{key}"
+    text = _string_value(key)
+    if key in PII_KINDS:  # a phone or ID number may come as a JSON number
+        text = (
+            f"CASE WHEN starts_with({f}, '\"') THEN {text} "
+            f"WHEN regexp_full_match({f}, {_NUMBER_RE}) THEN {f} END"
+        )
+    value = f"CASE WHEN trim({text}) <> '' THEN {text} END"
+    binding = tuple(t for t, learnt in LEARNT_FROM.items() if any(c == f"x_{key}" for c, _ in learnt))
+    if binding:
+        return f"CASE WHEN type IN {_in(binding)} THEN {key} WHEN customer_id IS NULL THEN {value} END"
+    return f"CASE WHEN customer_id IS NULL THEN {value} END"
+
+
+# A line without customer_id whose customer may be found by an identifier it carries.
+_RESOLVABLE = (
+    f"(type NOT IN {_in(CUSTOMER_ID_REQUIRED)} "
+    f"AND coalesce({', '.join(f'x_{k}' for k in RESOLVE_FIELDS)}) IS NOT NULL)"
+)
 
 
 def _types_with(key: str) -> tuple[str, ...]:
@@ -266,7 +334,7 @@ def _validate_sql(load_id: str) -> str:
     # string values of typed fields, worked out only for the types that have them
     typed_strings = []
     for key, field in _TYPED.items():
-        if field.kind in ("str", "opt_str", "tier"):
+        if field.kind in ("str", "opt_str", "opt_id", "tier"):
             value = _string_value(key)
         elif field.kind == "amount":
             value = _amount_text()
@@ -311,11 +379,14 @@ WITH valid AS (
     SELECT *, try_cast(ts_text AS TIMESTAMPTZ) AS ts, {", ".join(typed_strings)} FROM common
 ), typed AS (
     SELECT *, {", ".join(typed)} FROM typed_strings
+), identified AS (
+    SELECT *, {", ".join(f"{_identifier_expr(k)} AS x_{k}" for k in RESOLVE_FIELDS)} FROM typed
 ), checked AS (
     SELECT *, {reason} AS reason, ts::DATE AS local_date, raw AS payload, {sql_string(load_id)} AS load_id
-    FROM typed
+    FROM identified
 )
-SELECT {", ".join(COLUMN_NAMES)}, reason, suspect, pii FROM checked
+SELECT {", ".join(COLUMN_NAMES)}, reason, suspect, pii, {", ".join(f"x_{k}" for k in RESOLVE_FIELDS)}
+FROM checked
 """
 
 
@@ -560,6 +631,7 @@ _WRITERS = 2
 _DEDUP_MEMORY = "384MB"
 _ID_HASH = "hash(event_id)"  # 64 bits: ids are grouped by it first, then compared exactly where it repeats
 _RESULT_ROWS = 65_536  # rows DuckDB hands back at a time
+_LEARNING_TYPES = pa.array(list(LEARNT_FROM), pa.string())
 
 
 def _month_name(months_since_1970: int) -> str:
@@ -629,6 +701,9 @@ class _Stager:
         self.events = 0  # non-blank lines seen
         self.batches = 0
         self.parts: dict[int, list[tuple[Path, int]]] = {}  # month -> [(part file, rows)]
+        self.bindings: list[pa.Table] = []  # identifiers bound by good lines (BINDINGS_SCHEMA)
+        self.resolver = Resolver(settings, cipher)
+        self.resolved: Counter[str] = Counter()  # lines whose customer was found, by the field that found it
 
     def close(self) -> None:
         self.con.close()
@@ -655,6 +730,11 @@ class _Stager:
                         result = result.filter(pc.is_null(reason))
                     if not result.num_rows:
                         continue
+                    self._bind(result, explicit=True)
+                    if result.column("customer_id").null_count:
+                        result = self._resolve(result, rejects)
+                        if not result.num_rows:
+                            continue
                     table = self._scrub(result).select(list(COLUMN_NAMES))
                     ts = table.schema.get_field_index("ts")
                     table = table.set_column(ts, "ts", table.column(ts).cast(pa.timestamp("us", tz="UTC")))
@@ -678,6 +758,71 @@ class _Stager:
                 self.parts.setdefault(month, []).append((path, rows))
         for line_no, why, raw in sorted(rejects):
             self.run.reject(line_no, why, _masked_raw(raw))
+
+    def _bind(self, result: pa.Table, *, explicit: bool) -> None:
+        """Keep the identifiers that lines of ``result`` bind to their customer (``card.issued``,
+        ``identity.linked``), to learn them after the load publishes. Those of lines that name their
+        customer themselves (``explicit``) also resolve later lines of the file."""
+        types = result.column("type")
+        if not pc.any(pc.is_in(types, value_set=_LEARNING_TYPES)).as_py():
+            return
+        customer = result.column("customer_id")
+        for type_name, learnt in LEARNT_FROM.items():
+            is_type = pc.and_(pc.equal(types, type_name), pc.is_valid(customer))
+            if not pc.any(is_type).as_py():
+                continue
+            rows = result.filter(is_type)
+            for column, kind in learnt:
+                values = rows.column(column)
+                if values.null_count == rows.num_rows:
+                    continue
+                got = rows.filter(pc.is_valid(values))
+                columns = [got.column(c) for c in ("customer_id", "event_id", "line_no", "ts")]
+                table = pa.Table.from_arrays(
+                    [pa.array([kind] * got.num_rows, pa.string()), got.column(column), *columns],
+                    names=BINDINGS_SCHEMA.names,
+                ).cast(BINDINGS_SCHEMA)
+                self.bindings.append(table)
+                if explicit:
+                    self.resolver.note(table)
+
+    def _resolve(self, result: pa.Table, rejects: list[tuple[int, str, str]]) -> pa.Table:
+        """Find the customer of the lines without a customer_id (through the identifiers they carry);
+        the lines whose customer is not found are rejected with the reason."""
+        customer = result.column("customer_id").combine_chunks()
+        missing = pc.is_null(customer)
+        x_columns = [f"x_{name}" for name in RESOLVE_FIELDS]
+        pending = result.select(["line_no", "type", "payload", *x_columns]).filter(missing)
+        lines = pending.column("line_no").to_pylist()
+        fields = {
+            name: pending.column(f"x_{name}").to_pylist()
+            for name in RESOLVE_FIELDS
+            if pending.column(f"x_{name}").null_count < pending.num_rows
+        }
+        found, via, reasons = self.resolver.resolve(lines, fields)
+        self.resolved.update(v for v in via if v is not None)
+        if any(why is not None for why in reasons):
+            payloads = pending.column("payload").to_pylist()
+            for line, why, raw in zip(lines, reasons, payloads, strict=True):
+                if why is not None:
+                    rejects.append((line, why, raw))
+        filled = pc.replace_with_mask(customer, missing, pa.array(found, customer.type))
+        result = result.set_column(result.schema.get_field_index("customer_id"), "customer_id", filled)
+        if pc.any(pc.is_in(pending.column("type"), value_set=_LEARNING_TYPES)).as_py():
+            self._bind(result.filter(pc.and_(missing, pc.is_valid(filled))), explicit=False)
+        return result.filter(pc.is_valid(filled)) if filled.null_count else result
+
+    def binding_table(self, leave_out: np.ndarray) -> pa.Table:
+        """The identifiers bound by the staged lines (:data:`BINDINGS_SCHEMA`), leaving out the lines in
+        ``leave_out`` (sorted line numbers: repeats of an event id earlier in the file)."""
+        if not self.bindings:
+            return BINDINGS_SCHEMA.empty_table()
+        table = pa.concat_tables(self.bindings)
+        if len(leave_out):
+            line_no = table.column("line_no").to_numpy()
+            at = np.minimum(np.searchsorted(leave_out, line_no), len(leave_out) - 1)
+            table = table.filter(pa.array(leave_out[at] != line_no))
+        return table
 
     def _recheck_lenient(self, result: pa.Table) -> pa.Table:
         suspect = result.column("suspect")
@@ -706,11 +851,11 @@ class _Stager:
         return result.set_column(result.schema.get_field_index("payload"), "payload", fixed)
 
 
-def _dropped_lines(settings: Settings, folder: Path, existing: list[Path]) -> np.ndarray:
+def _dropped_lines(settings: Settings, folder: Path, existing: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Line numbers of staged rows not to publish, sorted: a repeat of an earlier line's id, or an id
-    already in the log. Ids are grouped by their 64-bit hash first (cheap), then compared exactly where
-    a hash repeats. DuckDB works within a small memory limit (the process also holds Arrow buffers) and
-    spills to the staging folder beyond it."""
+    already in the log; and, apart, those of the repeats. Ids are grouped by their 64-bit hash first
+    (cheap), then compared exactly where a hash repeats. DuckDB works within a small memory limit (the
+    process also holds Arrow buffers) and spills to the staging folder beyond it."""
     con = duckdb.connect(":memory:")
     try:
         configure(con, settings, temp_dir=folder / "tmp")
@@ -729,14 +874,15 @@ repeated_hashes AS (SELECT h FROM staged GROUP BY h HAVING count(*) > 1),
 candidates AS (SELECT event_id, line_no FROM staged SEMI JOIN repeated_hashes USING (h)),
 firsts AS (SELECT event_id, min(line_no) AS first FROM candidates GROUP BY event_id),
 dropped AS (
-    SELECT line_no FROM candidates JOIN firsts USING (event_id) WHERE line_no <> first
-    UNION
-    SELECT line_no FROM staged SEMI JOIN ({known}) AS known USING (event_id)
+    SELECT line_no, true AS repeat FROM candidates JOIN firsts USING (event_id) WHERE line_no <> first
+    UNION ALL
+    SELECT line_no, false AS repeat FROM staged SEMI JOIN ({known}) AS known USING (event_id)
 )
-SELECT line_no FROM dropped ORDER BY line_no
+SELECT line_no, bool_or(repeat) AS repeat FROM dropped GROUP BY line_no ORDER BY line_no
 """
         ).fetchnumpy()
-        return np.asarray(result["line_no"], dtype=np.int64)
+        line_no = np.asarray(result["line_no"], dtype=np.int64)
+        return line_no, line_no[np.asarray(result["repeat"], dtype=bool)]
     finally:
         con.close()
 
@@ -783,14 +929,17 @@ def _write_log_file(path: Path, schema: pa.Schema, parts: list[Path], dropped: n
     return written
 
 
-def _finalize(log: EventLog, settings: Settings, stager: _Stager, folder: Path, load_id: str) -> int:
-    """Deduplicate the staged rows and publish them; the number of events added to the log."""
+def _finalize(
+    log: EventLog, settings: Settings, stager: _Stager, folder: Path, load_id: str
+) -> tuple[int, np.ndarray]:
+    """Deduplicate the staged rows and publish them; the number of events added to the log, and the
+    lines left out as repeats of an earlier line's event id."""
     if stager.schema is None:
-        return 0
+        return 0, np.empty(0, dtype=np.int64)
     schema = stager.schema
     with log.locked():
         log.recover_locked()
-        dropped = _dropped_lines(settings, folder, log.files())
+        dropped, repeats = _dropped_lines(settings, folder, log.files())
         jobs: list[tuple[Path, list[Path]]] = []
         for month, parts in sorted(stager.parts.items()):
             target = folder / FINAL / f"month={_month_name(month)}"
@@ -810,7 +959,32 @@ def _finalize(log: EventLog, settings: Settings, stager: _Stager, folder: Path, 
         if written:
             log.mark_ready(folder)
             log.publish_locked(folder)
-    return written
+    return written, repeats
+
+
+def _learn(settings: Settings, stager: _Stager, repeats: np.ndarray) -> dict[str, Any]:
+    """Learn the identifiers bound by the file's lines, once the log has published them: in the store,
+    first binding wins. Lines whose event was already in the log count too (a repeated id is the same
+    event), so loading a file again learns what an interrupted load could not; repeats of an id within
+    the file do not. The report's part: counts only."""
+    from omnibank.db import unit_of_work
+
+    report: dict[str, Any] = {}
+    if stager.resolved:
+        report["resolved"] = dict(stager.resolved)
+    bindings = stager.binding_table(repeats)
+    if bindings.num_rows:
+        try:
+            with unit_of_work(settings) as session:
+                learnt = learn_identifiers(session, bindings)
+        except SQLAlchemyError as exc:
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            raise AppError(
+                f"the events were loaded, but the identifiers they bind could not be recorded ({reason}); "
+                "loading the same file again records them"
+            ) from exc
+        report.update(learnt.as_report())
+    return report
 
 
 def _run_batches(reader: _Reader, stager: _Stager) -> None:
@@ -862,7 +1036,8 @@ def load_events(
                     if stager.events == 0:
                         raise InputRefused(f"{path}: holds only blank lines; expected one JSON event a line")
                     bar.update(task, description="events: deduplicating and publishing")
-                    written = _finalize(log, settings, stager, folder, run.load_id)
+                    written, repeats = _finalize(log, settings, stager, folder, run.load_id)
+                    identity = _learn(settings, stager, repeats)
             finally:
                 stager.close()
             seconds = time.perf_counter() - started
@@ -876,4 +1051,6 @@ def load_events(
                     "events_per_s": round(stager.events / seconds) if seconds > 0 else None,
                 }
             )
+            if identity:
+                run.report.extra["identity"] = identity
         return run.finish()

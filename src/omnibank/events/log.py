@@ -26,7 +26,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -173,18 +173,21 @@ class EventLog:
             con.close()
         return int(row[0]) if row else 0
 
-    def recent(self, customer_id: str, limit: int = 10) -> list[dict[str, Any]]:
-        """The customer's latest events, most recent first: event_id, type, ts (an aware datetime in
-        the bank's zone), channel, and those typed fields that are set."""
-        if not self.files():
+    def recent(self, customer_ids: str | Sequence[str], limit: int = 10) -> list[dict[str, Any]]:
+        """The latest events of a customer, or of several (a survivor and the customers merged into it),
+        most recent first: event_id, type, customer_id, ts (an aware datetime in the bank's zone),
+        channel, and those typed fields that are set."""
+        ids = [customer_ids] if isinstance(customer_ids, str) else list(dict.fromkeys(customer_ids))
+        if not ids or not self.files():
             return []
         fields = ", ".join(_TYPED_FIELDS)
         con = self.connect()
         try:
             cur = con.execute(
-                f"SELECT event_id, type, epoch_us(ts) AS ts_us, channel, {fields} FROM {self.scan_sql()} "
-                "WHERE customer_id = ? ORDER BY ts DESC, event_id DESC LIMIT ?",
-                [customer_id, limit],
+                f"SELECT event_id, type, customer_id, epoch_us(ts) AS ts_us, channel, {fields} "
+                f"FROM {self.scan_sql()} WHERE customer_id IN ({', '.join('?' for _ in ids)}) "
+                "ORDER BY ts DESC, event_id DESC LIMIT ?",
+                [*ids, limit],
             )
             names = [d[0] for d in cur.description]
             rows = cur.fetchall()
@@ -197,6 +200,7 @@ class EventLog:
             event: dict[str, Any] = {
                 "event_id": values["event_id"],
                 "type": values["type"],
+                "customer_id": values["customer_id"],
                 "ts": (_EPOCH + timedelta(microseconds=values["ts_us"])).astimezone(tz),
                 "channel": values["channel"],
             }

@@ -27,9 +27,20 @@ def mask_name(name: str) -> str:
     return name[0] + "*" * max(len(name) - 1, 1)
 
 
-def mask_free_text(text: str) -> str:
-    """Mask anything in unstructured text that could be a phone, an ID number or a Chinese name."""
-    text = _DIGITS.sub(
+def mask_card_id(card_id: str) -> str:
+    """``6225********1234``: the first and last four kept when longer than 8, else all masked."""
+    if len(card_id) > 8:
+        return card_id[:4] + "*" * (len(card_id) - 8) + card_id[-4:]
+    return "*" * len(card_id)
+
+
+def mask_numbers(text: str) -> str:
+    """Mask every run of digits long enough to be a phone or an ID number (Chinese text is kept)."""
+    return _DIGITS.sub(
         lambda m: mask_id_number(m.group()) if len(m.group()) > 11 else mask_phone(m.group()), text
     )
-    return _CJK.sub(lambda m: mask_name(m.group()), text)
+
+
+def mask_free_text(text: str) -> str:
+    """Mask anything in unstructured text that could be a phone, an ID number or a Chinese name."""
+    return _CJK.sub(lambda m: mask_name(m.group()), mask_numbers(text))
