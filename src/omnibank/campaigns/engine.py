@@ -13,23 +13,30 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from omnibank.campaigns.spec import Compiled, Reward, Rule
 from omnibank.segments.compile import event_condition_sql
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
+class Event(NamedTuple):
+    """One event as the engine sees it (a tuple: millions of them are made in a backtest)."""
+
     event_id: str
     type: str
     customer_id: str
-    ts: datetime  # aware
-    local_date: date
+    ts_us: int  # the instant, in microseconds since the epoch (UTC)
+    local_date: date  # its bank-local day
     fields: Mapping[str, Any]  # the event log's typed columns (amount, tier, is_primary, quantity, …)
+
+    def at(self, tz: ZoneInfo) -> datetime:
+        return (_EPOCH + timedelta(microseconds=self.ts_us)).astimezone(tz)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +94,7 @@ Decision = Grant | Refusal
 class CustomerState:
     cards: list[Event] = field(default_factory=list)  # card.issued events, in time order
     card_for: dict[str, Event | None] = field(default_factory=dict)  # rule → qualifying card (cache)
-    counters: dict[tuple[str, str], Decimal] = field(default_factory=dict)  # (rule, period) → count/sum
+    counters: dict[tuple[str, str], int | Decimal] = field(default_factory=dict)  # (rule, period) → count/sum
     fired: set[tuple[str, str]] = field(default_factory=set)  # (rule, period) that granted
     items: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (rule, per, period) → items
     activated: dict[tuple[str, str], int] = field(default_factory=dict)  # (rule, month) → items in effect
@@ -144,6 +151,21 @@ class Decider:
         if any(r.reward and r.reward.points_each for r in self.spec.rules):
             self.types.add("points.earned")
         self.columns = sorted(campaign.columns())
+        # per event type: (rule, trigger test, needs a card, card window, threshold period)
+        self._plan = {
+            etype: [
+                (
+                    r,
+                    campaign.where_test[r.id],
+                    campaign.needs_card[r.id],
+                    timedelta(days=r.within_days_of_card) if r.within_days_of_card is not None else None,
+                    r.threshold.per if r.threshold else None,
+                )
+                for r in rules
+            ]
+            for etype, rules in self.by_type.items()
+        }
+        self._periods: dict[tuple[str, date], str] = {}
 
     def holders_sql(self) -> str | None:
         """When every rule needs a card: SQL over card.issued fields that any qualifying card meets (the
@@ -175,18 +197,25 @@ class Decider:
         if not period.start <= event.local_date <= period.end:
             return []
         out: list[Decision] = []
-        for rule in self.by_type.get(event.type, ()):
-            if not self.c.where_test[rule.id](event.fields):
+        day = event.local_date
+        for rule, where, needs_card, window, per in self._plan.get(event.type, ()):
+            if per is not None and (rule.id, self._period(per, day)) in cust.fired:
+                continue  # this period's reward was granted: nothing more to count
+            if not where(event.fields):
                 continue
-            card = self._card(rule, cust, event.local_date)
-            if self.c.needs_card[rule.id] and card is None:
+            card = self._card(rule, cust, day)
+            if needs_card and card is None:
                 continue
-            if rule.within_days_of_card is not None:
-                assert card is not None
-                if event.local_date > card.local_date + timedelta(days=rule.within_days_of_card):
-                    continue
+            if window is not None and card is not None and day > card.local_date + window:
+                continue
             self._apply(state, cust, rule, event, card, out)
         return out
+
+    def _period(self, per: str, day: date) -> str:
+        key = self._periods.get((per, day))
+        if key is None:
+            key = self._periods[(per, day)] = period_key(per, day)
+        return key
 
     def _card(self, rule: Rule, cust: CustomerState, day: date) -> Event | None:
         """The customer's first card (by issue time, on or before ``day``) that meets the rule's card
@@ -212,13 +241,14 @@ class Decider:
         assert reward is not None
         if rule.threshold is not None:
             th = rule.threshold
-            pkey = period_key(th.per, event.local_date)
-            if (rule.id, pkey) in cust.fired:
-                return
-            add = Decimal(1) if th.count is not None else Decimal(event.fields.get("amount") or 0)
-            total = cust.counters.get((rule.id, pkey), Decimal(0)) + add
+            pkey = self._period(th.per, event.local_date)
+            if th.count is not None:
+                total: int | Decimal = cust.counters.get((rule.id, pkey), 0) + 1
+                goal: int | Decimal = th.count
+            else:
+                total = cust.counters.get((rule.id, pkey), 0) + Decimal(event.fields.get("amount") or 0)
+                goal = th.sum or Decimal(0)
             cust.counters[(rule.id, pkey)] = total
-            goal = Decimal(th.count) if th.count is not None else Decimal(th.sum or 0)
             if total < goal:
                 return
             quantity = reward.quantity
@@ -236,7 +266,7 @@ class Decider:
             state, cust, rule, reward, event, card, quantity, all_or_nothing, slot, None, out
         )
         if granted and rule.threshold is not None:
-            cust.fired.add((rule.id, period_key(rule.threshold.per, event.local_date)))
+            cust.fired.add((rule.id, self._period(rule.threshold.per, event.local_date)))
         if granted:
             self._light(state, cust, rule.id, granted, event, out)
 
@@ -297,14 +327,18 @@ class Decider:
         tier = card.fields.get("tier") if card is not None else None
         value = reward.face_value_by_tier.get(str(tier), reward.face_value) if tier else reward.face_value
         if value is None and reward.face_value_by_tier:
-            out.append(Refusal(event.customer_id, rule.id, f"no_face_value:{tier}", quantity, event.ts))
+            out.append(
+                Refusal(event.customer_id, rule.id, f"no_face_value:{tier}", quantity, event.at(self.tz))
+            )
             return 0
         value_each = value or Decimal(0)
         allowed, reason = self._allowed(state, cust, rule, reward, value_each, quantity, event.local_date)
         if all_or_nothing and allowed < quantity:
             allowed = 0
         if allowed < quantity:
-            out.append(Refusal(event.customer_id, rule.id, reason or "limit", quantity - allowed, event.ts))
+            out.append(
+                Refusal(event.customer_id, rule.id, reason or "limit", quantity - allowed, event.at(self.tz))
+            )
         if allowed == 0:
             return 0
         tz = self.tz
@@ -323,8 +357,9 @@ class Decider:
             if reward.claim_days is not None
             else None
         )
+        granted_at = event.at(tz)
         for i in range(allowed):
-            valid_from = event.ts.astimezone(tz)
+            valid_from = granted_at
             if reward.activation is not None:
                 month, ahead = day, 0
                 while cust.activated.get((rule.id, f"{month:%Y-%m}"), 0) >= reward.activation.per_month:
@@ -347,7 +382,7 @@ class Decider:
                     campaign=self.spec.id,
                     rule=rule.id,
                     benefit=reward.benefit,
-                    granted_at=event.ts.astimezone(tz),
+                    granted_at=granted_at,
                     valid_from=valid_from,
                     valid_to=valid_to,
                     claim_by=claim_by,

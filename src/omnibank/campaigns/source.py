@@ -7,6 +7,7 @@ as in the event log."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -64,48 +65,71 @@ class SourceStats:
     unusable: int = 0  # lines that are not a JSON event with id, type, customer and a readable time
 
 
+_TYPED = (
+    "event_id, type, customer_id, TRY_CAST(ts AS TIMESTAMPTZ) AS ts, channel, "
+    'TRY_CAST(amount AS DECIMAL(18,2)) AS amount, card_id, product, tier, "primary" AS is_primary, '
+    "new_customer, merchant, mcc, points, reward, quantity, product_id, duration_s"
+)
+
+
 def _select(source: str, types: set[str], from_file: bool, fields: list[str], holders: str | None) -> str:
     """Events of ``types`` in time order; with ``holders`` (a condition over card.issued fields), only
-    the events of customers with such a card (and their card events): nobody else can qualify."""
+    the events of customers with such a card (and their card events): nobody else can qualify. A file's
+    repeated ``event_id`` counts once, its first line (the log is deduplicated already)."""
     listed = ", ".join(sql_string(t) for t in sorted(types))
     cols = "".join(f", {f}" for f in fields)
-    keep = f"type IN ({listed})"
-    if holders is not None:
-        keep += (
-            f" AND customer_id IN (SELECT customer_id FROM typed WHERE type = 'card.issued' AND ({holders}))"
-        )
     if from_file:
+        keep = ""
+        if holders is not None:
+            keep = (
+                f" AND customer_id IN (SELECT customer_id FROM (SELECT {_TYPED} FROM {source}) "
+                f"WHERE type = 'card.issued' AND ({holders}))"
+            )
         return f"""
-        WITH raw AS (SELECT *, row_number() OVER () AS line FROM {source}),
+        WITH lines AS (SELECT *, row_number() OVER () AS line FROM {source}),
         typed AS (
-            SELECT event_id, type, customer_id, TRY_CAST(ts AS TIMESTAMPTZ) AS ts, channel,
-                   TRY_CAST(amount AS DECIMAL(18,2)) AS amount, card_id, product, tier,
-                   "primary" AS is_primary, new_customer, merchant, mcc, points, reward, quantity, product_id,
-                   duration_s, line
-            FROM raw
-            WHERE event_id IS NOT NULL AND customer_id IS NOT NULL AND type IN ({listed})
-            QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
+            SELECT {_TYPED}, line FROM lines
+            WHERE event_id IS NOT NULL AND customer_id IS NOT NULL AND type IN ({listed}){keep}
         )
-        SELECT event_id, type, customer_id, ts, CAST(ts AS DATE) AS local_date{cols}
-        FROM typed WHERE ts IS NOT NULL AND {keep} ORDER BY ts, event_id
+        SELECT event_id, type, customer_id, epoch_us(ts) AS ts_us, CAST(ts AS DATE) AS local_date{cols}
+        FROM typed WHERE ts IS NOT NULL
+        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
+        ORDER BY ts, event_id
         """
+    keep = ""
+    if holders is not None:
+        cards = f"SELECT customer_id FROM {source} WHERE type = 'card.issued' AND ({holders})"
+        keep = f" AND customer_id IN ({cards})"
     return f"""
-        WITH typed AS (SELECT * FROM {source} WHERE type IN ({listed}))
-        SELECT event_id, type, customer_id, ts, local_date{cols}
-        FROM typed WHERE {keep} ORDER BY ts, event_id
+        SELECT event_id, type, customer_id, epoch_us(ts) AS ts_us, local_date{cols}
+        FROM {source} WHERE type IN ({listed}){keep} ORDER BY ts, event_id
     """
 
 
-def _line_counts(con: duckdb.DuckDBPyConnection, path: Path, source: str) -> tuple[int, int]:
-    lines = con.execute(
-        f"SELECT count(*) FROM read_csv({sql_string(str(path))}, columns = {{'l': 'VARCHAR'}}, "
-        "header = false, delim = '\x01', quote = '', escape = '', auto_detect = false) WHERE trim(l) <> ''"
-    ).fetchall()[0][0]
-    usable = con.execute(
-        f"SELECT count(*) FROM {source} WHERE event_id IS NOT NULL AND customer_id IS NOT NULL "
-        "AND type IS NOT NULL AND TRY_CAST(ts AS TIMESTAMPTZ) IS NOT NULL"
-    ).fetchall()[0][0]
-    return int(lines), int(lines) - int(usable)
+def _line_counts(settings: Settings, path: Path, stats: SourceStats) -> None:
+    """Count the file's non-blank lines and its usable events (run beside the main read, on its own
+    connection: it mostly overlaps with the engine's work on the other core)."""
+    lines = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            lines += chunk.count(b"\n") - chunk.count(b"\n\n")
+            last = chunk[-1:]
+    if lines == 0 or last != b"\n":
+        lines += path.stat().st_size > 0
+    con = duckdb.connect()
+    configure(con, settings)
+    try:
+        usable = con.execute(
+            f"SELECT count(*) FROM read_json({sql_string(str(path))}, format = 'newline_delimited', "
+            "columns = {'event_id': 'VARCHAR', 'type': 'VARCHAR', 'customer_id': 'VARCHAR', "
+            "'ts': 'VARCHAR'}, ignore_errors = true) "
+            "WHERE event_id IS NOT NULL AND customer_id IS NOT NULL AND type IS NOT NULL "
+            "AND TRY_CAST(ts AS TIMESTAMPTZ) IS NOT NULL"
+        ).fetchall()[0][0]
+    finally:
+        con.close()
+    stats.lines = lines
+    stats.unusable = max(lines - int(usable), 0)
 
 
 def read_events(
@@ -121,6 +145,7 @@ def read_events(
 ) -> Iterator[Event]:
     """Events of ``types`` in time order (then by id), from ``path`` or (when None) the event log."""
     stats = stats if stats is not None else SourceStats()
+    counter: threading.Thread | None = None
     wanted = [f for f in FIELDS if fields is None or f in fields]
     con = duckdb.connect()
     configure(con, settings)
@@ -135,7 +160,8 @@ def read_events(
                 f"read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns}, "
                 "ignore_errors = true)"
             )
-            stats.lines, stats.unusable = _line_counts(con, path, source)
+            counter = threading.Thread(target=_line_counts, args=(settings, path, stats), daemon=True)
+            counter.start()
             sql = _select(source, types, True, wanted, holders)
         else:
             sql = _select(EventLog(settings).scan_sql(), types, False, wanted, holders)
@@ -149,11 +175,13 @@ def read_events(
                 cols["event_id"],
                 cols["type"],
                 cols["customer_id"],
-                cols["ts"],
+                cols["ts_us"],
                 cols["local_date"],
                 field_rows,
                 strict=False,
             ):
-                yield Event(eid, etype, cid, ts, day, dict(zip(wanted, values, strict=True)))
+                yield Event(eid, etype, cid, ts, day, dict(zip(wanted, values)))  # noqa: B905 - same length
+        if counter is not None:
+            counter.join()
     finally:
         con.close()
