@@ -89,7 +89,7 @@ def test_compiled_sql_and_in_memory_agree(env, tmp_path) -> None:
             with duck_engine(session, cfg) as duck:
                 got = duck.ids(expression, as_of).to_pylist()
             if ON_POSTGRES:
-                assert StoreEngine(session).ids(expression, as_of).to_pylist() == got, text
+                assert StoreEngine(session, cfg.timezone).ids(expression, as_of).to_pylist() == got, text
         expected = sorted(cid for cid, f in facts.items() if evaluate(expression, f, as_of))
         assert got == expected, text
         sizes.add(len(got))

@@ -158,4 +158,6 @@ def test_the_example_tags_agree_on_every_engine(env, tmp_path) -> None:
                 assert len(got) == sizes[spec.name], spec.name
                 assert got == sorted(c for c, f in facts.items() if evaluate(expression, f, as_of)), spec.name
                 if ON_POSTGRES:
-                    assert StoreEngine(session).count(expression, as_of) == len(got), spec.name
+                    assert StoreEngine(session, env.settings.timezone).count(expression, as_of) == len(got), (
+                        spec.name
+                    )

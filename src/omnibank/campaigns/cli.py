@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from omnibank.campaigns.simulate import SimulationReport
-from omnibank.config import get_settings
+from omnibank.config import Settings, get_settings
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
 
@@ -69,19 +69,18 @@ def simulate_cmd(
     print_report(report, out_file)
 
 
-def _eligible(settings, eligibility: str | None, segment: str | None) -> frozenset[str] | None:  # type: ignore[no-untyped-def]
+def _eligible(settings: Settings, eligibility: str | None, segment: str | None) -> frozenset[str] | None:
+    """Who may take part: the campaign's eligibility and the --segment, as of today."""
     texts = [t for t in (eligibility, segment) if t]
     if not texts:
         return None
     from omnibank.db import unit_of_work
     from omnibank.kit.clock import local_today
-    from omnibank.segments.engine import duck_engine, parse_in
+    from omnibank.segments.service import member_set
 
-    text = " AND ".join(f"({t})" for t in texts)
     with unit_of_work(settings) as session:
-        expression = parse_in(session, text)
-        with duck_engine(session, settings) as duck:
-            return frozenset(duck.ids(expression, local_today(settings.tz)).to_pylist())
+        text = " AND ".join(f"({t})" for t in texts)
+        return member_set(session, settings, text, as_of=local_today(settings.tz))
 
 
 def print_report(report: SimulationReport, out_file: Path | None) -> None:

@@ -35,6 +35,7 @@ FIELDS = (
     "quantity",
     "product_id",
     "duration_s",
+    "weekday",
 )
 _JSON_COLUMNS = {
     "event_id": "VARCHAR",
@@ -68,7 +69,8 @@ class SourceStats:
 _TYPED = (
     "event_id, type, customer_id, TRY_CAST(ts AS TIMESTAMPTZ) AS ts, channel, "
     'TRY_CAST(amount AS DECIMAL(18,2)) AS amount, card_id, product, tier, "primary" AS is_primary, '
-    "new_customer, merchant, mcc, points, reward, quantity, product_id, duration_s"
+    "new_customer, merchant, mcc, points, reward, quantity, product_id, duration_s, "
+    "isodow(TRY_CAST(ts AS TIMESTAMPTZ)) AS weekday"
 )
 
 
@@ -102,7 +104,8 @@ def _select(source: str, types: set[str], from_file: bool, fields: list[str], ho
         keep = f" AND customer_id IN ({cards})"
     return f"""
         SELECT event_id, type, customer_id, epoch_us(ts) AS ts_us, local_date{cols}
-        FROM {source} WHERE type IN ({listed}){keep} ORDER BY ts, event_id
+        FROM (SELECT *, isodow(ts) AS weekday FROM {source})
+        WHERE type IN ({listed}){keep} ORDER BY ts, event_id
     """
 
 

@@ -66,6 +66,7 @@ def demo(
         )
     out.print(table)
     _tags_and_segments(settings, as_of=_start(start) + timedelta(days=days - 1))
+    _campaigns(settings)
     out.print(
         f"demo bank ready in {time.perf_counter() - t0:.0f} s: {summary.orgs} orgs, {summary.staff} staff, "
         f"{summary.customers:,} customers, {sum(summary.events_by_type.values()):,} events "
@@ -74,7 +75,8 @@ def demo(
     out.print("try: omnibank org tree · omnibank customer show C000001 · omnibank segment matrix")
 
 
-EXAMPLE_TAGS = Path(__file__).resolve().parents[3] / "examples" / "tags"
+EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
+EXAMPLE_TAGS = EXAMPLES / "tags"
 EXAMPLE_SEGMENTS = {
     "silver_digital_help": ("silver_75_plus OR digital_divide", "银发助老: 75+ or not using the app"),
     "luckin_gold_active": (
@@ -144,3 +146,40 @@ def generate_cmd(
         f"wrote {summary.orgs} orgs, {summary.staff} staff, {summary.customers:,} customers, "
         f"{events:,} events to {out_dir} in {time.perf_counter() - t0:.1f} s"
     )
+
+
+def _campaigns(settings: Settings) -> None:
+    """Backtest the example campaigns over the demo bank's event log and print what they would cost."""
+    from omnibank.campaigns.simulate import simulate
+    from omnibank.campaigns.spec import load_campaign
+
+    folder = EXAMPLES / "campaigns"
+    if not folder.is_dir():
+        return
+    table = Table("campaign", "rule", "grants", "face value (CNY)", "refused", title="example campaigns "
+                  "simulated over the demo year (nothing issued)", title_justify="left")  # fmt: skip
+    for path in sorted(folder.glob("*.yaml")):
+        spec = load_campaign(path)
+        report = simulate(spec, settings, events=None, eligible=_eligible(settings, spec.eligibility))
+        for rule in spec.rules:
+            cells = [v for (r, _m), v in report.by_rule_month.items() if r == rule.id]
+            refused = sum(n for (r, _why), n in report.refusals.items() if r == rule.id)
+            table.add_row(
+                spec.id,
+                rule.id,
+                f"{sum(c[0] for c in cells):,}",
+                f"{sum(c[1] for c in cells):,.2f}",
+                f"{refused:,}",
+            )
+    out.print(table)
+
+
+def _eligible(settings: Settings, eligibility: str | None) -> frozenset[str] | None:
+    if not eligibility:
+        return None
+    from omnibank.db import unit_of_work
+    from omnibank.kit.clock import local_today
+    from omnibank.segments.service import member_set
+
+    with unit_of_work(settings) as session:
+        return member_set(session, settings, eligibility, as_of=local_today(settings.tz))

@@ -169,12 +169,15 @@ def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = Fa
 
 
 def _events_relation(settings: Settings, merges: Path | None) -> str:
+    """The log as expressions see it: merged customers' events under their survivor, and ``weekday``
+    (bank-local: the connection's time zone is the bank's)."""
     source = EventLog(settings).scan_sql()
     if merges is None:
-        return f"SELECT * FROM {source}"
+        return f"SELECT *, isodow(ts) AS weekday FROM {source}"
     cols = ", ".join(f"e.{name}" for name, _ in LOG_COLUMNS if name != "customer_id")
     return (
-        f"SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, {cols}, e.month "
+        f"SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, {cols}, e.month, "
+        "isodow(e.ts) AS weekday "
         f"FROM {source} e LEFT JOIN read_parquet({quote(str(merges))}) m ON m.merged_id = e.customer_id"
     )
 
@@ -318,10 +321,14 @@ class StoreEngine:
 
     dialect: Dialect = "postgres"
 
-    def __init__(self, session: Session):
+    def __init__(self, session: Session, timezone: str):
         if session.get_bind().dialect.name != "postgresql":
             raise AppError("the store engine needs PostgreSQL (OMNIBANK_DATABASE_URL); use the DuckDB engine")
         self.session = session
+        weekday = f"CAST(EXTRACT(ISODOW FROM e.ts AT TIME ZONE {quote(timezone)}) AS INTEGER) AS weekday"
+        self.ctes = _STORE_CTES.replace(
+            "e.duration_s FROM event_facts", f"e.duration_s, {weekday} FROM event_facts"
+        )
 
     def _rows(self, sql: str) -> list[tuple[object, ...]]:
         # straight to the driver without parameters: no placeholder processing of '%' or ':' in literals
@@ -333,18 +340,18 @@ class StoreEngine:
             cursor.close()
 
     def count(self, expression: Expression, as_of: date) -> int:
-        sql = compile_expression(expression, as_of, "postgres").count_sql(ctes=_STORE_CTES)
+        sql = compile_expression(expression, as_of, "postgres").count_sql(ctes=self.ctes)
         (n,) = self._rows(sql)[0]
         return int(str(n))
 
     def ids(self, expression: Expression, as_of: date) -> pa.Array:
-        sql = compile_expression(expression, as_of, "postgres").ids_sql(ctes=_STORE_CTES)
+        sql = compile_expression(expression, as_of, "postgres").ids_sql(ctes=self.ctes)
         return pa.array([r[0] for r in self._rows(sql)], pa.string())
 
 
 # ------------------------------------------------------------------------------------------ one customer
 
-_EVENT_FACT_COLUMNS = ("type", "local_date") + tuple(
+_EVENT_FACT_COLUMNS = ("type", "local_date", "isodow(ts) AS weekday") + tuple(
     name for name, _ in LOG_COLUMNS if name in {"channel", "amount"} | {c for _, c in EVENT_FIELDS.values()}
 )
 

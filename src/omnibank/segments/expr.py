@@ -85,6 +85,7 @@ EVENT_FIELDS: dict[str, tuple[FieldType, str]] = {
     "quantity": ("int", "quantity"),
     "product_id": ("str", "product_id"),
     "duration_s": ("num", "duration_s"),
+    "weekday": ("int", "weekday"),  # bank-local ISO day of the week: 1 Monday … 7 Sunday
 }
 
 FUNCTIONS = {
@@ -304,6 +305,7 @@ def _closure(node: Node) -> _Fn:  # noqa: C901 - one case per node kind
     if isinstance(node, EvField):
         column = node.column
         if node.type == "num":
+
             def num(e: Mapping[str, Any]) -> Any:
                 v = e.get(column)
                 return Decimal(str(v)) if isinstance(v, float) else v

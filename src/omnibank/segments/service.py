@@ -34,7 +34,7 @@ _CHANGES: Table = SegmentChange.__table__  # type: ignore[assignment]
 def count(session: Session, settings: Settings, text: str, *, as_of: date, engine: str = "duckdb") -> int:
     expression = parse_in(session, text)
     if engine == "postgres":
-        return StoreEngine(session).count(expression, as_of)
+        return StoreEngine(session, settings.timezone).count(expression, as_of)
     with duck_engine(session, settings) as duck:
         return duck.count(expression, as_of)
 
@@ -42,6 +42,11 @@ def count(session: Session, settings: Settings, text: str, *, as_of: date, engin
 def member_ids(session: Session, settings: Settings, expression: Expression, as_of: date) -> pa.Array:
     with duck_engine(session, settings) as duck:
         return duck.ids(expression, as_of)
+
+
+def member_set(session: Session, settings: Settings, text: str, *, as_of: date) -> frozenset[str]:
+    """The ids of the customers matching ``text`` (e.g. a campaign's eligibility)."""
+    return frozenset(member_ids(session, settings, parse_in(session, text), as_of).to_pylist())
 
 
 @dataclass(frozen=True)
