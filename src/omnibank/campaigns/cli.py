@@ -110,3 +110,155 @@ def print_report(report: SimulationReport, out_file: Path | None) -> None:
         f"{report.events:,} events, {report.grants:,} grants to {report.customers:,} customers, "
         f"face value {report.face_value:,.2f} CNY{where}"
     )
+
+
+@app.command("start")
+def start_cmd(campaign: Path = typer.Argument(..., help="A campaign YAML file.")) -> None:
+    """Start (or update and resume) a live campaign; `omnibank campaign run` then applies it."""
+    from omnibank.campaigns import live
+    from omnibank.campaigns.spec import load_campaign
+    from omnibank.db import unit_of_work
+
+    spec = load_campaign(campaign)
+    with unit_of_work() as session:
+        live.start(session, spec, source_text=campaign.read_text(encoding="utf-8"))
+    out.print(f"campaign {spec.id} is active; run it with: omnibank campaign run")
+
+
+@app.command("stop")
+def stop_cmd(campaign_id: str = typer.Argument(..., help="The campaign id.")) -> None:
+    """Stop a live campaign (its state is kept; `campaign start` resumes it)."""
+    from omnibank.campaigns import live
+    from omnibank.db import unit_of_work
+
+    with unit_of_work() as session:
+        live.stop(session, campaign_id)
+    out.print(f"campaign {campaign_id} stopped")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Live campaigns with the events applied and the grants made."""
+    from sqlalchemy import func, select
+
+    from omnibank.campaigns.models import Campaign, CampaignGrant
+    from omnibank.db import unit_of_work
+
+    with unit_of_work() as session:
+        rows = list(session.scalars(select(Campaign).order_by(Campaign.id)))
+        grants = dict(
+            session.execute(
+                select(CampaignGrant.campaign, func.count()).group_by(CampaignGrant.campaign)
+            ).all()
+        )
+    if not rows:
+        out.print("no live campaigns (omnibank campaign start FILE.yaml)")
+        return
+    table = Table("campaign", "name", "status", "events applied", "grants")
+    for r in rows:
+        table.add_row(r.id, r.name, r.status, f"{r.events:,}", f"{grants.get(r.id, 0):,}")
+    out.print(table)
+
+
+@app.command("run")
+def run_cmd(
+    campaign_id: str = typer.Option(
+        None, "--campaign", help="Only this campaign (default: every active one)."
+    ),
+    follow: bool = typer.Option(False, "--follow", help="Keep going: apply new events as they are loaded."),
+    interval: float = typer.Option(5.0, "--interval", min=0.2, help="Seconds between looks with --follow."),
+) -> None:
+    """Apply live campaigns to the event log from where they stopped (each log file once, atomically)."""
+    import time
+
+    from omnibank.campaigns import live
+
+    settings = get_settings()
+
+    def eligible_for(session, spec):  # type: ignore[no-untyped-def]
+        return _eligible(settings, spec.eligibility, None)
+
+    while True:
+        reports = live.run_once(
+            settings,
+            campaign_id=campaign_id,
+            eligible_for=eligible_for,
+            on_file=lambda cid, rel, r: err.print(f"{cid}: applied {rel} ({r.events:,} events so far)"),
+        )
+        for r in reports:
+            refused = ", ".join(f"{k} {v:,}" for k, v in sorted(r.refusals.items())) or "none"
+            out.print(
+                f"{r.campaign}: {r.files} new files, {r.events:,} events, {r.grants:,} grants "
+                f"(refused: {refused})"
+            )
+        if not follow:
+            return
+        time.sleep(interval)
+
+
+@app.command("grants")
+def grants_cmd(
+    campaign_id: str = typer.Option(None, "--campaign", help="Only this campaign."),
+    customer_id: str = typer.Option(None, "--customer", help="Only this customer."),
+    out_file: Path = typer.Option(None, "--out", help="Write them as grants.jsonl instead of a table."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Rows to show (the table)."),
+) -> None:
+    """Grants made by live campaigns."""
+    import orjson
+    from sqlalchemy import select
+
+    from omnibank.campaigns.models import CampaignGrant
+    from omnibank.db import unit_of_work
+
+    settings = get_settings()
+    with unit_of_work(settings) as session:
+        query = select(CampaignGrant).order_by(CampaignGrant.granted_at, CampaignGrant.key)
+        if campaign_id:
+            query = query.where(CampaignGrant.campaign == campaign_id)
+        if customer_id:
+            query = query.where(CampaignGrant.customer_id == customer_id)
+        rows = list(session.scalars(query if out_file else query.limit(limit)))
+    if out_file is not None:
+        with out_file.open("wb") as fh:
+            for g in rows:
+                fh.write(orjson.dumps(_contract(g, settings)) + b"\n")
+        out.print(f"wrote {len(rows):,} grants to {out_file}")
+        return
+    table = Table("granted (bank-local)", "campaign", "rule", "customer", "benefit", "face value", "stage")
+    for g in rows:
+        c = _contract(g, settings)
+        table.add_row(
+            str(c["granted_at"])[:16].replace("T", " "),
+            g.campaign,
+            g.rule,
+            g.customer_id,
+            g.benefit,
+            str(c.get("face_value", "")),
+            str(g.stage or ""),
+        )
+    out.print(table)
+
+
+def _contract(g, settings: Settings) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """A stored grant in the contract's grants.jsonl form (times bank-local)."""
+    from decimal import Decimal
+
+    tz = settings.tz
+    row: dict[str, object] = {
+        "customer_id": g.customer_id,
+        "campaign": g.campaign,
+        "rule": g.rule,
+        "benefit": g.benefit,
+        "granted_at": g.granted_at.astimezone(tz).isoformat(),
+        "valid_from": g.valid_from.astimezone(tz).isoformat(),
+        "valid_to": g.valid_to.astimezone(tz).isoformat() if g.valid_to else None,
+    }
+    if g.claim_by is not None:
+        row["claim_by"] = g.claim_by.astimezone(tz).isoformat()
+    if g.face_value_fen is not None:
+        row["face_value"] = f"{Decimal(g.face_value_fen) / 100:.2f}"
+    if g.discount_rate is not None:
+        row["discount_rate"] = str(g.discount_rate.normalize())
+    if g.stage is not None:
+        row["stage"] = g.stage
+    return row

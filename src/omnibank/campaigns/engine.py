@@ -93,7 +93,7 @@ Decision = Grant | Refusal
 @dataclass(slots=True)
 class CustomerState:
     cards: list[Event] = field(default_factory=list)  # card.issued events, in time order
-    card_for: dict[str, Event | None] = field(default_factory=dict)  # rule → qualifying card (cache)
+    card_for: dict[str, Event | None] = field(default_factory=dict, compare=False)  # rule → card (a cache)
     counters: dict[tuple[str, str], int | Decimal] = field(default_factory=dict)  # (rule, period) → count/sum
     fired: set[tuple[str, str]] = field(default_factory=set)  # (rule, period) that granted
     items: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (rule, per, period) → items

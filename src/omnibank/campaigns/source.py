@@ -10,7 +10,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
 from pathlib import Path
 
 import duckdb
@@ -142,11 +141,12 @@ def read_events(
     fields: list[str] | None = None,
     holders: str | None = None,
     path: Path | None = None,
-    until: date | None = None,
+    files: list[Path] | None = None,
     stats: SourceStats | None = None,
     batch: int = 100_000,
 ) -> Iterator[Event]:
-    """Events of ``types`` in time order (then by id), from ``path`` or (when None) the event log."""
+    """Events of ``types`` in time order (then by id), from a JSONL file ``path``, from some of the event
+    log's ``files``, or (both None) from the whole event log."""
     stats = stats if stats is not None else SourceStats()
     counter: threading.Thread | None = None
     wanted = [f for f in FIELDS if fields is None or f in fields]
@@ -166,6 +166,10 @@ def read_events(
             counter = threading.Thread(target=_line_counts, args=(settings, path, stats), daemon=True)
             counter.start()
             sql = _select(source, types, True, wanted, holders)
+        elif files is not None:
+            listing = ", ".join(sql_string(str(f)) for f in files)
+            scan = f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true)"
+            sql = _select(scan, types, False, wanted, holders)
         else:
             sql = _select(EventLog(settings).scan_sql(), types, False, wanted, holders)
         reader = con.sql(sql).to_arrow_reader(batch)
