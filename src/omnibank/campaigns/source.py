@@ -17,25 +17,9 @@ import duckdb
 from omnibank.campaigns.engine import Event
 from omnibank.config import Settings
 from omnibank.errors import InputRefused
-from omnibank.events.log import EventLog, configure, sql_string
+from omnibank.events.log import TYPED_FIELDS, EventLog, configure, sql_string
 
-FIELDS = (
-    "channel",
-    "amount",
-    "card_id",
-    "product",
-    "tier",
-    "is_primary",
-    "new_customer",
-    "merchant",
-    "mcc",
-    "points",
-    "reward",
-    "quantity",
-    "product_id",
-    "duration_s",
-    "weekday",
-)
+FIELDS = ("channel", *TYPED_FIELDS, "weekday")  # what an Event's fields may hold
 _JSON_COLUMNS = {
     "event_id": "VARCHAR",
     "type": "VARCHAR",

@@ -69,8 +69,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(name for name, _ in COLUMNS)
 
-# Typed fields that recent() returns when they are not null.
-_TYPED_FIELDS = (
+# The typed fields of known event types (recent() returns those that are not null).
+TYPED_FIELDS = (
     "amount",
     "card_id",
     "product",
@@ -180,7 +180,7 @@ class EventLog:
         ids = [customer_ids] if isinstance(customer_ids, str) else list(dict.fromkeys(customer_ids))
         if not ids or not self.files():
             return []
-        fields = ", ".join(_TYPED_FIELDS)
+        fields = ", ".join(TYPED_FIELDS)
         con = self.connect()
         try:
             cur = con.execute(
@@ -204,7 +204,7 @@ class EventLog:
                 "ts": (_EPOCH + timedelta(microseconds=values["ts_us"])).astimezone(tz),
                 "channel": values["channel"],
             }
-            event.update({k: values[k] for k in _TYPED_FIELDS if values[k] is not None})
+            event.update({k: values[k] for k in TYPED_FIELDS if values[k] is not None})
             result.append(event)
         return result
 

@@ -33,6 +33,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.errors import AppError
 
 # --------------------------------------------------------------------------------------------- fields
@@ -42,27 +43,15 @@ FieldType = Literal["str", "num", "int", "date", "bool"]
 #: Customer fields: name → (type, allowed values for enumerations)
 CUSTOMER_FIELDS: dict[str, tuple[FieldType, tuple[str, ...]]] = {
     "customer_id": ("str", ()),
-    "gender": ("str", ("M", "F")),
+    "gender": ("str", GENDERS),
     "age": ("int", ()),
     "birth_date": ("date", ()),
     "branch_id": ("str", ()),
     "rm_id": ("str", ()),
     "aum": ("num", ()),
-    "occupation": (
-        "str",
-        (
-            "employee",
-            "civil_servant",
-            "business_owner",
-            "self_employed",
-            "retired",
-            "student",
-            "farmer",
-            "other",
-        ),
-    ),
-    "risk_tolerance": ("str", ("C1", "C2", "C3", "C4", "C5")),
-    "channel_pref": ("str", ("app", "wechat", "sms", "phone", "branch")),
+    "occupation": ("str", OCCUPATIONS),
+    "risk_tolerance": ("str", RISK_LEVELS),
+    "channel_pref": ("str", CHANNEL_PREFS),
     "marketing_consent": ("bool", ()),
     "registered_at": ("date", ()),
     "tenure_days": ("int", ()),  # days from registered_at to the as-of date
