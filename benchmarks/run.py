@@ -28,6 +28,14 @@ def main() -> int:
         [sys.executable, str(HERE / "bench_customers.py"), "--customers", str(1_000_000 // scale)],
         [sys.executable, str(HERE / "bench_events.py"), "--events", str(10_000_000 // scale)],
         [sys.executable, str(HERE / "bench_segments.py"), "--customers", str(1_000_000 // scale)],
+        [
+            sys.executable,
+            str(HERE / "bench_campaigns.py"),
+            "--customers",
+            str(1_000_000 // scale),
+            "--live-customers",
+            str(100_000 // scale),
+        ],
     ]
     pg = os.environ.get("OMNIBANK_BENCH_DATABASE_URL")
     if pg:
