@@ -123,3 +123,17 @@ def test_after_a_merge_the_survivor_counts_the_merged_events(cli, env, tmp_path)
     cli("segment", "export", expr, "--as-of", "2026-03-01", "--out", str(tmp_path / "b.csv"))
     assert (tmp_path / "b.csv").read_text().split() == ["customer_id", "C03"]
     assert cli("segment", "count", "in_org('HQ')").last_line == "4"  # C01 is no longer counted itself
+
+
+def test_count_in_postgres_after_mirroring_the_log(cli, env, tmp_path) -> None:
+    if not ON_POSTGRES:
+        r = cli("segment", "count", "age > 1", "--engine", "postgres")
+        assert r.exit_code == 1 and "needs PostgreSQL" in r.stderr
+        return
+    load_bank(env.settings, tmp_path / "bank")
+    assert cli("events", "mirror").exit_code == 0
+    for expr in ("events('app.login', 30) > 0", "amount('card.transaction', 60) = 0.3 OR rm_id IS NULL"):
+        duck = cli("segment", "count", expr, "--as-of", "2026-03-01")
+        pg = cli("segment", "count", expr, "--as-of", "2026-03-01", "--engine", "postgres")
+        assert pg.exit_code == 0, pg.stderr
+        assert pg.last_line == duck.last_line
