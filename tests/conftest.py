@@ -28,6 +28,16 @@ PG_URL = os.environ.get("OMNIBANK_TEST_DATABASE_URL")
 ON_POSTGRES = bool(PG_URL)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``@pytest.mark.postgres_only`` tests are skipped unless the suite runs on PostgreSQL."""
+    if ON_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="PostgreSQL only (scripts/with-postgres sets OMNIBANK_TEST_DATABASE_URL)")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_report_header() -> str:
     store = "PostgreSQL " + make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else "SQLite"
     return f"omnibank store: {store}"

@@ -10,6 +10,7 @@ from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from omnibank import __version__
+from omnibank.benefits.cli import benefits_app, budgets_app, coupons_app, points_app, suppliers_app
 from omnibank.campaigns.cli import app as campaign_app
 from omnibank.customers.cli import app as customer_app
 from omnibank.demo.cli import app as demo_app
@@ -79,6 +80,11 @@ app.add_typer(segment_app, name="segment")
 app.add_typer(events_app, name="events")
 app.add_typer(tags_app, name="tags")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(benefits_app, name="benefits")
+app.add_typer(suppliers_app, name="suppliers")
+app.add_typer(coupons_app, name="coupons")
+app.add_typer(points_app, name="points")
+app.add_typer(budgets_app, name="budgets")
 
 
 def main() -> None:
