@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -133,3 +134,34 @@ def test_state_round_trips(env, tmp_path) -> None:
         state.rule_value,
         state.campaign_items,
     )
+
+
+def test_live_grants_are_issued_as_coupons_within_ledger_budgets(cli, env, tmp_path) -> None:
+    from omnibank.benefits.models import Coupon
+
+    catalogue = Path(__file__).resolve().parents[2] / "examples" / "benefits" / "catalogue.yaml"
+    assert cli("benefits", "load", str(catalogue)).exit_code == 0
+    assert (
+        cli("budgets", "set", "--campaign", "luckin2026", "--rule", "weekly", "--count", "3").exit_code == 0
+    )
+    start(env)
+    load_file(
+        "events", jsonl(tmp_path / "m1.jsonl", *month_of_events(1)), settings=env.settings, progress=False
+    )
+    r = cli("campaign", "run")
+    assert r.exit_code == 0, r.stderr
+    with unit_of_work(env.settings) as session:
+        rows = list(session.scalars(select(CampaignGrant)))
+        coupons = {c.grant_key: c for c in session.scalars(select(Coupon))}
+    issued = [g for g in rows if g.ledger == "issued"]
+    assert {g.key for g in issued} == set(coupons)  # one coupon per issued grant, same key
+    weekly = [g for g in rows if g.rule == "weekly"]
+    assert sum(1 for g in weekly if g.ledger == "issued") == 3  # the ledger's budget for the rule
+    refused = {g.ledger for g in weekly if g.ledger != "issued"}
+    assert len(refused) == 1
+    assert refused.pop().startswith("refused:budget_exhausted:")
+    assert len(weekly) > 3
+    assert all(coupons[g.key].face_value_fen == g.face_value_fen for g in issued)
+    assert "coupons issued" in r.stdout
+    again = cli("campaign", "run")  # nothing new: no coupon twice
+    assert "0 grants, 0 coupons issued" in again.stdout

@@ -188,8 +188,8 @@ def run_cmd(
         for r in reports:
             refused = ", ".join(f"{k} {v:,}" for k, v in sorted(r.refusals.items())) or "none"
             out.print(
-                f"{r.campaign}: {r.files} new files, {r.events:,} events, {r.grants:,} grants "
-                f"(refused: {refused})"
+                f"{r.campaign}: {r.files} new files, {r.events:,} events, {r.grants:,} grants, "
+                f"{r.coupons:,} coupons issued (refused: {refused})"
             )
         if not follow:
             return

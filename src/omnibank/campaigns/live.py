@@ -167,6 +167,7 @@ class RunReport:
     files: int = 0
     events: int = 0
     grants: int = 0
+    coupons: int = 0  # grants issued into the coupon ledger
     refusals: dict[str, int] = field(default_factory=dict)
 
 
@@ -217,7 +218,9 @@ def apply_file(
         for chunk in _chunks([g.key for g in new_grants])
         for k in session.scalars(select(CampaignGrant.key).where(CampaignGrant.key.in_(chunk)))
     }
-    session.add_all(g for g in new_grants if g.key not in existing)
+    fresh = [g for g in new_grants if g.key not in existing]
+    _issue(session, fresh, settings, report)
+    session.add_all(fresh)
     for cid, cust in state.customers.items():
         text = dump_customer(cust)
         if cid in stored:
@@ -236,6 +239,47 @@ def apply_file(
     report.files += 1
     report.events += len(events)
     report.grants += len(new_grants) - len(existing)
+
+
+def _issue(session: Session, grants: list[CampaignGrant], settings: Settings, report: RunReport) -> None:
+    """Issue each grant whose benefit is in the catalogue as a coupon, in this same transaction (same key:
+    never twice). A refusal of the ledger (out of stock, a budget set with `omnibank budgets set`, a
+    suspended supplier) is kept on the grant and counted; the campaign's own caps and budgets were applied
+    by the decision already."""
+    from omnibank.benefits.ledger import BudgetKey
+    from omnibank.benefits.models import Benefit
+    from omnibank.benefits.service import grant as issue
+
+    catalogue = set(session.scalars(select(Benefit.id).where(Benefit.id.in_({g.benefit for g in grants}))))
+    for g in grants:
+        if g.benefit not in catalogue:
+            g.ledger = "not_in_catalogue"
+            continue
+        result = issue(
+            session,
+            key=g.key,
+            campaign=g.campaign,
+            rule=g.rule,
+            customer_id=g.customer_id,
+            benefit_id=g.benefit,
+            face_value_fen=g.face_value_fen,
+            discount_rate=g.discount_rate,
+            stage=g.stage,
+            granted_at=g.granted_at,
+            claim_by=g.claim_by,
+            valid_from=g.valid_from,
+            valid_to=g.valid_to,
+            budgets=[BudgetKey(g.campaign), BudgetKey(g.campaign, rule=g.rule)],
+            tz=settings.tz,
+            actor=f"campaign:{g.campaign}",
+        )
+        if result.outcome == "refused":
+            g.ledger = f"refused:{result.reason}"
+            report.refusals[f"ledger:{result.reason}"] = report.refusals.get(f"ledger:{result.reason}", 0) + 1
+        else:
+            g.ledger = "issued"
+            g.coupon_id = result.coupon.id if result.coupon else None
+            report.coupons += 1
 
 
 def _row(g: Grant, event: Event) -> CampaignGrant:

@@ -73,3 +73,8 @@ class CampaignGrant(Base):
     points: Mapped[int | None] = mapped_column(Integer)
     event_id: Mapped[str] = mapped_column(String(128))
     local_date: Mapped[date] = mapped_column(Date)
+    # the coupon ledger's answer: "issued" (coupon_id), or "refused:<reason>", or "not_in_catalogue"
+    ledger: Mapped[str] = mapped_column(
+        String(80), default="not_in_catalogue", server_default="not_in_catalogue"
+    )
+    coupon_id: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,0 +1,69 @@
+"""The migrations build exactly the schema the models describe, on SQLite and on PostgreSQL, and a store made
+by an earlier release upgrades in place."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Column, MetaData, Table, insert, select
+
+from omnibank import db
+from omnibank.campaigns.models import Campaign, CampaignGrant
+from omnibank.db import get_engine, unit_of_work
+from omnibank.db.base import Base
+from omnibank.models import import_all_models
+
+
+def test_migrated_schema_matches_the_models(env) -> None:
+    import_all_models()
+    with unit_of_work():
+        pass  # first use applies the migrations
+    with get_engine().connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+
+
+def test_live_grants_stored_before_the_coupon_ledger_upgrade_in_place(env) -> None:
+    db.upgrade(revision="0004")
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    old_grants = Table(  # the table as release 0004 had it: no ledger answer yet
+        "campaign_grants",
+        MetaData(),
+        *(
+            Column(c.name, c.type)
+            for c in CampaignGrant.__table__.columns
+            if c.name not in {"ledger", "coupon_id"}
+        ),
+    )
+    with get_engine().begin() as conn:
+        conn.execute(
+            insert(Campaign.__table__).values(
+                id="c1",
+                name="c1",
+                definition="{}",
+                status="active",
+                totals="{}",
+                events=0,
+                started_at=now,
+                updated_at=now,
+            )
+        )
+        conn.execute(
+            insert(old_grants).values(
+                key="c1:weekly:C1:2026-W09",
+                campaign="c1",
+                rule="weekly",
+                customer_id="C1",
+                benefit="v",
+                granted_at=now,
+                valid_from=now,
+                event_id="e1",
+                local_date=date(2026, 3, 1),
+            )
+        )
+    db.upgrade()
+    with unit_of_work() as session:
+        grant = session.scalars(select(CampaignGrant)).one()
+    assert (grant.key, grant.ledger, grant.coupon_id) == ("c1:weekly:C1:2026-W09", "not_in_catalogue", None)
