@@ -1,22 +1,41 @@
 """Backtest a campaign: apply it to a year of events from empty state, in memory, touching nothing, and
 write every grant (``grants.jsonl``) with a cost summary. Each customer is assumed to claim a grant the
-moment it is granted."""
+moment it is granted.
+
+DuckDB picks the campaign's events (one parse of the file, deduplicated, in time order); the decision
+function then sees them one by one. When no budget spans customers (every limit is per customer), each
+customer's decisions depend on that customer's events alone: a large run is then split by customer over
+worker processes, one per core, each applying the same decision function to its share in time order, and
+their grants are merged back into the one order a single process writes (by event time, event id and
+position within the event), so the output is the same byte for byte."""
 
 from __future__ import annotations
 
+import heapq
+import multiprocessing
+import os
+import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
+from zoneinfo import ZoneInfo
 
+import duckdb
 import orjson
 
-from omnibank.campaigns.engine import CampaignState, Decider, Grant, Refusal
-from omnibank.campaigns.source import SourceStats, read_events
+from omnibank.campaigns.engine import CampaignState, Decider, Event, Grant, Refusal
+from omnibank.campaigns.source import SourceStats, event_sql, events_from, wanted_fields
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.config import Settings
+from omnibank.events.log import configure, sql_string
+
+PARALLEL_FROM = 200_000  # events: below this, worker processes cost more than they save
+BATCH = 100_000
 
 
 @dataclass
@@ -30,6 +49,23 @@ class SimulationReport:
     customers: int = 0
     source: SourceStats = field(default_factory=SourceStats)
 
+    def add(self, other: SimulationReport) -> None:
+        """Fold in the report of a disjoint share of the customers."""
+        self.events += other.events
+        self.grants += other.grants
+        self.face_value += other.face_value
+        for k, (items, value) in other.by_rule_month.items():
+            cell = self.by_rule_month.setdefault(k, [0, Decimal(0)])
+            cell[0] += items
+            cell[1] += value
+        self.refusals.update(other.refusals)
+        self.customers += other.customers
+
+
+def independent(spec: CampaignSpec) -> bool:
+    """True when no budget spans customers, so customers can be decided apart."""
+    return spec.budget is None and all(r.budget is None for r in spec.rules)
+
 
 def simulate(
     spec: CampaignSpec,
@@ -39,25 +75,61 @@ def simulate(
     out: IO[bytes] | None = None,
     eligible: frozenset[str] | None = None,
     on_progress: Callable[[int], Any] | None = None,
+    workers: int | None = None,
+    parallel_from: int = PARALLEL_FROM,
 ) -> SimulationReport:
-    """Run ``spec`` over ``events`` (a JSONL file; None: the data home's event log)."""
+    """Run ``spec`` over ``events`` (a JSONL file; None: the data home's event log). ``workers`` (default:
+    one per core) is used only when the campaign allows it and there are at least ``parallel_from`` events."""
     decider = Decider(compile_campaign(spec), settings.tz, eligible=eligible)
-    state = CampaignState()
     report = SimulationReport(campaign=spec.id)
+    wanted = wanted_fields(decider.columns)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    con = duckdb.connect()
+    configure(con, settings)
+    try:
+        sql = event_sql(
+            con,
+            settings,
+            types=decider.types,
+            wanted=wanted,
+            holders=decider.holders_sql(),
+            path=events,
+            files=None,
+            stats=report.source,
+        )
+        if workers > 1 and independent(spec):
+            con.execute(f"CREATE TEMP TABLE picked AS {sql}")
+            total = int(con.execute("SELECT count(*) FROM picked").fetchall()[0][0])
+            if total >= parallel_from:
+                _parallel(con, spec, settings, wanted, workers, eligible, out, on_progress, report)
+                return report
+            sql = "SELECT * FROM picked ORDER BY ts_us, event_id"
+        source = events_from(con.sql(sql).to_arrow_reader(BATCH), wanted, report.source)
+        _run(decider, source, report, out, on_progress)
+        return report
+    finally:
+        con.close()
+
+
+def _run(
+    decider: Decider,
+    source: Iterator[Event],
+    report: SimulationReport,
+    out: IO[bytes] | None,
+    on_progress: Callable[[int], Any] | None,
+    *,
+    keyed: bool = False,
+) -> None:
+    """Apply the decision function to ``source``; with ``keyed``, each grant line leads with its merge key
+    (event time, event id, position within the event)."""
+    state = CampaignState()
     granted: set[str] = set()
     n = 0
-    source = read_events(
-        settings,
-        types=decider.types,
-        fields=decider.columns,
-        holders=decider.holders_sql(),
-        path=events,
-        stats=report.source,
-    )
     for event in source:
         n += 1
         if on_progress and n % 100_000 == 0:
             on_progress(n)
+        position = 0
         for d in decider.decide(state, event):
             if isinstance(d, Refusal):
                 report.refusals[(d.rule, d.reason)] += d.items
@@ -65,10 +137,13 @@ def simulate(
             _count(report, d)
             granted.add(d.customer_id)
             if out is not None:
-                out.write(orjson.dumps(d.to_contract()) + b"\n")
+                if keyed:
+                    out.write(orjson.dumps([event.ts_us, event.event_id, position, d.to_contract()]) + b"\n")
+                    position += 1
+                else:
+                    out.write(orjson.dumps(d.to_contract()) + b"\n")
     report.events = n
     report.customers = len(granted)
-    return report
 
 
 def _count(report: SimulationReport, g: Grant) -> None:
@@ -78,3 +153,100 @@ def _count(report: SimulationReport, g: Grant) -> None:
     cell = report.by_rule_month.setdefault((g.rule, f"{g.granted_at:%Y-%m}"), [0, Decimal(0)])
     cell[0] += 1
     cell[1] += value
+
+
+# ---------------------------------------------------------------------------------------------- workers
+_progress: Any = None  # a shared counter, set in each worker process
+
+
+def _init_worker(counter: Any) -> None:
+    global _progress
+    _progress = counter
+
+
+def _tick(n: int) -> None:
+    with _progress.get_lock():
+        _progress.value += 100_000
+
+
+def _share(
+    spec: CampaignSpec,
+    timezone: str,
+    part: str,
+    wanted: list[str],
+    eligible: frozenset[str] | None,
+    grants: str | None,
+) -> SimulationReport:
+    """A worker: the decision function over one share of the customers, read from a Parquet file in time
+    order; grants written, keyed for the merge, to ``grants``."""
+    import pyarrow.parquet as pq
+
+    decider = Decider(compile_campaign(spec), ZoneInfo(timezone), eligible=eligible)
+    report = SimulationReport(campaign=spec.id)
+    source = events_from(pq.ParquetFile(part).iter_batches(batch_size=BATCH), wanted, report.source)
+    fh = open(grants, "wb") if grants else None  # noqa: SIM115 - closed below
+    try:
+        _run(decider, source, report, fh, _tick, keyed=True)
+    finally:
+        if fh is not None:
+            fh.close()
+    return report
+
+
+def _parallel(
+    con: duckdb.DuckDBPyConnection,
+    spec: CampaignSpec,
+    settings: Settings,
+    wanted: list[str],
+    workers: int,
+    eligible: frozenset[str] | None,
+    out: IO[bytes] | None,
+    on_progress: Callable[[int], Any] | None,
+    report: SimulationReport,
+) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="omnibank-simulate-"))
+    try:
+        parts = []
+        for i in range(workers):
+            part = tmp / f"part-{i}.parquet"
+            con.execute(
+                f"COPY (SELECT * FROM picked WHERE hash(customer_id) % {workers} = {i} "
+                f"ORDER BY ts_us, event_id) TO {sql_string(str(part))} (FORMAT PARQUET)"
+            )
+            parts.append(part)
+        con.execute("DROP TABLE picked")
+        context = multiprocessing.get_context("spawn")  # never fork a process that runs DuckDB threads
+        counter = context.Value("q", 0)
+        grants = [str(tmp / f"grants-{i}.jsonl") if out is not None else None for i in range(workers)]
+        with ProcessPoolExecutor(
+            workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
+        ) as pool:
+            futures = [
+                pool.submit(_share, spec, settings.timezone, str(p), wanted, eligible, g)
+                for p, g in zip(parts, grants, strict=True)
+            ]
+            reported = 0
+            while wait(futures, timeout=0.5).not_done:
+                if on_progress is not None and counter.value > reported:
+                    reported = counter.value
+                    on_progress(reported)
+            for f in futures:
+                share = f.result()
+                report.add(share)
+                report.source.read += share.source.read
+        if out is not None:
+            _merge([Path(g) for g in grants if g], out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _merge(files: list[Path], out: IO[bytes]) -> None:
+    """Write the workers' keyed grants as one file in the order a single process writes them."""
+    handles = [f.open("rb") for f in files]
+    try:
+        streams = [map(orjson.loads, h) for h in handles]
+        for _, _, _, grant in heapq.merge(*streams, key=lambda r: (r[0], r[1], r[2])):
+            out.write(orjson.dumps(grant) + b"\n")
+    finally:
+        for h in handles:
+            h.close()

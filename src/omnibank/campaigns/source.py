@@ -8,11 +8,14 @@ as in the event log."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from omnibank.campaigns.engine import Event
 from omnibank.config import Settings
@@ -49,73 +52,164 @@ class SourceStats:
     unusable: int = 0  # lines that are not a JSON event with id, type, customer and a readable time
 
 
-_TYPED = (
-    "event_id, type, customer_id, TRY_CAST(ts AS TIMESTAMPTZ) AS ts, channel, "
-    'TRY_CAST(amount AS DECIMAL(18,2)) AS amount, card_id, product, tier, "primary" AS is_primary, '
-    "new_customer, merchant, mcc, points, reward, quantity, product_id, duration_s, "
-    "isodow(TRY_CAST(ts AS TIMESTAMPTZ)) AS weekday"
-)
+def _typed(fields: list[str]) -> str:
+    """The event columns of a JSONL line typed as the event log types them (only ``fields`` of the typed
+    ones: every column read costs)."""
+    out = ["event_id", "type", "customer_id", "TRY_CAST(ts AS TIMESTAMPTZ) AS ts"]
+    for f in fields:
+        if f == "amount":
+            out.append("TRY_CAST(amount AS DECIMAL(18,2)) AS amount")
+        elif f == "is_primary":
+            out.append('"primary" AS is_primary')
+        elif f != "weekday":
+            out.append(f)
+    return ", ".join(out)
 
 
-def _select(source: str, types: set[str], from_file: bool, fields: list[str], holders: str | None) -> str:
+def _json_columns(fields: list[str]) -> str:
+    raw = {"is_primary": "primary"}
+    names = ["event_id", "type", "customer_id", "ts", *(raw.get(f, f) for f in fields if f != "weekday")]
+    return "{" + ", ".join(f"{sql_string(k)}: {sql_string(_JSON_COLUMNS[k])}" for k in names) + "}"
+
+
+def _output(fields: list[str], local_date: str) -> str:
+    """The columns handed to Python. Dates travel as days since the epoch and amounts as integer fen:
+    turning Arrow dates and decimals into Python objects row by row costs more than the whole decision
+    function; ints are cheap, and the few distinct values are turned into ``date``/``Decimal`` once."""
+    out = [
+        "event_id",
+        "type",
+        "customer_id",
+        "epoch_us(ts) AS ts_us",
+        f"date_diff('day', DATE '1970-01-01', {local_date}) AS local_day",
+    ]
+    for f in fields:
+        if f == "amount":
+            out.append("CAST(amount * 100 AS BIGINT) AS amount")
+        elif f == "weekday":
+            out.append("isodow(ts) AS weekday")
+        else:
+            out.append(f)
+    return ", ".join(out)
+
+
+def _select(source: str, types: set[str], fields: list[str], holders: str | None, *, from_file: bool) -> str:
     """Events of ``types`` in time order; with ``holders`` (a condition over card.issued fields), only
     the events of customers with such a card (and their card events): nobody else can qualify. A file's
     repeated ``event_id`` counts once, its first line (the log is deduplicated already)."""
     listed = ", ".join(sql_string(t) for t in sorted(types))
-    cols = "".join(f", {f}" for f in fields)
-    if from_file:
-        keep = ""
-        if holders is not None:
-            keep = (
-                f" AND customer_id IN (SELECT customer_id FROM (SELECT {_TYPED} FROM {source}) "
-                f"WHERE type = 'card.issued' AND ({holders}))"
-            )
-        return f"""
-        WITH lines AS (SELECT *, row_number() OVER () AS line FROM {source}),
-        typed AS (
-            SELECT {_TYPED}, line FROM lines
-            WHERE event_id IS NOT NULL AND customer_id IS NOT NULL AND type IN ({listed}){keep}
-        )
-        SELECT event_id, type, customer_id, epoch_us(ts) AS ts_us, CAST(ts AS DATE) AS local_date{cols}
-        FROM typed WHERE ts IS NOT NULL
-        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
-        ORDER BY ts, event_id
-        """
     keep = ""
     if holders is not None:
         cards = f"SELECT customer_id FROM {source} WHERE type = 'card.issued' AND ({holders})"
         keep = f" AND customer_id IN ({cards})"
+    if from_file:  # the rows of _file_rows(): usable events of the types, numbered by line
+        return f"""
+        SELECT {_output(fields, "CAST(ts AS DATE)")}
+        FROM {source} WHERE TRUE{keep}
+        QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
+        ORDER BY ts, event_id
+        """
     return f"""
-        SELECT event_id, type, customer_id, epoch_us(ts) AS ts_us, local_date{cols}
-        FROM (SELECT *, isodow(ts) AS weekday FROM {source})
-        WHERE type IN ({listed}){keep} ORDER BY ts, event_id
+        SELECT {_output(fields, "local_date")}
+        FROM {source} WHERE type IN ({listed}){keep} ORDER BY ts, event_id
     """
 
 
-def _line_counts(settings: Settings, path: Path, stats: SourceStats) -> None:
-    """Count the file's non-blank lines and its usable events (run beside the main read, on its own
-    connection: it mostly overlaps with the engine's work on the other core)."""
+def _file_rows(
+    con: duckdb.DuckDBPyConnection, path: Path, types: set[str], fields: list[str], stats: SourceStats
+) -> str:
+    """Parse the JSONL file once into a temporary table of the usable events of ``types``, numbered by
+    line (for "the first line of a repeated id wins"), beside the lines that are not usable (DuckDB reads
+    a line that is not JSON as a row of NULLs), which are only counted; returns the table's name."""
+    columns = _json_columns(fields)
+    source = (
+        f"read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns}, "
+        "ignore_errors = true)"
+    )
+    listed = ", ".join(sql_string(t) for t in sorted(types))
+    counter = threading.Thread(target=_line_counts, args=(path, stats), daemon=True)
+    counter.start()
+    con.execute(f"""
+        CREATE TEMP TABLE file_events AS
+        SELECT * FROM (
+            SELECT *, coalesce(event_id IS NOT NULL AND type IS NOT NULL AND customer_id IS NOT NULL
+                AND ts IS NOT NULL, false) AS usable
+            FROM (SELECT {_typed(fields)}, row_number() OVER () AS line FROM {source})
+        )
+        WHERE type IN ({listed}) OR NOT usable
+    """)
+    row = con.execute("SELECT count(*) FROM file_events WHERE NOT usable").fetchall()[0]
+    counter.join()
+    stats.unusable = int(row[0])
+    return "(SELECT * FROM file_events WHERE usable)"
+
+
+def _line_counts(path: Path, stats: SourceStats) -> None:
+    """Count the file's non-blank lines (beside the parse, on the other core)."""
     lines = 0
+    last = b""
     with path.open("rb") as fh:
         while chunk := fh.read(1 << 22):
             lines += chunk.count(b"\n") - chunk.count(b"\n\n")
             last = chunk[-1:]
     if lines == 0 or last != b"\n":
         lines += path.stat().st_size > 0
-    con = duckdb.connect()
-    configure(con, settings)
-    try:
-        usable = con.execute(
-            f"SELECT count(*) FROM read_json({sql_string(str(path))}, format = 'newline_delimited', "
-            "columns = {'event_id': 'VARCHAR', 'type': 'VARCHAR', 'customer_id': 'VARCHAR', "
-            "'ts': 'VARCHAR'}, ignore_errors = true) "
-            "WHERE event_id IS NOT NULL AND customer_id IS NOT NULL AND type IS NOT NULL "
-            "AND TRY_CAST(ts AS TIMESTAMPTZ) IS NOT NULL"
-        ).fetchall()[0][0]
-    finally:
-        con.close()
     stats.lines = lines
-    stats.unusable = max(lines - int(usable), 0)
+
+
+def event_sql(
+    con: duckdb.DuckDBPyConnection,
+    settings: Settings,
+    *,
+    types: set[str],
+    wanted: list[str],
+    holders: str | None,
+    path: Path | None,
+    files: list[Path] | None,
+    stats: SourceStats,
+) -> str:
+    """The query, on ``con``, of the events a campaign reads (columns as :func:`events_from` takes them)."""
+    if path is not None:
+        if not path.is_file():
+            raise InputRefused(f"{path}: no such file")
+        return _select(_file_rows(con, path, types, wanted, stats), types, wanted, holders, from_file=True)
+    if files is not None:
+        listing = ", ".join(sql_string(str(f)) for f in files)
+        scan = f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true)"
+        return _select(scan, types, wanted, holders, from_file=False)
+    return _select(EventLog(settings).scan_sql(), types, wanted, holders, from_file=False)
+
+
+def wanted_fields(fields: list[str] | None) -> list[str]:
+    return [f for f in FIELDS if fields is None or f in fields]
+
+
+def events_from(batches: Iterable[pa.RecordBatch], wanted: list[str], stats: SourceStats) -> Iterator[Event]:
+    """Events from Arrow batches of :func:`event_sql`'s columns."""
+    days: dict[int, date] = {}
+    fens: dict[int, Decimal] = {}
+    for rb in batches:
+        cols = rb.to_pydict()
+        stats.read += rb.num_rows
+        if "amount" in cols:
+            cols["amount"] = [
+                None if v is None else fens.get(v) or fens.setdefault(v, Decimal(v).scaleb(-2))
+                for v in cols["amount"]
+            ]
+        field_rows = zip(*(cols[f] for f in wanted), strict=True) if wanted else iter(lambda: (), None)
+        for eid, etype, cid, ts, day, values in zip(
+            cols["event_id"],
+            cols["type"],
+            cols["customer_id"],
+            cols["ts_us"],
+            cols["local_day"],
+            field_rows,
+            strict=False,
+        ):
+            local = days.get(day)
+            if local is None:
+                local = days[day] = _EPOCH_DAY + timedelta(days=day)
+            yield Event(eid, etype, cid, ts, local, dict(zip(wanted, values)))  # noqa: B905 - same length
 
 
 def read_events(
@@ -132,47 +226,16 @@ def read_events(
     """Events of ``types`` in time order (then by id), from a JSONL file ``path``, from some of the event
     log's ``files``, or (both None) from the whole event log."""
     stats = stats if stats is not None else SourceStats()
-    counter: threading.Thread | None = None
-    wanted = [f for f in FIELDS if fields is None or f in fields]
+    wanted = wanted_fields(fields)
     con = duckdb.connect()
     configure(con, settings)
     try:
-        if path is not None:
-            if not path.is_file():
-                raise InputRefused(f"{path}: no such file")
-            columns = (
-                "{" + ", ".join(f"{sql_string(k)}: {sql_string(v)}" for k, v in _JSON_COLUMNS.items()) + "}"
-            )
-            source = (
-                f"read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns}, "
-                "ignore_errors = true)"
-            )
-            counter = threading.Thread(target=_line_counts, args=(settings, path, stats), daemon=True)
-            counter.start()
-            sql = _select(source, types, True, wanted, holders)
-        elif files is not None:
-            listing = ", ".join(sql_string(str(f)) for f in files)
-            scan = f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true)"
-            sql = _select(scan, types, False, wanted, holders)
-        else:
-            sql = _select(EventLog(settings).scan_sql(), types, False, wanted, holders)
-        reader = con.sql(sql).to_arrow_reader(batch)
-        for rb in reader:
-            cols = rb.to_pydict()
-            n = rb.num_rows
-            stats.read += n
-            field_rows = zip(*(cols[f] for f in wanted), strict=True) if wanted else iter(lambda: (), None)
-            for eid, etype, cid, ts, day, values in zip(
-                cols["event_id"],
-                cols["type"],
-                cols["customer_id"],
-                cols["ts_us"],
-                cols["local_date"],
-                field_rows,
-                strict=False,
-            ):
-                yield Event(eid, etype, cid, ts, day, dict(zip(wanted, values)))  # noqa: B905 - same length
-        if counter is not None:
-            counter.join()
+        sql = event_sql(
+            con, settings, types=types, wanted=wanted, holders=holders, path=path, files=files, stats=stats
+        )
+        yield from events_from(con.sql(sql).to_arrow_reader(batch), wanted, stats)
     finally:
         con.close()
+
+
+_EPOCH_DAY = date(1970, 1, 1)

@@ -97,6 +97,7 @@ def configure(con: duckdb.DuckDBPyConnection, settings: Settings, *, temp_dir: P
     """Bank time zone and bounded memory for a DuckDB connection that works on the event log."""
     con.execute(f"SET TimeZone = {sql_string(settings.timezone)}")
     con.execute(f"SET memory_limit = {sql_string(MEMORY_LIMIT)}")
+    con.execute("SET enable_progress_bar = false")  # our commands draw their own
     if temp_dir is not None:
         con.execute(f"SET temp_directory = {sql_string(str(temp_dir))}")
 
