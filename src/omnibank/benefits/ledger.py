@@ -160,20 +160,21 @@ def set_budget(
     return budget
 
 
-def take_budget(session: Session, budget_id: str, *, face_value_fen: int) -> bool | None:
-    """Count one item (and its face value) against a budget. None when no such budget is defined (nothing
-    limits it), False when it would go over a limit (nothing taken), True when taken."""
+def take_budget(session: Session, budget_id: str, *, face_value_fen: int, n: int = 1) -> bool | None:
+    """Count ``n`` items (and their face value, ``face_value_fen`` in all) against a budget. None when no
+    such budget is defined (nothing limits it), False when it would go over a limit (nothing taken), True
+    when taken."""
     result = session.execute(
         update(Budget)
         .where(
             Budget.id == budget_id,
-            (Budget.count_left.is_(None)) | (Budget.count_left >= 1),
+            (Budget.count_left.is_(None)) | (Budget.count_left >= n),
             (Budget.money_left_fen.is_(None)) | (Budget.money_left_fen >= face_value_fen),
         )
         .values(
-            count_left=Budget.count_left - 1,  # NULL (no count limit) stays NULL
+            count_left=Budget.count_left - n,  # NULL (no count limit) stays NULL
             money_left_fen=Budget.money_left_fen - face_value_fen,
-            count_used=Budget.count_used + 1,
+            count_used=Budget.count_used + n,
             money_used_fen=Budget.money_used_fen + face_value_fen,
         )
         .execution_options(**_NO_SYNC)

@@ -248,15 +248,15 @@ def _issue(session: Session, grants: list[CampaignGrant], settings: Settings, re
     by the decision already."""
     from omnibank.benefits.ledger import BudgetKey
     from omnibank.benefits.models import Benefit
-    from omnibank.benefits.service import grant as issue
+    from omnibank.benefits.service import GrantRequest, grant_many
 
     catalogue = set(session.scalars(select(Benefit.id).where(Benefit.id.in_({g.benefit for g in grants}))))
+    issuable = [g for g in grants if g.benefit in catalogue]
     for g in grants:
         if g.benefit not in catalogue:
             g.ledger = "not_in_catalogue"
-            continue
-        result = issue(
-            session,
+    requests = [
+        GrantRequest(
             key=g.key,
             campaign=g.campaign,
             rule=g.rule,
@@ -269,10 +269,16 @@ def _issue(session: Session, grants: list[CampaignGrant], settings: Settings, re
             claim_by=g.claim_by,
             valid_from=g.valid_from,
             valid_to=g.valid_to,
-            budgets=[BudgetKey(g.campaign), BudgetKey(g.campaign, rule=g.rule)],
-            tz=settings.tz,
-            actor=f"campaign:{g.campaign}",
+            budgets=(BudgetKey(g.campaign), BudgetKey(g.campaign, rule=g.rule)),
         )
+        for g in issuable
+    ]
+    results = (
+        grant_many(session, requests, tz=settings.tz, actor=f"campaign:{issuable[0].campaign}")
+        if requests
+        else []
+    )
+    for g, result in zip(issuable, results, strict=True):
         if result.outcome == "refused":
             g.ledger = f"refused:{result.reason}"
             report.refusals[f"ledger:{result.reason}"] = report.refusals.get(f"ledger:{result.reason}", 0) + 1
