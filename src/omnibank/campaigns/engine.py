@@ -156,7 +156,7 @@ class Decider:
             etype: [
                 (
                     r,
-                    campaign.where_test[r.id],
+                    campaign.where_test[r.id] if campaign.where[r.id] is not None else None,
                     campaign.needs_card[r.id],
                     timedelta(days=r.within_days_of_card) if r.within_days_of_card is not None else None,
                     r.threshold.per if r.threshold else None,
@@ -166,6 +166,7 @@ class Decider:
             for etype, rules in self.by_type.items()
         }
         self._periods: dict[tuple[str, date], str] = {}
+        self._start, self._end = self.spec.period.start, self.spec.period.end
 
     def holders_sql(self) -> str | None:
         """When every rule needs a card: SQL over card.issued fields that any qualifying card meets (the
@@ -181,32 +182,32 @@ class Decider:
     # ------------------------------------------------------------------------------------------ events
     def decide(self, state: CampaignState, event: Event) -> list[Decision]:
         """The decisions one event causes; ``state`` is updated in place (and is all there is to persist)."""
-        if self.eligible is not None and event.customer_id not in self.eligible:
+        _, etype, customer_id, _, day, fields = event
+        if self.eligible is not None and customer_id not in self.eligible:
             return []
         state.events += 1
-        cust = state.customers.get(event.customer_id)
+        cust = state.customers.get(customer_id)
         if cust is None:
-            cust = state.customers[event.customer_id] = CustomerState()
+            cust = state.customers[customer_id] = CustomerState()
         # cards and points count whenever they came (a card issued before the campaign qualifies its holder)
-        if event.type == "card.issued":
+        if etype == "card.issued":
             cust.cards.append(event)
             cust.card_for.clear()
-        elif event.type == "points.earned":
-            cust.points += int(event.fields.get("points") or 0)
-        period = self.spec.period
-        if not period.start <= event.local_date <= period.end:
+        elif etype == "points.earned":
+            cust.points += int(fields.get("points") or 0)
+        if not self._start <= day <= self._end:
             return []
         out: list[Decision] = []
-        day = event.local_date
-        for rule, where, needs_card, window, per in self._plan.get(event.type, ()):
+        for rule, where, needs_card, window, per in self._plan.get(etype, ()):
             if per is not None and (rule.id, self._period(per, day)) in cust.fired:
                 continue  # this period's reward was granted: nothing more to count
-            if not where(event.fields):
+            if where is not None and not where(fields):
                 continue
             card = self._card(rule, cust, day)
-            if needs_card and card is None:
-                continue
-            if window is not None and card is not None and day > card.local_date + window:
+            if card is None:
+                if needs_card:
+                    continue
+            elif window is not None and day > card.local_date + window:
                 continue
             self._apply(state, cust, rule, event, card, out)
         return out

@@ -86,6 +86,7 @@ def simulate(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     con = duckdb.connect()
     configure(con, settings)
+    split = workers > 1 and independent(spec)
     try:
         sql = event_sql(
             con,
@@ -96,8 +97,9 @@ def simulate(
             path=events,
             files=None,
             stats=report.source,
+            ordered=not split,
         )
-        if workers > 1 and independent(spec):
+        if split:
             con.execute(f"CREATE TEMP TABLE picked AS {sql}")
             total = int(con.execute("SELECT count(*) FROM picked").fetchall()[0][0])
             if total >= parallel_from:

@@ -93,7 +93,15 @@ def _output(fields: list[str], local_date: str) -> str:
     return ", ".join(out)
 
 
-def _select(source: str, types: set[str], fields: list[str], holders: str | None, *, from_file: bool) -> str:
+def _select(
+    source: str,
+    types: set[str],
+    fields: list[str],
+    holders: str | None,
+    *,
+    from_file: bool,
+    ordered: bool = True,
+) -> str:
     """Events of ``types`` in time order; with ``holders`` (a condition over card.issued fields), only
     the events of customers with such a card (and their card events): nobody else can qualify. A file's
     repeated ``event_id`` counts once, its first line (the log is deduplicated already)."""
@@ -102,16 +110,17 @@ def _select(source: str, types: set[str], fields: list[str], holders: str | None
     if holders is not None:
         cards = f"SELECT customer_id FROM {source} WHERE type = 'card.issued' AND ({holders})"
         keep = f" AND customer_id IN ({cards})"
+    order = "ORDER BY ts, event_id" if ordered else ""
     if from_file:  # the rows of _file_rows(): usable events of the types, numbered by line
         return f"""
         SELECT {_output(fields, "CAST(ts AS DATE)")}
         FROM {source} WHERE TRUE{keep}
         QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY line) = 1
-        ORDER BY ts, event_id
+        {order}
         """
     return f"""
         SELECT {_output(fields, "local_date")}
-        FROM {source} WHERE type IN ({listed}){keep} ORDER BY ts, event_id
+        FROM {source} WHERE type IN ({listed}){keep} {order}
     """
 
 
@@ -167,17 +176,26 @@ def event_sql(
     path: Path | None,
     files: list[Path] | None,
     stats: SourceStats,
+    ordered: bool = True,
 ) -> str:
-    """The query, on ``con``, of the events a campaign reads (columns as :func:`events_from` takes them)."""
+    """The query, on ``con``, of the events a campaign reads (columns as :func:`events_from` takes them),
+    in time order unless not ``ordered``."""
     if path is not None:
         if not path.is_file():
             raise InputRefused(f"{path}: no such file")
-        return _select(_file_rows(con, path, types, wanted, stats), types, wanted, holders, from_file=True)
+        return _select(
+            _file_rows(con, path, types, wanted, stats),
+            types,
+            wanted,
+            holders,
+            from_file=True,
+            ordered=ordered,
+        )
     if files is not None:
         listing = ", ".join(sql_string(str(f)) for f in files)
         scan = f"read_parquet([{listing}], hive_partitioning = true, union_by_name = true)"
-        return _select(scan, types, wanted, holders, from_file=False)
-    return _select(EventLog(settings).scan_sql(), types, wanted, holders, from_file=False)
+        return _select(scan, types, wanted, holders, from_file=False, ordered=ordered)
+    return _select(EventLog(settings).scan_sql(), types, wanted, holders, from_file=False, ordered=ordered)
 
 
 def wanted_fields(fields: list[str] | None) -> list[str]:

@@ -287,6 +287,27 @@ def event_predicate(condition: Node | None) -> EventPredicate:
 _Fn = Callable[[Mapping[str, Any]], Any]
 
 
+def _field_vs_literal(field: EvField, value: Any, op: Callable[[Any, Any], Any]) -> _Fn:
+    column = field.column
+    if value is None:
+        return lambda _e: None
+    if field.type == "num":
+
+        def compare_num(e: Mapping[str, Any]) -> Any:
+            v = e.get(column)
+            if v is None:
+                return None
+            return op(Decimal(str(v)) if isinstance(v, float) else v, value)
+
+        return compare_num
+
+    def compare(e: Mapping[str, Any]) -> Any:
+        v = e.get(column)
+        return None if v is None else op(v, value)
+
+    return compare
+
+
 def _closure(node: Node) -> _Fn:  # noqa: C901 - one case per node kind
     if isinstance(node, Lit):
         value = node.value
@@ -315,6 +336,8 @@ def _closure(node: Node) -> _Fn:  # noqa: C901 - one case per node kind
             return None if v is None else not v
 
         return negate
+    if isinstance(node, Cmp) and isinstance(node.left, EvField) and isinstance(node.right, Lit):
+        return _field_vs_literal(node.left, node.right.value, _OPS[node.op])  # the common case, one call
     if isinstance(node, Cmp):
         left, right, op = _closure(node.left), _closure(node.right), _OPS[node.op]
 
