@@ -27,14 +27,17 @@ from zoneinfo import ZoneInfo
 
 import duckdb
 import orjson
+import pyarrow as pa
+import pyarrow.ipc
 
 from omnibank.campaigns.engine import CampaignState, Decider, Event, Grant, Refusal
 from omnibank.campaigns.source import SourceStats, event_sql, events_from, wanted_fields
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.config import Settings
-from omnibank.events.log import configure, sql_string
+from omnibank.events.log import configure
 
 PARALLEL_FROM = 200_000  # events: below this, worker processes cost more than they save
+WARM_FROM_BYTES = 256 << 20  # an events file this large is split: its workers start before DuckDB reads it
 BATCH = 100_000
 
 
@@ -87,6 +90,8 @@ def simulate(
     con = duckdb.connect()
     configure(con, settings)
     split = workers > 1 and independent(spec)
+    # a large file will be split: start the workers now, so their start-up overlaps DuckDB's work
+    warm = start_pool(workers) if split and events is not None and _size(events) >= WARM_FROM_BYTES else None
     try:
         sql = event_sql(
             con,
@@ -103,7 +108,8 @@ def simulate(
             con.execute(f"CREATE TEMP TABLE picked AS {sql}")
             total = int(con.execute("SELECT count(*) FROM picked").fetchall()[0][0])
             if total >= parallel_from:
-                _parallel(con, spec, settings, wanted, workers, eligible, out, on_progress, report)
+                _parallel(con, spec, settings, wanted, workers, eligible, out, on_progress, report, warm)
+                warm = None
                 return report
             sql = "SELECT * FROM picked ORDER BY ts_us, event_id"
         source = events_from(con.sql(sql).to_arrow_reader(BATCH), wanted, report.source)
@@ -111,6 +117,15 @@ def simulate(
         return report
     finally:
         con.close()
+        if warm is not None:
+            warm[0].shutdown(cancel_futures=True)
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _run(
@@ -179,20 +194,35 @@ def _share(
     eligible: frozenset[str] | None,
     grants: str | None,
 ) -> SimulationReport:
-    """A worker: the decision function over one share of the customers, read from a Parquet file in time
+    """A worker: the decision function over one share of the customers, read from an Arrow file in time
     order; grants written, keyed for the merge, to ``grants``."""
-    import pyarrow.parquet as pq
-
     decider = Decider(compile_campaign(spec), ZoneInfo(timezone), eligible=eligible)
     report = SimulationReport(campaign=spec.id)
-    source = events_from(pq.ParquetFile(part).iter_batches(batch_size=BATCH), wanted, report.source)
-    fh = open(grants, "wb") if grants else None  # noqa: SIM115 - closed below
-    try:
-        _run(decider, source, report, fh, _tick, keyed=True)
-    finally:
-        if fh is not None:
-            fh.close()
+    with pa.memory_map(part) as mapped:
+        reader = pa.ipc.open_file(mapped)
+        batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+        fh = open(grants, "wb") if grants else None  # noqa: SIM115 - closed below
+        try:
+            _run(decider, events_from(batches, wanted, report.source), report, fh, _tick, keyed=True)
+        finally:
+            if fh is not None:
+                fh.close()
     return report
+
+
+def _warm() -> None:
+    """Nothing: a worker that ran it has started and imported what a share needs."""
+
+
+def start_pool(workers: int) -> tuple[ProcessPoolExecutor, Any]:
+    """Worker processes (spawned: never fork a process that runs DuckDB threads), started now so that
+    their start-up overlaps DuckDB's work; and their shared progress counter."""
+    context = multiprocessing.get_context("spawn")
+    counter = context.Value("q", 0)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(counter,))
+    for _ in range(workers):
+        pool.submit(_warm)
+    return pool, counter
 
 
 def _parallel(
@@ -205,40 +235,41 @@ def _parallel(
     out: IO[bytes] | None,
     on_progress: Callable[[int], Any] | None,
     report: SimulationReport,
+    warm: tuple[ProcessPoolExecutor, Any] | None,
 ) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="omnibank-simulate-"))
+    pool, counter = warm if warm is not None else start_pool(workers)
     try:
         parts = []
         for i in range(workers):
-            part = tmp / f"part-{i}.parquet"
-            con.execute(
-                f"COPY (SELECT * FROM picked WHERE hash(customer_id) % {workers} = {i} "
-                f"ORDER BY ts_us, event_id) TO {sql_string(str(part))} (FORMAT PARQUET)"
-            )
+            part = tmp / f"part-{i}.arrow"
+            share = con.sql(
+                f"SELECT * FROM picked WHERE hash(customer_id) % {workers} = {i} ORDER BY ts_us, event_id"
+            ).arrow()
+            table = share if isinstance(share, pa.Table) else share.read_all()
+            with pa.OSFile(str(part), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table, max_chunksize=BATCH)
+            del table, share
             parts.append(part)
         con.execute("DROP TABLE picked")
-        context = multiprocessing.get_context("spawn")  # never fork a process that runs DuckDB threads
-        counter = context.Value("q", 0)
         grants = [str(tmp / f"grants-{i}.jsonl") if out is not None else None for i in range(workers)]
-        with ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_init_worker, initargs=(counter,)
-        ) as pool:
-            futures = [
-                pool.submit(_share, spec, settings.timezone, str(p), wanted, eligible, g)
-                for p, g in zip(parts, grants, strict=True)
-            ]
-            reported = 0
-            while wait(futures, timeout=0.5).not_done:
-                if on_progress is not None and counter.value > reported:
-                    reported = counter.value
-                    on_progress(reported)
-            for f in futures:
-                share = f.result()
-                report.add(share)
-                report.source.read += share.source.read
+        futures = [
+            pool.submit(_share, spec, settings.timezone, str(p), wanted, eligible, g)
+            for p, g in zip(parts, grants, strict=True)
+        ]
+        reported = 0
+        while wait(futures, timeout=0.5).not_done:
+            if on_progress is not None and counter.value > reported:
+                reported = counter.value
+                on_progress(reported)
+        for f in futures:
+            result = f.result()
+            report.add(result)
+            report.source.read += result.source.read
         if out is not None:
             _merge([Path(g) for g in grants if g], out)
     finally:
+        pool.shutdown(cancel_futures=True)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

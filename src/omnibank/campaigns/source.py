@@ -127,9 +127,9 @@ def _select(
 def _file_rows(
     con: duckdb.DuckDBPyConnection, path: Path, types: set[str], fields: list[str], stats: SourceStats
 ) -> str:
-    """Parse the JSONL file once into a temporary table of the usable events of ``types``, numbered by
-    line (for "the first line of a repeated id wins"), beside the lines that are not usable (DuckDB reads
-    a line that is not JSON as a row of NULLs), which are only counted; returns the table's name."""
+    """Parse the JSONL file once into a temporary table of the usable events of ``types``, in file order
+    (for "the first line of a repeated id wins"), beside the lines that are not usable (DuckDB reads a line
+    that is not JSON as a row of NULLs), which are only counted; returns a query of the usable ones."""
     columns = _json_columns(fields)
     source = (
         f"read_json({sql_string(str(path))}, format = 'newline_delimited', columns = {columns}, "
@@ -138,19 +138,23 @@ def _file_rows(
     listed = ", ".join(sql_string(t) for t in sorted(types))
     counter = threading.Thread(target=_line_counts, args=(path, stats), daemon=True)
     counter.start()
+    con.execute("SET preserve_insertion_order = true")  # the rowid order below is the file's
     con.execute(f"""
         CREATE TEMP TABLE file_events AS
         SELECT * FROM (
             SELECT *, coalesce(event_id IS NOT NULL AND type IS NOT NULL AND customer_id IS NOT NULL
                 AND ts IS NOT NULL, false) AS usable
-            FROM (SELECT {_typed(fields)}, row_number() OVER () AS line FROM {source})
+            FROM (SELECT {_typed(fields)} FROM {source})
         )
         WHERE type IN ({listed}) OR NOT usable
     """)
     row = con.execute("SELECT count(*) FROM file_events WHERE NOT usable").fetchall()[0]
     counter.join()
     stats.unusable = int(row[0])
-    return "(SELECT * FROM file_events WHERE usable)"
+    # the table keeps the file's order (insertion order is preserved, also when DuckDB parses the file on
+    # several threads), so its rowid numbers the kept lines in file order; a window numbering the lines
+    # while parsing would make the parse single-threaded
+    return "(SELECT *, rowid AS line FROM file_events WHERE usable)"
 
 
 def _line_counts(path: Path, stats: SourceStats) -> None:
