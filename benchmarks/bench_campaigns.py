@@ -60,8 +60,10 @@ FROM third QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY ts, even
 
 
 def peak_rss_mb() -> float:
+    """The largest resident set of this process and of any worker process it waited for."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return own / 1024
+    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, workers) / 1024
 
 
 def main() -> int:
