@@ -10,17 +10,23 @@ from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 
 from omnibank import __version__
+from omnibank.api.cli import serve
+from omnibank.audit.cli import app as audit_app
 from omnibank.benefits.cli import benefits_app, budgets_app, coupons_app, points_app, suppliers_app
 from omnibank.campaigns.cli import app as campaign_app
+from omnibank.consent.cli import app as consent_app
 from omnibank.customers.cli import app as customer_app
 from omnibank.demo.cli import app as demo_app
 from omnibank.errors import AppError
 from omnibank.events.cli import app as events_app
 from omnibank.ingest.cli import app as load_app
 from omnibank.kit.console import err, out
+from omnibank.ops.cli import backup_cmd, restore_cmd
 from omnibank.orgs.cli import app as org_app
+from omnibank.security.cli import app as keys_app
 from omnibank.segments.cli import app as segment_app
 from omnibank.tags.cli import app as tags_app
+from omnibank.users.cli import token_app, user_app
 
 
 class _Root(TyperGroup):
@@ -85,6 +91,14 @@ app.add_typer(suppliers_app, name="suppliers")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(user_app, name="user")
+app.add_typer(token_app, name="token")
+app.command("serve")(serve)
+app.add_typer(audit_app, name="audit")
+app.add_typer(consent_app, name="consent")
+app.add_typer(keys_app, name="keys")
+app.command("backup")(backup_cmd)
+app.command("restore")(restore_cmd)
 
 
 def main() -> None:

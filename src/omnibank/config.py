@@ -29,6 +29,16 @@ class Settings(BaseSettings):
         default=None, description="Base64 of a 32-byte master key; default a key file created in the home."
     )
     actor: str | None = Field(default=None, description="Who the CLI acts as, for the audit trail.")
+    api_cors_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins allowed to call the API from a browser (JSON list); none by default.",
+    )
+    api_rate_per_minute: int = Field(
+        default=600, ge=1, description="Requests a minute per token or user (bursts up to the same number)."
+    )
+    api_login_per_minute: int = Field(
+        default=10, ge=1, description="Sign-in attempts a minute per client address and per user name."
+    )
 
     @field_validator("timezone")
     @classmethod

@@ -22,6 +22,13 @@ class NotFound(AppError):
     status = 404
 
 
+class CustomerErased(AppError):
+    """The customer was erased (data rights): its personal data no longer exists."""
+
+    code = "customer_erased"
+    status = 410
+
+
 class InputRefused(AppError):
     """A whole input (file, config) cannot be used; nothing of it was applied."""
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 
 def import_all_models() -> None:
+    import omnibank.api.models
     import omnibank.audit.models
     import omnibank.benefits.models
     import omnibank.campaigns.models
+    import omnibank.consent.models
     import omnibank.customers.models
     import omnibank.db.versions
     import omnibank.events.models
     import omnibank.orgs.models
     import omnibank.segments.models
-    import omnibank.tags.models  # noqa: F401
+    import omnibank.tags.models
+    import omnibank.users.models  # noqa: F401

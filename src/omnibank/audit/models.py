@@ -10,14 +10,21 @@ from omnibank.db.types import UTCDateTime
 
 
 class AuditEntry(Base):
-    """Append-only record of who read or changed what (personal data reads included)."""
+    """Append-only, hash-chained record of who read or changed what, from where and why (personal data
+    reads included). Each entry's ``hash`` covers its content and ``prev_hash``, the hash of the entry
+    before it, so editing, deleting or re-ordering entries breaks the chain (``omnibank audit verify``).
+    Database triggers refuse UPDATE and DELETE; ``prev_hash`` is unique, so the chain cannot fork."""
 
     __tablename__ = "audit_entries"
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
-    actor: Mapped[str] = mapped_column(String(128))
+    actor: Mapped[str] = mapped_column(String(128), index=True)
     action: Mapped[str] = mapped_column(String(64))
     subject_type: Mapped[str] = mapped_column(String(32))
     subject_id: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[str] = mapped_column(Text, default="{}")
+    source: Mapped[str] = mapped_column(String(80), default="", server_default="")  # cli, api:<ip>, …
+    reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
+    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    hash: Mapped[str] = mapped_column(String(64), unique=True)

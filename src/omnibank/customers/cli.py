@@ -1,13 +1,15 @@
-"""`omnibank customer …`: find and show customers (masked)."""
+"""`omnibank customer …`: find and show customers (masked), merge, and the data rights (export, erase)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
-from omnibank.customers import identity, service
+from omnibank.customers import identity, rights, service
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
@@ -18,7 +20,8 @@ from omnibank.segments.service import segments_of
 from omnibank.tags.service import tags_of
 
 app = typer.Typer(
-    help="Customers: find by phone or ID number, show the profile (masked), merge two into one.",
+    help="Customers: find by phone or ID number, show the profile (masked), merge two into one, "
+    "export or erase one on the customer's request.",
     no_args_is_help=True,
 )
 
@@ -141,4 +144,39 @@ def merge(
         f"merged {r.merged_id} into {r.survivor_id}: {r.identifiers_moved} identifiers moved, "
         f"{r.tags_moved} tags united, left {r.segments_left} segments, "
         f"{r.merges_repointed} earlier merges re-pointed"
+    )
+
+
+@app.command("export")
+def export(
+    customer_id: str = typer.Argument(..., help="The bank's customer number, e.g. C000001."),
+    reason: str = typer.Option(..., "--reason", help="Why, e.g. the customer's request and its reference."),
+    out_path: Path = typer.Option(..., "--out", help="The JSON file to write (readable by you only)."),
+) -> None:
+    """Write everything held on one customer, personal fields in clear, to a JSON file (audited)."""
+    settings = get_settings()
+    with unit_of_work(settings) as session:
+        data = rights.export_customer(
+            session, settings, get_cipher(settings), customer_id, actor=cli_actor(), reason=reason
+        )
+        rights.write_export(data, out_path)
+    out.print(
+        f"exported {customer_id} to {out_path}: {len(data['identifiers'])} identifiers, "
+        f"{len(data['consent']['history'])} consent records, {len(data['coupons'])} coupons, "
+        f"{len(data['points']['postings'])} points postings, {len(data['events'])} events "
+        "(it holds personal data in clear: hand it over securely, then delete it)"
+    )
+
+
+@app.command("erase")
+def erase(
+    customer_id: str = typer.Argument(..., help="The bank's customer number, e.g. C000001."),
+    reason: str = typer.Option(..., "--reason", help="Why, e.g. the customer's request and its reference."),
+) -> None:
+    """Erase one customer's personal data for good (crypto-shred); ledgers keep the customer number."""
+    with unit_of_work() as session:
+        r = rights.erase_customer(session, customer_id, actor=cli_actor(), reason=reason)
+    out.print(
+        f"erased {r.customer_id}: name, phone and ID number destroyed (ciphertexts and blind indexes), "
+        f"{r.identifiers_removed} identifiers removed; ledgers and the audit trail keep {r.customer_id}"
     )

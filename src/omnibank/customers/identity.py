@@ -538,7 +538,7 @@ def identity_view(session: Session, cipher: FieldCipher, customer_id: str, *, ac
     merged_ids = merged_ids_of(session, customer_id)
     rows: list[IdentifierRow] = []
     for c in [customer, *(session.get(Customer, m) for m in merged_ids)]:
-        if c is None:
+        if c is None or c.erased_at is not None:  # an erased customer's phone and ID number are gone
             continue
         cid = c.customer_id
         where = "customer record" if cid == customer_id else f"customer record of {cid} (merged)"

@@ -55,6 +55,8 @@ class Customer(Base):
     fingerprint: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # set by erasure (``omnibank customer erase``): the personal fields above are tombstones from then on
+    erased_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 IDENTIFIER_KINDS = ("card_id", "wechat_openid", "app_user_id")

@@ -13,10 +13,13 @@ from sqlalchemy import Index, Table, func, select
 from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
+from omnibank.consent.service import allowed as consent_allowed
+from omnibank.customers import repository as customers_repo
 from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS, Customer
+from omnibank.customers.repository import Scope, scoped
 from omnibank.db import versions
 from omnibank.db.upsert import upsert_changed
-from omnibank.errors import NotFound
+from omnibank.errors import CustomerErased, NotFound
 from omnibank.kit import validate as v
 from omnibank.kit.crypto import FieldCipher, KeyRing
 from omnibank.kit.idcard import valid_id_number
@@ -71,6 +74,7 @@ class _PrepareContext:
     known_staff: frozenset[str]
     today: date
     now: datetime
+    erased: frozenset[str] = frozenset()  # erased customers: their personal data is never loaded again
 
 
 _Prepared = tuple[list[dict[str, object]], list[tuple[int, str, str]]]
@@ -91,6 +95,8 @@ def _prepare(records: list[CsvRecord], ctx: _PrepareContext, cipher: FieldCipher
             continue
         try:
             cid = v.code("customer_id", row["customer_id"])
+            if cid in ctx.erased:
+                raise v.FieldError("customer_id", f"customer {cid} was erased; its data is not loaded again")
             name = v.text("name", row["name"], max_len=64)
             gender = v.choice("gender", row["gender"], GENDERS)
             birth = v.iso_date("birth_date", row["birth_date"])
@@ -148,6 +154,7 @@ def _prepare(records: list[CsvRecord], ctx: _PrepareContext, cipher: FieldCipher
                 "fingerprint": fingerprint,
                 "created_at": ctx.now,
                 "updated_at": ctx.now,
+                "erased_at": None,
             }
         )
     return rows, rejects
@@ -181,7 +188,7 @@ def _write(session: Session, rows: list[dict[str, object]]) -> int:
     """Upsert one batch; of rows for the same customer only the last one applies."""
     last = {row["customer_id"]: row for row in rows}
     return upsert_changed(
-        session, _TABLE, list(last.values()), key="customer_id", keep_on_update=["created_at"]
+        session, _TABLE, list(last.values()), key="customer_id", keep_on_update=["created_at", "erased_at"]
     )
 
 
@@ -209,6 +216,9 @@ def load_customers(
         known_staff=frozenset(orgs_repo.staff_ids(session)),
         today=today,
         now=datetime.now(UTC),
+        erased=frozenset(
+            session.scalars(select(Customer.customer_id).where(Customer.erased_at.is_not(None)))
+        ),
     )
     size = path.stat().st_size if path.is_file() else 0
     if parallel is None:
@@ -268,16 +278,19 @@ def find_customers(
     actor: str,
     phone: str | None = None,
     id_number: str | None = None,
+    scope: Scope | None = None,
+    source: str = "cli",
 ) -> list[Customer]:
-    """Exact lookup through the blind index; the search itself is audited (it touches personal data)."""
-    stmt = select(Customer)
+    """Exact lookup through the blind index, within ``scope`` (default: the whole bank); the search itself
+    is audited (it touches personal data)."""
+    stmt = select(Customer).where(Customer.erased_at.is_(None))
     if phone:
         stmt = stmt.where(Customer.phone_bidx == cipher.blind_index("phone", phone.strip()))
     if id_number:
         stmt = stmt.where(
             Customer.id_number_bidx == cipher.blind_index("id_number", normalise_id_number(id_number))
         )
-    found = list(session.scalars(stmt.order_by(Customer.customer_id)))
+    found = list(session.scalars(scoped(stmt, scope or Scope.whole_bank()).order_by(Customer.customer_id)))
     audit.record(
         session,
         actor=actor,
@@ -285,8 +298,19 @@ def find_customers(
         subject_type="customer",
         subject_id=None,
         detail={"by": "phone" if phone else "id_number", "matches": [c.customer_id for c in found]},
+        source=source,
     )
     return found
+
+
+def refuse_erased(customer: Customer) -> None:
+    """Raise :class:`CustomerErased` for an erased customer: nothing personal of it exists any more."""
+    if customer.erased_at is not None:
+        when = customer.erased_at.strftime("%Y-%m-%d %H:%M UTC")
+        raise CustomerErased(
+            f"customer {customer.customer_id} was erased on {when}: its personal data no longer exists "
+            "(ledgers and the audit trail keep the customer number)"
+        )
 
 
 @dataclass(frozen=True)
@@ -315,11 +339,20 @@ def age_on(birth: date, as_of: date) -> int:
 
 
 def masked_profile(
-    session: Session, cipher: FieldCipher, customer_id: str, *, actor: str, today: date
+    session: Session,
+    cipher: FieldCipher,
+    customer_id: str,
+    *,
+    actor: str,
+    today: date,
+    scope: Scope | None = None,
+    source: str = "cli",
 ) -> MaskedProfile:
-    customer = session.get(Customer, customer_id)
+    """The masked profile of a customer ``scope`` sees (default: the whole bank); the view is audited."""
+    customer = customers_repo.get(session, scope or Scope.whole_bank(), customer_id)
     if customer is None:
         raise NotFound(f"no customer {customer_id}")
+    refuse_erased(customer)
     branch = session.get(Org, customer.branch_id)
     dec = cipher.decrypt
     profile = MaskedProfile(
@@ -337,7 +370,7 @@ def masked_profile(
         occupation=customer.occupation,
         risk_tolerance=customer.risk_tolerance,
         channel_pref=customer.channel_pref,
-        marketing_consent=customer.marketing_consent,
+        marketing_consent=consent_allowed(session, customer_id, "marketing"),
         registered_at=customer.registered_at,
     )
     audit.record(
@@ -347,5 +380,6 @@ def masked_profile(
         subject_type="customer",
         subject_id=customer_id,
         detail={"fields": list(PERSONAL), "revealed": []},
+        source=source,
     )
     return profile

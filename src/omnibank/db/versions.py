@@ -1,8 +1,8 @@
 """Data versions: a counter per kind of data that snapshots are built from.
 
-Each writer bumps its counter in the same transaction as the change (customers loaded, orgs moved, tags
-computed, customers merged). A snapshot remembers the versions it was built at, so telling whether it is
-stale costs one tiny query instead of scanning the data."""
+Each writer bumps its counter in the same transaction as the change (customers loaded or erased, orgs
+moved, tags computed, customers merged, consent recorded). A snapshot remembers the versions it was built
+at, so telling whether it is stale costs one tiny query instead of scanning the data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnibank.db.base import Base
 
-KINDS = ("customers", "orgs", "tags", "merges")
+KINDS = ("customers", "orgs", "tags", "merges", "consent")
 
 
 class DataVersion(Base):

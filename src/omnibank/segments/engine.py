@@ -30,6 +30,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
+from omnibank.consent import service as consent
+from omnibank.consent.service import effective_marketing_sql
 from omnibank.db import versions
 from omnibank.errors import AppError
 from omnibank.events.log import COLUMNS as LOG_COLUMNS
@@ -58,11 +60,15 @@ PROFILE_SCHEMA = pa.schema(
 TAGS_SCHEMA = pa.schema([("customer_id", pa.string()), ("tag", pa.string())])
 MERGES_SCHEMA = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
 
+# marketing_consent is the effective consent (the latest consent record, else the customer file's flag);
+# erased customers are no one's target any more
 _PROFILES_SQL = (
     "SELECT c.customer_id, c.gender, c.birth_date, c.branch_id, c.rm_id, c.aum_fen, c.occupation, "
-    "c.risk_tolerance, c.channel_pref, c.marketing_consent, c.registered_at, o.path AS org_path "
+    f"c.risk_tolerance, c.channel_pref, {effective_marketing_sql('c')} AS marketing_consent, "
+    "c.registered_at, o.path AS org_path "
     "FROM customers c JOIN orgs o ON o.org_id = c.branch_id "
-    "WHERE NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)"
+    "WHERE c.erased_at IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)"
 )
 _TAGS_SQL = "SELECT customer_id, tag FROM customer_tags"
 _MERGES_SQL = "SELECT merged_id, survivor_id FROM customer_merges"
@@ -304,10 +310,11 @@ def close_shared_engines() -> None:
 
 _STORE_CTES = (
     "profiles AS (SELECT c.customer_id, c.gender, c.birth_date, c.branch_id, c.rm_id, c.aum_fen, "
-    "c.occupation, c.risk_tolerance, c.channel_pref, c.marketing_consent, c.registered_at, "
-    "o.path AS org_path "
+    f"c.occupation, c.risk_tolerance, c.channel_pref, {effective_marketing_sql('c')} AS marketing_consent, "
+    "c.registered_at, o.path AS org_path "
     "FROM customers c JOIN orgs o ON o.org_id = c.branch_id "
-    "WHERE NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)), "
+    "WHERE c.erased_at IS NULL "
+    "AND NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)), "
     "tags AS (SELECT customer_id, tag FROM customer_tags), "
     "events AS (SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, e.type, e.local_date, "
     "e.channel, e.amount, e.card_id, e.product, e.tier, e.is_primary, e.new_customer, e.merchant, e.mcc, "
@@ -369,8 +376,9 @@ def customer_facts(session: Session, settings: Settings, customer_ids: list[str]
     rows = session.execute(
         select(Customer, Org.path)
         .join(Org, Org.org_id == Customer.branch_id)
-        .where(Customer.customer_id.in_(ids))
+        .where(Customer.customer_id.in_(ids), Customer.erased_at.is_(None))
     ).all()
+    marketing = consent.allowed_many(session, [c.customer_id for c, _ in rows], "marketing")
     tags: dict[str, set[str]] = {}
     for cid, tag in session.execute(
         select(CustomerTag.customer_id, CustomerTag.tag).where(CustomerTag.customer_id.in_(ids))
@@ -400,6 +408,7 @@ def customer_facts(session: Session, settings: Settings, customer_ids: list[str]
     for c, path in rows:
         attributes = {name: getattr(c, name) for name in CUSTOMER_FIELDS if hasattr(c, name)}
         attributes["aum"] = Decimal(c.aum_fen) / 100
+        attributes["marketing_consent"] = marketing[c.customer_id]
         out[c.customer_id] = CustomerFacts(
             attributes=attributes,
             tags=frozenset(tags.get(c.customer_id, ())),

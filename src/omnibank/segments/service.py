@@ -23,7 +23,7 @@ from omnibank.kit.masking import mask_name
 from omnibank.kit.money import from_fen
 from omnibank.segments.compile import quote
 from omnibank.segments.engine import StoreEngine, duck_engine, parse_in
-from omnibank.segments.expr import TAG_PATTERN, Expression
+from omnibank.segments.expr import TAG_PATTERN, And, Expression, InOrg
 from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
 from omnibank.tags.models import TagDefinition
 
@@ -31,8 +31,34 @@ _MEMBERS: Table = SegmentMember.__table__  # type: ignore[assignment]
 _CHANGES: Table = SegmentChange.__table__  # type: ignore[assignment]
 
 
-def count(session: Session, settings: Settings, text: str, *, as_of: date, engine: str = "duckdb") -> int:
+def within_org(expression: Expression, org_id: str) -> Expression:
+    """``expression AND in_org(org_id)``, combined on the checked tree (never by pasting text, which a
+    closing parenthesis in the user's text could escape)."""
+    return Expression(
+        text=f"({expression.text}) AND in_org({quote(org_id)})",
+        root=And((expression.root, InOrg(org_id))),
+        tags=expression.tags,
+        orgs=expression.orgs | {org_id},
+        aggregates=expression.aggregates,
+    )
+
+
+def parse_within(session: Session, text: str, within: str | None) -> Expression:
+    """Parse ``text``; with ``within``, only customers of that org's subtree match."""
     expression = parse_in(session, text)
+    return expression if within is None else within_org(expression, within)
+
+
+def count(
+    session: Session,
+    settings: Settings,
+    text: str,
+    *,
+    as_of: date,
+    engine: str = "duckdb",
+    within: str | None = None,
+) -> int:
+    expression = parse_within(session, text, within)
     if engine == "postgres":
         return StoreEngine(session, settings.timezone).count(expression, as_of)
     with duck_engine(session, settings) as duck:
@@ -69,9 +95,11 @@ def preview(
     as_of: date,
     limit: int,
     actor: str,
+    within: str | None = None,
+    source: str = "cli",
 ) -> tuple[int, list[PreviewRow]]:
     """The first ``limit`` matching customers (by id), names masked; the view is audited."""
-    ids = member_ids(session, settings, parse_in(session, text), as_of)
+    ids = member_ids(session, settings, parse_within(session, text, within), as_of)
     first = ids.slice(0, limit).to_pylist()
     customers = {
         c.customer_id: c for c in session.scalars(select(Customer).where(Customer.customer_id.in_(first)))
@@ -97,8 +125,33 @@ def preview(
         subject_type="segment",
         subject_id=None,
         detail={"expression": text, "as_of": as_of.isoformat(), "shown": first, "fields": ["name"]},
+        source=source,
     )
     return len(ids), rows
+
+
+def export_ids(
+    session: Session,
+    settings: Settings,
+    text: str,
+    *,
+    as_of: date,
+    actor: str,
+    within: str | None = None,
+    source: str = "cli",
+) -> list[str]:
+    """The matching customer ids (for an API caller); the export is audited."""
+    ids: list[str] = member_ids(session, settings, parse_within(session, text, within), as_of).to_pylist()
+    audit.record(
+        session,
+        actor=actor,
+        action="segment.export",
+        subject_type="segment",
+        subject_id=None,
+        detail={"expression": text, "as_of": as_of.isoformat(), "rows": len(ids), "within": within},
+        source=source,
+    )
+    return ids
 
 
 def export(session: Session, settings: Settings, text: str, *, as_of: date, out: Path, actor: str) -> int:

@@ -1,0 +1,81 @@
+"""`omnibank audit …`: list the audit trail and verify its hash chain."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, time
+
+import typer
+from rich.table import Table
+
+from omnibank.audit import service
+from omnibank.config import get_settings
+from omnibank.db import unit_of_work
+from omnibank.errors import AppError
+from omnibank.kit.console import err, out
+
+app = typer.Typer(help="The audit trail: who read or changed what, from where and why.", no_args_is_help=True)
+
+
+def _since(value: str | None) -> datetime | None:
+    """A bank-local date (from its midnight) or an ISO date-time (bank-local unless it names a zone)."""
+    if value is None:
+        return None
+    tz = get_settings().tz
+    try:
+        if len(value) == 10:
+            return datetime.combine(date.fromisoformat(value), time(), tzinfo=tz)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise AppError(
+            f"--since: {value!r} is neither a date (YYYY-MM-DD) nor a date-time (YYYY-MM-DDTHH:MM)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+@app.command("list")
+def list_(
+    actor: str = typer.Option(None, "--actor", help="Only entries by this actor, e.g. cli:alice."),
+    subject: str = typer.Option(None, "--subject", help="Only entries about this subject id, e.g. C000001."),
+    since: str = typer.Option(
+        None, "--since", help="Only entries from this bank-local date or date-time on."
+    ),
+    limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000, help="How many (newest first)."),
+) -> None:
+    """Show the latest audit entries, newest first (details never hold personal data)."""
+    settings = get_settings()
+    with unit_of_work(settings) as session:
+        entries = service.list_entries(
+            session, actor=actor, subject=subject, since=_since(since), limit=limit
+        )
+    table = Table("id", "time (bank-local)", "actor", "source", "action", "subject", "detail", "reason")
+    table.columns[0].no_wrap = table.columns[1].no_wrap = True
+    table.columns[6].min_width = 24
+    for e in entries:
+        detail = json.loads(e.detail or "{}")
+        table.add_row(
+            str(e.id),
+            e.at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S"),
+            e.actor,
+            e.source,
+            e.action,
+            e.subject_id or e.subject_type,
+            ", ".join(f"{k}={v}" for k, v in detail.items()),
+            e.reason,
+        )
+    out.print(table)
+    out.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+
+
+@app.command("verify")
+def verify() -> None:
+    """Walk the hash chain; exit 1 naming the first entry that was edited, deleted or re-ordered."""
+    with unit_of_work() as session:
+        verdict = service.verify(session)
+    if not verdict.intact:
+        err.print(
+            f"[red]audit trail broken:[/red] {verdict.problem} ({verdict.entries} entries before it verify)"
+        )
+        raise typer.Exit(1)
+    out.print(f"head {verdict.head}", style="dim")
+    out.print(f"audit trail intact: {verdict.entries} entries")

@@ -1,0 +1,57 @@
+"""/audit: the trail, for auditors and administrators."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel
+
+from omnibank.api.auth import Principal, require, settings_of
+from omnibank.api.errors import ERROR_RESPONSES
+from omnibank.audit import service
+from omnibank.db import unit_of_work
+
+router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
+
+
+class AuditEntryRead(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    subject_type: str
+    subject_id: str | None
+    detail: dict[str, Any]
+    source: str
+    reason: str
+
+
+@router.get("", response_model=list[AuditEntryRead])
+def list_audit(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("audit:read"))],
+    actor: Annotated[str | None, Query(max_length=128)] = None,
+    subject: Annotated[str | None, Query(max_length=64)] = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> list[AuditEntryRead]:
+    """The latest entries, newest first, by actor, subject and/or time."""
+    with unit_of_work(settings_of(request)) as session:
+        rows = service.list_entries(session, actor=actor, subject=subject, since=since, limit=limit)
+        return [
+            AuditEntryRead(
+                id=e.id,
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                subject_type=e.subject_type,
+                subject_id=e.subject_id,
+                detail=json.loads(e.detail or "{}"),
+                source=getattr(e, "source", "") or "",
+                reason=getattr(e, "reason", "") or "",
+            )  # fmt: skip
+            for e in rows
+        ]

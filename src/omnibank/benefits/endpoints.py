@@ -1,0 +1,296 @@
+"""/benefits, /coupons and /points: the catalogue and stock, issuing, claiming and redeeming coupons, and
+points, through the ledgers' own services. Staff act on the customers of their scope; a supplier sees
+its own benefits and redeems its own coupons."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.orm import Session
+
+from omnibank.api.auth import Principal, now_of, require, settings_of
+from omnibank.api.errors import ERROR_RESPONSES, Forbidden
+from omnibank.api.idempotency import run_write
+from omnibank.benefits import ledger, service
+from omnibank.benefits.schemas import CouponRead
+from omnibank.customers import repository as customers
+from omnibank.db import unit_of_work
+from omnibank.errors import Conflict, NotFound
+
+router = APIRouter(responses=ERROR_RESPONSES)
+IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
+CouponWriter = Annotated[Principal, Depends(require("coupons:write"))]
+_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class BenefitOut(BaseModel):
+    id: str
+    type: str
+    name: str
+    supplier_id: str | None
+    supplier_status: str | None
+    face_value: Decimal
+    cost: Decimal
+    points: int | None
+    stock_tracked: bool
+    available: int | None
+    valid_days: int | None
+    claim_days: int | None
+    status: str
+
+
+class StockOut(BaseModel):
+    benefit_id: str
+    name: str
+    supplier_id: str | None
+    received: int
+    granted: int
+    available: int
+    stock_out_days: int
+
+
+class CouponOut(BaseModel):
+    id: int
+    campaign: str
+    rule: str
+    customer_id: str
+    benefit_id: str
+    branch_id: str | None
+    face_value_fen: int | None
+    status: str
+    granted_at: datetime
+    claim_by: datetime | None
+    valid_from: datetime
+    valid_to: datetime | None
+    status_at: datetime
+    duplicate: bool = Field(default=False, description="The grant key was issued before: that coupon.")
+
+
+class CouponIssue(_In):
+    customer_id: str = Field(pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    benefit_id: str = Field(pattern=_ID)
+    campaign: str = Field(default="api", pattern=_ID)
+    rule: str = Field(default="manual", pattern=_ID)
+    grant_key: str | None = Field(
+        default=None, min_length=1, max_length=200,
+        description="Deterministic key of this grant; default derived from the Idempotency-Key.",
+    )  # fmt: skip
+
+
+class PostingOut(BaseModel):
+    posting_id: int
+    customer_id: str
+    kind: str
+    direction: str
+    amount: int
+    created_at: datetime | None = None
+    duplicate: bool = False
+
+
+class PointsOut(BaseModel):
+    customer_id: str
+    balance: int
+    postings: list[PostingOut]
+
+
+class PointsRedeem(_In):
+    amount: int = Field(gt=0, le=10**9)
+    reference: str = Field(default="", max_length=300)
+    key: str | None = Field(default=None, min_length=1, max_length=200, description="Ledger idempotency key.")
+
+
+def _coupon_out(c: CouponRead, *, duplicate: bool = False) -> CouponOut:
+    return CouponOut(
+        id=c.id, campaign=c.campaign, rule=c.rule, customer_id=c.customer_id, benefit_id=c.benefit_id,
+        branch_id=c.branch_id, face_value_fen=c.face_value_fen, status=c.status, granted_at=c.granted_at,
+        claim_by=c.claim_by, valid_from=c.valid_from, valid_to=c.valid_to, status_at=c.status_at,
+        duplicate=duplicate,
+    )  # fmt: skip
+
+
+def _visible_customer(session: Session, principal: Principal, customer_id: str) -> None:
+    if customers.get(session, principal.customer_scope(session), customer_id) is None:
+        raise NotFound(f"no customer {customer_id}")
+
+
+def _visible_coupon(session: Session, principal: Principal, coupon_id: int) -> CouponRead:
+    """The coupon if the caller may act on it: a supplier on its own benefits' coupons, staff on their
+    customers' (a coupon they may not see is not found)."""
+    coupon = ledger.get_coupon(session, coupon_id)
+    if principal.role == "supplier":
+        if service.get_benefit(session, coupon.benefit_id).supplier_id != principal.supplier_id:
+            raise NotFound(f"no coupon {coupon_id}")
+        return coupon
+    if customers.get(session, principal.customer_scope(session), coupon.customer_id) is None:
+        raise NotFound(f"no coupon {coupon_id}")
+    return coupon
+
+
+# ------------------------------------------------------------------------------------------- catalogue
+
+
+@router.get("/benefits", response_model=list[BenefitOut], tags=["benefits"])
+def list_benefits(
+    request: Request, principal: Annotated[Principal, Depends(require("benefits:read"))]
+) -> list[BenefitOut]:
+    """The catalogue (a supplier: its own benefits)."""
+    with unit_of_work(settings_of(request)) as session:
+        rows = service.list_benefits(session)
+    if principal.role == "supplier":
+        rows = [b for b in rows if b.supplier_id == principal.supplier_id]
+    return [BenefitOut.model_validate(vars(b)) for b in rows]
+
+
+@router.get("/benefits/stock", response_model=list[StockOut], tags=["benefits"])
+def stock(
+    request: Request, principal: Annotated[Principal, Depends(require("benefits:read"))]
+) -> list[StockOut]:
+    """Stock of the tracked benefits (a supplier: its own)."""
+    with unit_of_work(settings_of(request)) as session:
+        lines = service.stock_report(session)
+    if principal.role == "supplier":
+        lines = [s for s in lines if s.supplier_id == principal.supplier_id]
+    return [StockOut.model_validate(vars(s)) for s in lines]
+
+
+# --------------------------------------------------------------------------------------------- coupons
+
+
+_REISSUED: dict[int | str, dict[str, Any]] = {
+    200: {"model": CouponOut, "description": "Issued before under this grant key"}
+}
+
+
+@router.post("/coupons", response_model=CouponOut, status_code=201, tags=["coupons"], responses=_REISSUED)
+def issue_coupon(
+    body: CouponIssue, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
+) -> JSONResponse:
+    """Issue one coupon to a customer of the caller's (stock, budgets and caps apply; refused: 409)."""
+    if principal.role == "supplier":
+        raise Forbidden("a supplier cannot issue coupons")
+    now = now_of(request)
+    key = body.grant_key or (
+        f"api:{principal.actor}:{idempotency_key}" if idempotency_key else f"api:{secrets.token_hex(12)}"
+    )
+
+    def write(session: Session) -> tuple[int, CouponOut]:
+        _visible_customer(session, principal, body.customer_id)
+        result = service.grant(
+            session, key=key, campaign=body.campaign, rule=body.rule, customer_id=body.customer_id,
+            benefit_id=body.benefit_id, granted_at=now, tz=settings_of(request).tz, actor=principal.actor,
+        )  # fmt: skip
+        if result.coupon is None:
+            raise Conflict(f"the grant was refused: {result.reason}", code="grant_refused",
+                           details={"reason": result.reason})  # fmt: skip
+        return (201 if result.issued else 200), _coupon_out(result.coupon, duplicate=not result.issued)
+
+    return run_write(
+        settings_of(request), actor=principal.actor, key=idempotency_key, method="POST",
+        path=request.url.path, payload=body, now=now, write=write,
+    )  # fmt: skip
+
+
+CouponId = Annotated[int, Path(ge=1, le=2**62)]
+
+
+def _move(
+    request: Request, principal: Principal, coupon_id: int, action: str, key: str | None
+) -> JSONResponse:
+    now = now_of(request)
+
+    def write(session: Session) -> tuple[int, CouponOut]:
+        _visible_coupon(session, principal, coupon_id)
+        move = ledger.claim if action == "claim" else ledger.redeem
+        return 200, _coupon_out(move(session, coupon_id, now=now, actor=principal.actor))
+
+    return run_write(
+        settings_of(request), actor=principal.actor, key=key, method="POST", path=request.url.path,
+        payload=None, now=now, write=write,
+    )  # fmt: skip
+
+
+@router.post("/coupons/{coupon_id}/claim", response_model=CouponOut, tags=["coupons"])
+def claim_coupon(
+    coupon_id: CouponId, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
+) -> JSONResponse:
+    """Claim a granted coupon (it becomes active once it takes effect)."""
+    if principal.role == "supplier":
+        raise Forbidden("a supplier cannot claim coupons for customers")
+    return _move(request, principal, coupon_id, "claim", idempotency_key)
+
+
+@router.post("/coupons/{coupon_id}/redeem", response_model=CouponOut, tags=["coupons"])
+def redeem_coupon(
+    coupon_id: CouponId, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
+) -> JSONResponse:
+    """Redeem an active coupon, exactly once: a second redemption is refused with 409."""
+    return _move(request, principal, coupon_id, "redeem", idempotency_key)
+
+
+# ---------------------------------------------------------------------------------------------- points
+
+CustomerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,32}$")]
+
+
+@router.get("/points/{customer_id}", response_model=PointsOut, tags=["points"])
+def points(
+    customer_id: CustomerId,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("points:read"))],
+) -> PointsOut:
+    """A customer's points balance and latest postings."""
+    with unit_of_work(settings_of(request)) as session:
+        _visible_customer(session, principal, customer_id)
+        balance = ledger.balance(session, customer_id)
+        rows = [
+            PostingOut(
+                posting_id=p.id,
+                customer_id=p.customer_id,
+                kind=p.kind,
+                direction=p.direction,
+                amount=p.amount,
+                created_at=p.created_at,
+            )  # fmt: skip
+            for p in ledger.postings(session, customer_id)
+        ]
+    return PointsOut(customer_id=customer_id, balance=balance, postings=rows)
+
+
+@router.post("/points/{customer_id}/redeem", response_model=PointsOut, tags=["points"])
+def redeem_points(
+    customer_id: CustomerId,
+    body: PointsRedeem,
+    request: Request,
+    principal: Annotated[Principal, Depends(require("points:write"))],
+    idempotency_key: IdemKey = None,
+) -> JSONResponse:
+    """Spend points (refused with 409 beyond the balance); the ledger key defaults to the Idempotency-Key."""
+    now = now_of(request)
+    key = body.key or (
+        f"api:{principal.actor}:{idempotency_key}" if idempotency_key else secrets.token_hex(16)
+    )
+
+    def write(session: Session) -> tuple[int, PointsOut]:
+        _visible_customer(session, principal, customer_id)
+        result = ledger.spend(session, customer_id=customer_id, amount=body.amount, key=f"api:{key}", now=now,
+                              reference=body.reference or f"api redeem by {principal.actor}")  # fmt: skip
+        posting = PostingOut(posting_id=result.posting_id, customer_id=customer_id, kind=result.kind,
+                             direction=result.direction, amount=result.amount, created_at=now,
+                             duplicate=result.duplicate)  # fmt: skip
+        return 200, PointsOut(customer_id=customer_id, balance=ledger.balance(session, customer_id),
+                              postings=[posting])  # fmt: skip
+
+    return run_write(
+        settings_of(request), actor=principal.actor, key=idempotency_key, method="POST",
+        path=request.url.path, payload=body, now=now, write=write,
+    )  # fmt: skip

@@ -1,0 +1,63 @@
+"""Revealing one personal field of one customer: a permission the caller's role must hold (checked at the
+edge), a reason, the caller's scope, and an audit entry that carries the reason."""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+from omnibank.audit import service as audit
+from omnibank.customers import repository
+from omnibank.customers.repository import Scope
+from omnibank.customers.service import PERSONAL, refuse_erased
+from omnibank.errors import AppError, NotFound
+from omnibank.kit.crypto import FieldCipher
+
+MIN_REASON = 5
+
+
+class RevealRefused(AppError):
+    """The request to reveal cannot be used as given (an unknown field, no reason)."""
+
+    code = "invalid_request"
+    status = 422
+
+
+def reveal_field(
+    session: Session,
+    cipher: FieldCipher,
+    customer_id: str,
+    *,
+    field: str,
+    reason: str,
+    actor: str,
+    scope: Scope,
+    source: str,
+) -> str:
+    """The plaintext of ``field`` (name, phone or id_number) of a customer the scope sees."""
+    if field not in PERSONAL:
+        raise RevealRefused(f"field {field!r}: one of {', '.join(PERSONAL)}")
+    if len(reason.strip()) < MIN_REASON:
+        raise RevealRefused(
+            f"a reason of at least {MIN_REASON} characters is required to reveal personal data",
+            code="reason_required",
+            details={"loc": ["body", "reason"]},
+        )
+    customer = repository.get(session, scope, customer_id)
+    if customer is None:
+        raise NotFound(f"no customer {customer_id}")
+    refuse_erased(customer)
+    blob = {"name": customer.name_enc, "phone": customer.phone_enc, "id_number": customer.id_number_enc}[
+        field
+    ]
+    value = cipher.decrypt(blob, context=f"customers.{field}:{customer_id}")
+    audit.record(
+        session,
+        actor=actor,
+        action="customer.reveal",
+        subject_type="customer",
+        subject_id=customer_id,
+        detail={"fields": [field], "revealed": [field]},
+        source=source,
+        reason=reason,
+    )
+    return value

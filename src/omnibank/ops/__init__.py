@@ -1,0 +1,1 @@
+"""Operations on a whole data home: backup and restore."""

@@ -1,0 +1,1 @@
+"""Staff accounts, sessions (access and refresh tokens) and API tokens for integrations."""

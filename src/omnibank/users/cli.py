@@ -1,0 +1,156 @@
+"""`omnibank user …` and `omnibank token …`: staff accounts and API tokens for integrations."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime
+
+import typer
+from rich.table import Table
+
+from omnibank.audit.service import cli_actor
+from omnibank.db import unit_of_work
+from omnibank.errors import AppError
+from omnibank.kit.console import out
+from omnibank.users import service
+from omnibank.users.models import USER_ROLES
+from omnibank.users.permissions import SCOPES
+
+user_app = typer.Typer(help="Staff accounts that sign in to the API.", no_args_is_help=True)
+token_app = typer.Typer(help="API tokens for integrations (scoped, expiring).", no_args_is_help=True)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        password = line.rstrip("\r\n")
+        if not password:
+            raise AppError("--password-stdin: no password on standard input")
+        return password
+    first: str = typer.prompt("Password", hide_input=True)
+    second: str = typer.prompt("Repeat the password", hide_input=True)
+    if first != second:
+        raise AppError("the two passwords differ")
+    return first
+
+
+@user_app.command("create")
+def user_create(
+    role: str = typer.Option(..., "--role", help=f"One of: {', '.join(USER_ROLES)}."),
+    staff: str = typer.Option(None, "--staff", help="The staff member (staff_id) the account belongs to."),
+    supplier: str = typer.Option(None, "--supplier", help="For --role supplier: the supplier id."),
+    username: str = typer.Option(None, "--username", help="Sign-in name; default the staff or supplier id."),
+    password_stdin: bool = typer.Option(
+        False, "--password-stdin", help="Read the password from the first line of standard input."
+    ),
+) -> None:
+    """Create an account (the password is prompted for unless --password-stdin)."""
+    if role not in USER_ROLES:
+        raise AppError(f"unknown role {role!r}; roles: {', '.join(USER_ROLES)}")
+    with unit_of_work() as session:  # check the staff member before asking for a password
+        if staff is not None:
+            from omnibank.orgs.models import Staff
+
+            if session.get(Staff, staff) is None:
+                raise AppError(f"no staff member {staff} (load staff.csv first)")
+    password = _read_password(password_stdin)
+    with unit_of_work() as session:
+        user = service.create_user(
+            session,
+            role=role,
+            password=password,
+            now=_now(),
+            actor=cli_actor(),
+            staff_id=staff,
+            supplier_id=supplier,
+            username=username,
+        )
+        name = user.username
+    out.print(f"user {name} created ({role})")
+
+
+@user_app.command("list")
+def user_list() -> None:
+    """Every account with its role, staff member and state."""
+    now = _now()
+    with unit_of_work() as session:
+        table = Table("username", "role", "staff", "supplier", "state", "last login")
+        for u in service.list_users(session):
+            if u.disabled:
+                state = "locked"
+            elif u.locked_until is not None and u.locked_until > now:
+                state = f"locked out until {u.locked_until.isoformat(timespec='minutes')}"
+            else:
+                state = "active"
+            last = u.last_login_at.isoformat(timespec="minutes") if u.last_login_at else ""
+            table.add_row(u.username, u.role, u.staff_id or "", u.supplier_id or "", state, last)
+    out.print(table)
+
+
+@user_app.command("lock")
+def user_lock(username: str = typer.Argument(...)) -> None:
+    """Lock an account: it cannot sign in and its sessions are revoked."""
+    with unit_of_work() as session:
+        service.set_locked(session, username, locked=True, now=_now(), actor=cli_actor())
+    out.print(f"user {username} locked")
+
+
+@user_app.command("unlock")
+def user_unlock(username: str = typer.Argument(...)) -> None:
+    """Unlock an account (also clears a lock-out after failed sign-ins)."""
+    with unit_of_work() as session:
+        service.set_locked(session, username, locked=False, now=_now(), actor=cli_actor())
+    out.print(f"user {username} unlocked")
+
+
+@token_app.command("create")
+def token_create(
+    name: str = typer.Option(..., "--name", help="A name for the integration, e.g. crm."),
+    scopes: str = typer.Option(..., "--scopes", help=f"Comma-separated: {', '.join(SCOPES)}."),
+    expires: str = typer.Option("90d", "--expires", help="Lifetime: 90d, 12h, 30m, 2w (at most 400d)."),
+    org: str = typer.Option(None, "--org", help="Limit the customers it sees to this org's subtree."),
+) -> None:
+    """Create a token and print it once: it is stored hashed and cannot be shown again."""
+    parsed = service.parse_scopes(scopes)
+    lifetime = service.parse_duration(expires)
+    with unit_of_work() as session:
+        token, plaintext = service.create_api_token(
+            session, name=name, scopes=parsed, lifetime=lifetime, now=_now(), actor=cli_actor(), org_id=org
+        )
+        until = token.expires_at.isoformat(timespec="minutes")
+    out.print(plaintext)
+    out.print(
+        f"token {name}: scopes {', '.join(parsed)}; expires {until}. Store it now: it is not shown again."
+    )
+
+
+@token_app.command("list")
+def token_list() -> None:
+    """Every token: name, scopes, expiry, state (never the token)."""
+    now = _now()
+    with unit_of_work() as session:
+        table = Table("name", "prefix", "scopes", "org", "expires", "state", "last used")
+        for t in service.list_api_tokens(session):
+            state = "revoked" if t.revoked_at else "expired" if t.expires_at <= now else "active"
+            table.add_row(
+                t.name,
+                f"omb_{t.prefix}_…",
+                t.scopes,
+                t.org_id or "whole bank",
+                t.expires_at.isoformat(timespec="minutes"),
+                state,
+                t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "",
+            )
+    out.print(table)
+
+
+@token_app.command("revoke")
+def token_revoke(name: str = typer.Argument(...)) -> None:
+    """Revoke a token at once."""
+    with unit_of_work() as session:
+        service.revoke_api_token(session, name, now=_now(), actor=cli_actor())
+    out.print(f"token {name} revoked")

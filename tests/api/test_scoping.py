@@ -1,0 +1,103 @@
+"""An RM sees only the customers of their org subtree, through every customer endpoint: get, search by
+phone and by ID number, list, count, segment count/preview/export, points and coupons. Whole-bank roles see
+everyone; auditors and suppliers see no customer."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.bank import ALL, BRANCH_A_RM, CUSTOMERS, Bank
+
+PHONE = {r["customer_id"]: r["phone"] for r in CUSTOMERS}
+ID_NO = {r["customer_id"]: r["id_number"] for r in CUSTOMERS}
+OTHERS = sorted(ALL - BRANCH_A_RM)
+
+
+def _ids(body: dict) -> set[str]:
+    return {c["customer_id"] for c in body["items"]}
+
+
+@pytest.mark.parametrize("cid", OTHERS)
+def test_rm_cannot_get_a_customer_outside_the_subtree(bank: Bank, cid: str) -> None:
+    r = bank.get("rm_a", f"/api/v1/customers/{cid}")
+    assert r.status_code == 404 and r.json()["code"] == "not_found"
+    assert bank.get("admin", f"/api/v1/customers/{cid}").status_code == 200
+
+
+def test_rm_gets_own_customers(bank: Bank) -> None:
+    for cid in BRANCH_A_RM:
+        assert bank.get("rm_a", f"/api/v1/customers/{cid}").json()["customer_id"] == cid
+
+
+@pytest.mark.parametrize("cid", OTHERS)
+def test_rm_search_by_phone_and_id_number_finds_nothing_outside(bank: Bank, cid: str) -> None:
+    by_phone = bank.get("rm_a", "/api/v1/customers", params={"phone": PHONE[cid]}).json()
+    by_id = bank.get("rm_a", "/api/v1/customers", params={"id_number": ID_NO[cid]}).json()
+    assert by_phone["items"] == [] and by_phone["total"] == 0
+    assert by_id["items"] == [] and by_id["total"] == 0
+    # the same searches by an admin do find the customer: the scope, not the search, hid it
+    assert _ids(bank.get("admin", "/api/v1/customers", params={"phone": PHONE[cid]}).json()) == {cid}
+
+
+def test_list_and_count_are_scoped(bank: Bank) -> None:
+    assert _ids(bank.get("rm_a", "/api/v1/customers").json()) == BRANCH_A_RM
+    assert bank.get("rm_a", "/api/v1/customers/count").json() == {"count": 2}
+    assert _ids(bank.get("rm_b", "/api/v1/customers").json()) == {"CB1"}
+    assert _ids(bank.get("bm_a", "/api/v1/customers").json()) == {"CA1", "CA2", "CA3"}
+    assert _ids(bank.get("agent", "/api/v1/customers").json()) == {"CA3"}
+    assert _ids(bank.get("admin", "/api/v1/customers").json()) == ALL
+    assert _ids(bank.get("cm", "/api/v1/customers").json()) == ALL
+    assert bank.get("admin", "/api/v1/customers/count").json() == {"count": 5}
+
+
+def test_list_pages_stay_in_scope(bank: Bank) -> None:
+    first = bank.get("bm_a", "/api/v1/customers", params={"limit": 2}).json()
+    assert [c["customer_id"] for c in first["items"]] == ["CA1", "CA2"] and first["next_after"] == "CA2"
+    second = bank.get("bm_a", "/api/v1/customers", params={"limit": 2, "after": "CA2"}).json()
+    assert [c["customer_id"] for c in second["items"]] == ["CA3"] and second["next_after"] is None
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["age >= 0", "age >= 0 OR age < 0", "in_org('B002') OR age >= 0", "NOT in_org('B001') OR age >= 0"],
+)
+def test_segments_count_preview_export_are_restricted_to_the_subtree(bank: Bank, expression: str) -> None:
+    body = {"expression": expression}
+    assert bank.post("rm_a", "/api/v1/segments/count", json=body).json()["count"] == 2
+    preview = bank.post("rm_a", "/api/v1/segments/preview", json=body).json()
+    assert {row["customer_id"] for row in preview["rows"]} == BRANCH_A_RM
+    exported = bank.post("rm_a", "/api/v1/segments/export", json=body).json()
+    assert set(exported["customer_ids"]) == BRANCH_A_RM
+    assert bank.post("admin", "/api/v1/segments/count", json=body).json()["count"] == 5
+
+
+def test_segment_of_other_branch_counts_zero_for_the_rm(bank: Bank) -> None:
+    body = {"expression": "in_org('B002')"}
+    assert bank.post("rm_a", "/api/v1/segments/count", json=body).json()["count"] == 0
+    assert (
+        bank.post("rm_b", "/api/v1/segments/count", json=body).json()["count"] == 1
+    )  # CB2 is at B002 itself
+    assert bank.post("admin", "/api/v1/segments/count", json=body).json()["count"] == 2
+
+
+def test_points_and_coupons_of_other_branch_are_not_found(bank: Bank) -> None:
+    assert bank.get("rm_a", "/api/v1/points/CB1").status_code == 404
+    issue = bank.post("rm_a", "/api/v1/coupons", json={"customer_id": "CB1", "benefit_id": "voucher"})
+    assert issue.status_code == 404
+    coupon = bank.post("rm_b", "/api/v1/coupons", json={"customer_id": "CB1", "benefit_id": "voucher"}).json()
+    assert bank.post("rm_a", f"/api/v1/coupons/{coupon['id']}/claim").status_code == 404
+    assert bank.post("rm_a", f"/api/v1/coupons/{coupon['id']}/redeem").status_code == 404
+    assert bank.post("rm_b", f"/api/v1/coupons/{coupon['id']}/claim").json()["status"] == "active"
+
+
+@pytest.mark.parametrize("who", ["auditor", "acme_user"])
+def test_auditors_and_suppliers_read_no_customer(bank: Bank, who: str) -> None:
+    for path in (
+        "/api/v1/customers",
+        "/api/v1/customers/CA1",
+        "/api/v1/customers/count",
+        "/api/v1/points/CA1",
+    ):
+        r = bank.get(who, path)
+        assert r.status_code == 403 and r.json()["code"] == "forbidden", path
+    assert bank.post(who, "/api/v1/segments/count", json={"expression": "age > 0"}).status_code == 403
