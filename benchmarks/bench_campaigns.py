@@ -60,10 +60,11 @@ FROM third QUALIFY row_number() OVER (PARTITION BY customer_id ORDER BY ts, even
 
 
 def peak_rss_mb() -> float:
-    """The largest resident set of this process and of any worker process it waited for."""
+    """Peak memory, as an upper bound: this process's peak plus, for each worker process (one per core,
+    running at once), the largest peak of any of them."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, workers) / 1024
+    worker = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return (own + (os.cpu_count() or 1) * worker) / 1024
 
 
 def main() -> int:
