@@ -3,10 +3,15 @@ campaign's types, the first line of a repeated event_id, bank-local days and exa
 
 from __future__ import annotations
 
+import tempfile
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
-from omnibank.campaigns.source import SourceStats, read_events
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from omnibank.campaigns.source import SourceStats, _line_counts, read_events
 from tests.campaigns.helpers import card, spend
 from tests.events.helpers import event, jsonl
 
@@ -66,3 +71,14 @@ def test_only_card_holders_events_are_read_when_every_rule_needs_a_card(env, tmp
         path=path,
     )
     assert [e.event_id for e in got] == ["c1", "t1"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(content=st.binary().map(lambda b: bytes(b"ab\n"[x % 3] for x in b)), chunk=st.integers(1, 9))
+def test_property_non_blank_lines_are_counted_across_chunk_boundaries(content: bytes, chunk: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "events.jsonl"
+        path.write_bytes(content)
+        stats = SourceStats()
+        _line_counts(path, stats, chunk_size=chunk)
+    assert stats.lines == sum(1 for line in content.split(b"\n") if line)

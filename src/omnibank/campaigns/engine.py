@@ -165,7 +165,7 @@ class Decider:
             ]
             for etype, rules in self.by_type.items()
         }
-        self._periods: dict[tuple[str, date], str] = {}
+        self._periods: dict[str, dict[date, str]] = {}  # per → day → period key (a cache)
         self._start, self._end = self.spec.period.start, self.spec.period.end
 
     def holders_sql(self) -> str | None:
@@ -199,7 +199,8 @@ class Decider:
             return []
         out: list[Decision] = []
         for rule, where, needs_card, window, per in self._plan.get(etype, ()):
-            if per is not None and (rule.id, self._period(per, day)) in cust.fired:
+            counted = None if per is None else (rule.id, self._period(per, day))  # threshold rules
+            if counted is not None and counted in cust.fired:
                 continue  # this period's reward was granted: nothing more to count
             if where is not None and not where(fields):
                 continue
@@ -209,13 +210,16 @@ class Decider:
                     continue
             elif window is not None and day > card.local_date + window:
                 continue
-            self._apply(state, cust, rule, event, card, out)
+            self._apply(state, cust, rule, event, card, counted, out)
         return out
 
     def _period(self, per: str, day: date) -> str:
-        key = self._periods.get((per, day))
+        keys = self._periods.get(per)
+        if keys is None:
+            keys = self._periods[per] = {}
+        key = keys.get(day)
         if key is None:
-            key = self._periods[(per, day)] = period_key(per, day)
+            key = keys[day] = period_key(per, day)
         return key
 
     def _card(self, rule: Rule, cust: CustomerState, day: date) -> Event | None:
@@ -236,25 +240,29 @@ class Decider:
         rule: Rule,
         event: Event,
         card: Event | None,
+        counted: tuple[str, str] | None,
         out: list[Decision],
     ) -> None:
+        """Count the event for ``rule`` and grant what it earns; ``counted`` is (rule, period) for a
+        threshold rule."""
         reward = rule.reward
         assert reward is not None
-        if rule.threshold is not None:
-            th = rule.threshold
-            pkey = self._period(th.per, event.local_date)
+        th = rule.threshold
+        if th is not None:
+            assert counted is not None
+            counters = cust.counters
             if th.count is not None:
-                total: int | Decimal = cust.counters.get((rule.id, pkey), 0) + 1
+                total: int | Decimal = counters.get(counted, 0) + 1
                 goal: int | Decimal = th.count
             else:
-                total = cust.counters.get((rule.id, pkey), 0) + Decimal(event.fields.get("amount") or 0)
+                total = counters.get(counted, 0) + Decimal(event.fields.get("amount") or 0)
                 goal = th.sum or Decimal(0)
-            cust.counters[(rule.id, pkey)] = total
+            counters[counted] = total
             if total < goal:
                 return
             quantity = reward.quantity
             all_or_nothing = True
-            slot = f"{th.per}:{pkey}"
+            slot = f"{th.per}:{counted[1]}"
         else:
             quantity = (
                 int(event.fields.get(reward.quantity_from) or 0) if reward.quantity_from else reward.quantity
@@ -266,8 +274,8 @@ class Decider:
         granted = self._grant(
             state, cust, rule, reward, event, card, quantity, all_or_nothing, slot, None, out
         )
-        if granted and rule.threshold is not None:
-            cust.fired.add((rule.id, self._period(rule.threshold.per, event.local_date)))
+        if granted and counted is not None:
+            cust.fired.add(counted)
         if granted:
             self._light(state, cust, rule.id, granted, event, out)
 
@@ -363,10 +371,13 @@ class Decider:
             valid_from = granted_at
             if reward.activation is not None:
                 month, ahead = day, 0
-                while cust.activated.get((rule.id, f"{month:%Y-%m}"), 0) >= reward.activation.per_month:
+                while (
+                    cust.activated.get((rule.id, self._period("month", month)), 0)
+                    >= reward.activation.per_month
+                ):
                     ahead += 1
                     month = _first_of_next_month(day, ahead)
-                slot_key = (rule.id, f"{month:%Y-%m}")
+                slot_key = (rule.id, self._period("month", month))
                 cust.activated[slot_key] = cust.activated.get(slot_key, 0) + 1
                 if ahead:
                     valid_from = datetime.combine(month, time(0, 0), tz)

@@ -15,6 +15,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from omnibank.campaigns.engine import Event
@@ -157,16 +158,21 @@ def _file_rows(
     return "(SELECT *, rowid AS line FROM file_events WHERE usable)"
 
 
-def _line_counts(path: Path, stats: SourceStats) -> None:
-    """Count the file's non-blank lines (beside the parse, on the other core)."""
+def _line_counts(path: Path, stats: SourceStats, chunk_size: int = 1 << 24) -> None:
+    """Count the file's non-blank lines (beside the parse, on the other core; numpy counts newlines several
+    times faster than ``bytes.count``, which matters on a file of gigabytes)."""
     lines = 0
-    last = b""
+    last = True  # the byte before the current chunk was a newline (or the file starts)
+    tail = b""
     with path.open("rb") as fh:
-        while chunk := fh.read(1 << 22):
-            lines += chunk.count(b"\n") - chunk.count(b"\n\n")
-            last = chunk[-1:]
-    if lines == 0 or last != b"\n":
-        lines += path.stat().st_size > 0
+        while chunk := fh.read(chunk_size):
+            newline = np.frombuffer(chunk, np.uint8) == 10
+            lines += int(np.count_nonzero(newline)) - int(np.count_nonzero(newline[1:] & newline[:-1]))
+            lines -= int(last and bool(newline[0]))  # a blank line first, or across two chunks
+            last = bool(newline[-1])
+            tail = chunk[-1:]
+    if tail and tail != b"\n":  # a last line without its newline
+        lines += 1
     stats.lines = lines
 
 
