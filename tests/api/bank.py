@@ -28,6 +28,7 @@ E00005,HQ,李清照,campaign_manager,
 E00006,S0102,苏东坡,service_agent,
 E00007,HQ,包拯,teller,
 E00008,B002,海瑞,branch_manager,
+E00009,T010101,林则徐,rm,
 """
 PASSWORD = "Correct-Horse-9-Battery"
 
@@ -60,6 +61,7 @@ ALL = {"CA1", "CA2", "CA3", "CB1", "CB2"}
 USERS = {  # username: (role, staff, supplier)
     "rm_a": ("rm", "E00001", None),
     "rm_b": ("rm", "E00002", None),
+    "rm_team": ("rm", "E00009", None),  # sits in team T010101, serves its sub-branch S0101
     "bm_a": ("branch_manager", "E00003", None),
     "admin": ("admin", "E00004", None),
     "cm": ("campaign_manager", "E00005", None),

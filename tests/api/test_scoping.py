@@ -101,3 +101,14 @@ def test_auditors_and_suppliers_read_no_customer(bank: Bank, who: str) -> None:
         r = bank.get(who, path)
         assert r.status_code == 403 and r.json()["code"] == "forbidden", path
     assert bank.post(who, "/api/v1/segments/count", json={"expression": "age > 0"}).status_code == 403
+
+
+def test_an_rm_in_a_team_serves_the_customers_of_the_unit_the_team_belongs_to(bank: Bank) -> None:
+    # customers are held by branches and sub-branches; RMs sit in teams below them (as in the demo bank)
+    assert _ids(bank.get("rm_team", "/api/v1/customers").json()) == BRANCH_A_RM
+    assert bank.get("rm_team", "/api/v1/customers/count").json() == {"count": 2}
+    assert bank.get("rm_team", "/api/v1/customers/CA1").status_code == 200
+    assert bank.get("rm_team", "/api/v1/customers/CA3").status_code == 404  # the other sub-branch
+    assert bank.get("rm_team", "/api/v1/customers/CB1").status_code == 404
+    body = {"expression": "age >= 0 OR in_org('B002')"}
+    assert bank.post("rm_team", "/api/v1/segments/count", json=body).json()["count"] == 2

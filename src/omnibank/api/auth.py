@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from omnibank.api.errors import Forbidden, RateLimited, Unauthorized
 from omnibank.api.ratelimit import TokenBucket
 from omnibank.config import Settings
-from omnibank.customers.repository import Scope, subtree_scope
+from omnibank.customers.repository import Scope, scope_root, subtree_scope
 from omnibank.db import unit_of_work
 from omnibank.users import service as users
 from omnibank.users.models import User
@@ -76,7 +76,7 @@ def audit_source(request: Request) -> str:
 
 
 def _user_principal(session: Session, user: User) -> Principal:
-    org = users.org_of(session, user)
+    org = scope_root(session, users.org_of(session, user))
     return Principal(
         actor=f"user:{user.username}",
         kind="user",
@@ -111,7 +111,7 @@ def authenticate(
                 kind="token",
                 role=None,
                 permissions=frozenset(api_token.scopes.split(",")),
-                org_id=api_token.org_id,
+                org_id=scope_root(session, api_token.org_id),
                 whole_bank=api_token.org_id is None,
             )
         else:

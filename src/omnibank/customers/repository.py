@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.customers.models import Customer
 from omnibank.orgs import repository as orgs_repo
+from omnibank.orgs.models import Org
 
 T = TypeVar("T", bound=Any)
 
@@ -34,6 +35,18 @@ class Scope:
     @property
     def whole(self) -> bool:
         return self.org_ids is None
+
+
+def scope_root(session: Session, org_id: str | None) -> str | None:
+    """The org whose subtree a member of ``org_id`` serves: the org itself, or for a team the unit it belongs
+    to. Customers are held by branches and sub-branches (``customers.branch_id``), never by the teams their
+    relationship managers sit in, so an RM of team T010101 serves the customers of sub-branch S0101."""
+    if org_id is None:
+        return None
+    org = session.get(Org, org_id)
+    if org is not None and org.level == "team" and org.parent_id:
+        return org.parent_id
+    return org_id
 
 
 def subtree_scope(session: Session, org_id: str | None) -> Scope:
