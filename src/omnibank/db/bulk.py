@@ -10,6 +10,7 @@ from sqlalchemy import Table
 from sqlalchemy.orm import Session
 
 _CHUNK = 50_000
+_UNSET = object()
 
 
 def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
@@ -26,11 +27,28 @@ def insert_rows(session: Session, table: Table, columns: Sequence[str], rows: It
                 copy.write_row(row)
                 n += 1
         return n
-    procs = [table.c[c].type.bind_processor(dialect) for c in columns]
+    procs = [(i, p) for i, c in enumerate(columns) if (p := table.c[c].type.bind_processor(dialect))]
     sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
+    # processors are pure: a value passed again (the same object, as a computation time or an as-of day
+    # given for every row is) reuses its bound form instead of being processed millions of times
+    last: list[tuple[Any, Any]] = [(_UNSET, None)] * len(columns)
     batch: list[tuple[Any, ...]] = []
+    width = len(columns)
     for row in rows:
-        batch.append(tuple(p(v) if p else v for p, v in zip(procs, row, strict=True)))
+        if len(row) != width:
+            raise ValueError(f"{table.name}: a row of {len(row)} values for {width} columns")
+        if procs:
+            values = list(row)
+            for i, p in procs:
+                v = values[i]
+                seen, bound = last[i]
+                if v is not seen:
+                    bound = p(v)
+                    last[i] = (v, bound)
+                values[i] = bound
+            batch.append(tuple(values))
+        else:
+            batch.append(tuple(row))
         if len(batch) >= _CHUNK:
             conn.exec_driver_sql(sql, batch)
             n += len(batch)
