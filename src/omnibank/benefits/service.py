@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -624,26 +624,9 @@ def grant_many(
     issued = _grant_all(session, requests, zone, actor) if requests else []
     if issued is not None:
         return issued
+    # a GrantRequest's fields are grant()'s arguments, by name
     return [
-        grant(
-            session,
-            key=r.key,
-            campaign=r.campaign,
-            rule=r.rule,
-            customer_id=r.customer_id,
-            benefit_id=r.benefit_id,
-            face_value_fen=r.face_value_fen,
-            discount_rate=r.discount_rate,
-            stage=r.stage,
-            branch_id=r.branch_id,
-            granted_at=r.granted_at,
-            claim_by=r.claim_by,
-            valid_from=r.valid_from,
-            valid_to=r.valid_to,
-            budgets=r.budgets,
-            tz=zone,
-            actor=actor,
-        )
+        grant(session, **{f.name: getattr(r, f.name) for f in fields(r)}, tz=zone, actor=actor)
         for r in requests
     ]
 
