@@ -37,8 +37,11 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     from omnibank.audit.endpoints import router as audit_router
     from omnibank.benefits.endpoints import router as benefits_router
     from omnibank.campaigns.endpoints import router as campaigns_router
+    from omnibank.contact.endpoints import router as contact_router
     from omnibank.customers.endpoints import router as customers_router
     from omnibank.events.endpoints import router as events_router
+    from omnibank.journeys.endpoints import router as journeys_router
+    from omnibank.leads.endpoints import router as leads_router
     from omnibank.segments.endpoints import router as segments_router
     from omnibank.users.endpoints import router as users_router
 
@@ -70,7 +73,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.login_limiter = TokenBucket(settings.api_login_per_minute)
     errors.install(app)
     for router in (users_router, customers_router, segments_router, events_router, benefits_router,
-        campaigns_router,
+                   campaigns_router, journeys_router, contact_router, leads_router,
                    audit_router):  # fmt: skip
         app.include_router(router, prefix=API_PREFIX)
 

@@ -15,12 +15,15 @@ from omnibank.audit.cli import app as audit_app
 from omnibank.benefits.cli import benefits_app, budgets_app, coupons_app, points_app, suppliers_app
 from omnibank.campaigns.cli import app as campaign_app
 from omnibank.consent.cli import app as consent_app
+from omnibank.contact.cli import app as contact_app
 from omnibank.customers.cli import app as customer_app
 from omnibank.demo.cli import app as demo_app
 from omnibank.errors import AppError
 from omnibank.events.cli import app as events_app
 from omnibank.ingest.cli import app as load_app
+from omnibank.journeys.cli import app as journey_app
 from omnibank.kit.console import err, out
+from omnibank.leads.cli import app as leads_app
 from omnibank.ops.cli import backup_cmd, restore_cmd
 from omnibank.orgs.cli import app as org_app
 from omnibank.security.cli import app as keys_app
@@ -91,6 +94,9 @@ app.add_typer(suppliers_app, name="suppliers")
 app.add_typer(coupons_app, name="coupons")
 app.add_typer(points_app, name="points")
 app.add_typer(budgets_app, name="budgets")
+app.add_typer(contact_app, name="contact", help="Channels, the contact policy, the outbox, do-not-disturb.")
+app.add_typer(journey_app, name="journey", help="Journeys: validate, simulate, start, stop, report.")
+app.add_typer(leads_app, name="leads", help="Leads for branch staff.")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")
 app.command("serve")(serve)

@@ -9,9 +9,12 @@ def import_all_models() -> None:
     import omnibank.benefits.models
     import omnibank.campaigns.models
     import omnibank.consent.models
+    import omnibank.contact.models
     import omnibank.customers.models
     import omnibank.db.versions
     import omnibank.events.models
+    import omnibank.journeys.models
+    import omnibank.leads.models
     import omnibank.orgs.models
     import omnibank.segments.models
     import omnibank.tags.models

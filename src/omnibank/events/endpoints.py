@@ -3,10 +3,6 @@ checks, same deduplication by ``event_id``), so sending an event twice adds it o
 
 from __future__ import annotations
 
-import csv
-import json
-import secrets
-from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Request
@@ -17,8 +13,8 @@ from omnibank.api.auth import Principal, now_of, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.api.idempotency import run_write
 from omnibank.config import Settings
+from omnibank.events.emit import emit
 from omnibank.events.schemas import EventBatch, EventReject, EventsAccepted
-from omnibank.ingest.service import load_file
 
 router = APIRouter(prefix="/events", tags=["events"], responses=ERROR_RESPONSES)
 Writer = Annotated[Principal, Depends(require("events:write"))]
@@ -27,34 +23,13 @@ _MAX_REJECTS = 100
 
 
 def _load(settings: Settings, events: list[dict[str, Any]]) -> EventsAccepted:
-    folder = settings.home_dir / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"api-events-{secrets.token_hex(8)}.jsonl"
-    try:
-        with path.open("w", encoding="utf-8") as fh:
-            for event in events:
-                fh.write(json.dumps(event, ensure_ascii=False, separators=(",", ":")) + "\n")
-        report = load_file("events", path, settings=settings, progress=False)
-    finally:
-        path.unlink(missing_ok=True)
+    done = emit(settings, events, max_rejects=_MAX_REJECTS)
     return EventsAccepted(
-        loaded=report.loaded,
-        duplicates=report.duplicates,
-        rejected=report.rejected,
-        rejects=_rejects(report.rejects_path),
+        loaded=done.loaded,
+        duplicates=done.duplicates,
+        rejected=done.rejected,
+        rejects=[EventReject(index=r.index, reason=r.reason) for r in done.rejects],
     )
-
-
-def _rejects(path: str | None) -> list[EventReject]:
-    if not path:
-        return []
-    out = []
-    with Path(path).open(encoding="utf-8-sig", newline="") as fh:
-        for row in csv.DictReader(fh):
-            out.append(EventReject(index=int(row["line"]) - 1, reason=row["reason"]))
-            if len(out) >= _MAX_REJECTS:
-                break
-    return out
 
 
 def _accept(request: Request, principal: Principal, key: str | None, payload: EventBatch) -> JSONResponse:

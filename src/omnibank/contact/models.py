@@ -1,0 +1,3 @@
+"""Tables of this domain (filled in as the domain is built)."""
+
+from __future__ import annotations

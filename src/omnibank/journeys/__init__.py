@@ -1,0 +1,1 @@
+"""Journeys: triggers, steps and routing that reach each customer through the right channel."""
