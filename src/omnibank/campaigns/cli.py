@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from omnibank.campaigns.simulate import SimulationReport
+from omnibank.campaigns.spec import CampaignSpec
 from omnibank.config import Settings, get_settings
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
@@ -47,7 +48,7 @@ def simulate_cmd(
 
     settings = get_settings()
     spec = load_campaign(campaign)
-    eligible = _eligible(settings, spec.eligibility, segment)
+    eligible = _eligible(settings, spec, segment)
     if out_file is not None and out_file.is_dir():
         raise AppError(f"{out_file}: is a folder; give a file name for --out")
     tmp = out_file.with_name(out_file.name + ".tmp") if out_file else None
@@ -69,18 +70,14 @@ def simulate_cmd(
     print_report(report, out_file)
 
 
-def _eligible(settings: Settings, eligibility: str | None, segment: str | None) -> frozenset[str] | None:
-    """Who may take part: the campaign's eligibility and the --segment, as of today."""
-    texts = [t for t in (eligibility, segment) if t]
-    if not texts:
-        return None
+def _eligible(settings: Settings, spec: CampaignSpec, segment: str | None) -> frozenset[str] | None:
+    """Who may take part as of today: the campaign's eligibility and purpose, and the --segment."""
+    from omnibank.campaigns.audience import eligible
     from omnibank.db import unit_of_work
     from omnibank.kit.clock import local_today
-    from omnibank.segments.service import member_set
 
     with unit_of_work(settings) as session:
-        text = " AND ".join(f"({t})" for t in texts)
-        return member_set(session, settings, text, as_of=local_today(settings.tz))
+        return eligible(session, settings, spec, as_of=local_today(settings.tz), segment=segment)
 
 
 def print_report(report: SimulationReport, out_file: Path | None) -> None:
@@ -176,7 +173,7 @@ def run_cmd(
     settings = get_settings()
 
     def eligible_for(session, spec):  # type: ignore[no-untyped-def]
-        return _eligible(settings, spec.eligibility, None)
+        return _eligible(settings, spec, None)
 
     while True:
         reports = live.run_once(

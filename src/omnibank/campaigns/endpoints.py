@@ -17,12 +17,11 @@ from sqlalchemy.orm import Session
 from omnibank.api.auth import Principal, now_of, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.api.idempotency import run_write
-from omnibank.campaigns import live
+from omnibank.campaigns import audience, live
 from omnibank.campaigns.simulate import simulate
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.db import unit_of_work
 from omnibank.events.schemas import MAX_BATCH, Event
-from omnibank.segments import service as segments
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(require("campaigns:read"))]
@@ -96,12 +95,9 @@ def simulate_campaign(body: SimulateBody, request: Request, principal: Reader) -
     over the caller's customers."""
     settings = settings_of(request)
     spec = _checked(body.definition)
-    eligible = None
-    if spec.eligibility:
-        as_of = now_of(request).astimezone(settings.tz).date()
-        with unit_of_work(settings) as session:
-            expression = segments.parse_within(session, spec.eligibility, principal.within)
-            eligible = frozenset(segments.member_ids(session, settings, expression, as_of).to_pylist())
+    as_of = now_of(request).astimezone(settings.tz).date()
+    with unit_of_work(settings) as session:
+        eligible = audience.eligible(session, settings, spec, as_of=as_of, within=principal.within)
     folder = settings.home_dir / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"api-simulate-{secrets.token_hex(8)}.jsonl"

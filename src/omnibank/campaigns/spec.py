@@ -175,6 +175,11 @@ class CampaignSpec(_Model):
     description: str = ""
     period: CampaignPeriod
     eligibility: str | None = Field(None, description="Which customers (the expression language).")
+    purpose: Literal["marketing", "profiling", "data_sharing"] | None = Field(
+        None,
+        description="The consent purpose the campaign uses: only customers whose consent for it holds take "
+        "part, checked at every run (a revocation stops the campaign for that customer).",
+    )
     card: str | None = Field(None, description="Condition over the customer's card.issued event fields.")
     rules: list[Rule] = Field(min_length=1)
     budget: Budget | None = None

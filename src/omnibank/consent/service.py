@@ -29,6 +29,7 @@ from omnibank.kit.masking import mask_numbers
 DEFAULT_WITHOUT_RECORD = {"profiling": True, "data_sharing": False}
 MAX_EVIDENCE = 200
 _CHUNK = 900
+_SMALL_SET = 5_000  # up to this many candidates: ask per chunk; more: read every customer once
 
 
 def effective_marketing_sql(customers_alias: str = "c") -> str:
@@ -228,6 +229,24 @@ def allowed(session: Session, customer_id: str, purpose: str) -> bool:
     check_purpose(purpose)
     _customer(session, customer_id)
     return allowed_many(session, [customer_id], purpose)[customer_id]
+
+
+def allowed_set(session: Session, purpose: str, candidates: Collection[str] | None = None) -> frozenset[str]:
+    """The customers (of ``candidates``, or all) we may use for ``purpose`` now: what a campaign or journey
+    with a ``purpose`` intersects its audience with, so a revocation stops it at its next run."""
+    check_purpose(purpose)
+    if candidates is not None and len(candidates) <= _SMALL_SET:
+        return frozenset(cid for cid, ok in allowed_many(session, candidates, purpose).items() if ok)
+    latest = _latest(session, purpose, None)
+    rows = session.execute(
+        select(Customer.customer_id, Customer.marketing_consent).where(Customer.erased_at.is_(None))
+    )
+    if purpose == "marketing":
+        everyone = {cid for cid, flag in rows if latest.get(cid, bool(flag))}
+    else:
+        default = DEFAULT_WITHOUT_RECORD[purpose]
+        everyone = {cid for cid, _flag in rows if latest.get(cid, default)}
+    return frozenset(everyone if candidates is None else everyone.intersection(candidates))
 
 
 def revoked(session: Session, purpose: str, customer_ids: Collection[str] | None = None) -> set[str]:
