@@ -14,12 +14,13 @@ SCOPES: dict[str, str] = {
     "coupons:write": "issue, claim and redeem coupons",
     "points:read": "points balances",
     "points:write": "redeem points",
+    "leads:write": "record the follow-up of leads (contacted, won, lost)",
     "audit:read": "the audit trail",
     "users:write": "create staff accounts",
 }
 
 _CUSTOMER_FACING = frozenset(
-    {"customers:read", "benefits:read", "coupons:write", "points:read", "points:write"}
+    {"customers:read", "benefits:read", "coupons:write", "points:read", "points:write", "leads:write"}
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
