@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnibank.errors import ConfigError
@@ -39,6 +41,82 @@ class Settings(BaseSettings):
     api_login_per_minute: int = Field(
         default=10, ge=1, description="Sign-in attempts a minute per client address and per user name."
     )
+    api_threads: int = Field(
+        default=16,
+        ge=1,
+        le=256,
+        description="Requests one API server process works on at once (the rest queue).",
+    )
+    api_idempotency_ttl_hours: int = Field(
+        default=24, ge=1, description="How long an Idempotency-Key's stored answer is replayed (then pruned)."
+    )
+    api_auth_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=60,
+        description="How long an API server reuses a checked token (0: never); a revocation or lock made "
+        "by another process takes effect within it.",
+    )
+
+    # contact policy (omnibank.contact)
+    quiet_hours: str = Field(
+        default="21:00-08:00",
+        description="Bank-local quiet hours HH:MM-HH:MM (may wrap midnight) or off: sends are deferred to "
+        "their end.",
+    )
+    cap_channel_day: int = Field(
+        default=1, ge=0, le=1000, description="Marketing sends per customer per channel per bank-local day."
+    )
+    cap_week: int = Field(
+        default=3, ge=0, le=10000, description="Marketing sends per customer per natural week, all channels."
+    )
+    contact_webhooks: dict[str, str] = Field(
+        default_factory=dict,
+        description='Channel → gateway URL (JSON, e.g. {"sms": "https://gw.bank/sms"}); channels not named '
+        "use the sandbox.",
+    )
+    contact_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="Secret for the HMAC-SHA256 signature of webhook bodies.",
+    )
+    contact_webhook_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds before a gateway call counts as failed."
+    )
+    contact_sandbox_click_rate: Decimal = Field(
+        default=Decimal("0"), ge=0, le=1, description="Share of sandbox deliveries that also click (demos)."
+    )
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str) -> str:
+        from omnibank.contact.policy import parse_quiet_hours
+
+        try:
+            parse_quiet_hours(value)
+        except ValueError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("contact_webhooks")
+    @classmethod
+    def _webhooks(cls, value: dict[str, str]) -> dict[str, str]:
+        from omnibank.contact.policy import CHANNELS
+
+        for channel, url in value.items():
+            if channel not in CHANNELS:
+                raise ValueError(f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{channel}: {url!r} is not an http(s) URL")
+        return value
+
+    @field_validator("contact_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("contact_webhooks") and (value is None or not value.get_secret_value()):
+            raise ValueError("needed when OMNIBANK_CONTACT_WEBHOOKS is set: webhook bodies are signed")
+        return value
 
     @field_validator("timezone")
     @classmethod
