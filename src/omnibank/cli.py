@@ -22,6 +22,7 @@ from omnibank.errors import AppError
 from omnibank.events.cli import app as events_app
 from omnibank.ingest.cli import app as load_app
 from omnibank.journeys.cli import app as journey_app
+from omnibank.journeys.cli import worker as journey_worker
 from omnibank.kit.console import err, out
 from omnibank.leads.cli import app as leads_app
 from omnibank.ops.cli import backup_cmd, restore_cmd
@@ -96,6 +97,7 @@ app.add_typer(points_app, name="points")
 app.add_typer(budgets_app, name="budgets")
 app.add_typer(contact_app, name="contact", help="Channels, the contact policy, the outbox, do-not-disturb.")
 app.add_typer(journey_app, name="journey", help="Journeys: validate, simulate, start, stop, report.")
+app.command("worker")(journey_worker)
 app.add_typer(leads_app, name="leads", help="Leads for branch staff.")
 app.add_typer(user_app, name="user")
 app.add_typer(token_app, name="token")

@@ -6,7 +6,7 @@ at, so telling whether it is stale costs one tiny query instead of scanning the 
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, String, select, update
+from sqlalchemy import BigInteger, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnibank.db.base import Base
@@ -22,15 +22,21 @@ class DataVersion(Base):
 
 
 def bump(session: Session, name: str) -> None:
-    """Count one change of ``name``; atomic (no read-modify-write)."""
+    """Count one change of ``name``; atomic (no read-modify-write). The first change of a kind inserts its
+    row: an upsert, so two transactions making that first change together both count (PostgreSQL would
+    refuse the second plain INSERT)."""
     if name not in KINDS:
         raise ValueError(f"unknown data kind {name!r}")
-    result = session.execute(
-        update(DataVersion).where(DataVersion.name == name).values(version=DataVersion.version + 1)
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    stmt = insert(DataVersion).values(name=name, version=1)
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[DataVersion.name], set_={"version": DataVersion.version + 1}
+        )
     )
-    if result.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(DataVersion(name=name, version=1))
-    session.flush()
 
 
 def current(session: Session) -> dict[str, int]:

@@ -67,6 +67,7 @@ def demo(
     out.print(table)
     _tags_and_segments(settings, as_of=_start(start) + timedelta(days=days - 1))
     _campaigns(settings)
+    _journeys(settings, since=_start(start) + timedelta(days=max(days - 90, 0)))
     out.print(
         f"demo bank ready in {time.perf_counter() - t0:.0f} s: {summary.orgs} orgs, {summary.staff} staff, "
         f"{summary.customers:,} customers, {sum(summary.events_by_type.values()):,} events "
@@ -183,3 +184,23 @@ def _eligible(settings: Settings, eligibility: str | None) -> frozenset[str] | N
 
     with unit_of_work(settings) as session:
         return member_set(session, settings, eligibility, as_of=local_today(settings.tz))
+
+
+def _journeys(settings: Settings, *, since: date) -> None:
+    """Simulate the example journeys together over the demo's last 90 days, as if launched then (one contact
+    policy, shared caps), and print the sends, the suppressions by reason and the leads per branch (nothing
+    is sent or stored)."""
+    from datetime import datetime
+
+    from omnibank.journeys.cli import print_simulation
+    from omnibank.journeys.simulate import simulate
+    from omnibank.journeys.spec import load_journey
+
+    folder = EXAMPLES / "journeys"
+    if not folder.is_dir():
+        return
+    specs = [load_journey(p) for p in sorted(folder.glob("*.yaml"))]
+    t = time.perf_counter()
+    launch = datetime.combine(since, datetime.min.time(), tzinfo=settings.tz)
+    report = simulate(specs, settings, events=None, since=launch)
+    print_simulation(report, title=f"launched {since}, simulated in {time.perf_counter() - t:.1f} s,")

@@ -1,7 +1,260 @@
-"""Commands of this domain (filled in as the domain is built)."""
+"""`omnibank journey …`: validate, simulate, start, stop, list, report; and `omnibank worker`."""
 
 from __future__ import annotations
 
-import typer
+from datetime import datetime
+from pathlib import Path
 
-app = typer.Typer(no_args_is_help=True)
+import typer
+from rich.table import Table
+
+from omnibank.config import get_settings
+from omnibank.errors import AppError, InputRefused
+from omnibank.kit.console import err, out
+
+app = typer.Typer(
+    help="Journeys across channels: validate, simulate, start, stop, list, report.", no_args_is_help=True
+)
+
+
+def _journey_files(path: Path) -> list[Path]:
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml"))
+        if not files:
+            raise InputRefused(f"{path}: no .yaml files in this folder")
+        return files
+    return [path]
+
+
+@app.command("validate")
+def validate(path: Path = typer.Argument(..., help="A journey YAML file (or a folder of them).")) -> None:
+    """Check journey files against the schema and the expression language."""
+    from omnibank.journeys.spec import load_journey
+
+    for f in _journey_files(path):
+        spec = load_journey(f)
+        trigger = spec.trigger.event or f"segment, {spec.trigger.schedule}"
+        out.print(f"journey {spec.id} is valid: {len(spec.steps)} steps, trigger {trigger}, {spec.purpose}")
+
+
+@app.command("schema")
+def schema() -> None:
+    """Print the JSON schema of journey files."""
+    from omnibank.journeys.spec import json_schema
+
+    out.print(json_schema(), markup=False, highlight=False)
+
+
+def _when(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not an ISO date-time", param_hint=option) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=get_settings().tz)
+
+
+@app.command("simulate")
+def simulate_cmd(
+    journey: Path = typer.Argument(..., help="A journey YAML file, or a folder: its journeys run together."),
+    events: Path = typer.Argument(None, help="An events.jsonl file (default: the data home's event log)."),
+    out_file: Path = typer.Option(None, "--out", help="Write every action here (ACTIONS.jsonl)."),
+    since: str = typer.Option(
+        None,
+        "--since",
+        help="Start the journeys at this time (ISO; earlier events only count in expressions).",
+    ),
+    until: str = typer.Option(
+        None, "--until", help="Run the clock to this time (default: until all settle)."
+    ),
+) -> None:
+    """Who would be contacted, how, and who spared: the journeys over the loaded customers and the events,
+    on a virtual clock, through the contact policy. Touches nothing."""
+    from omnibank.journeys.simulate import simulate
+    from omnibank.journeys.spec import load_journey
+
+    settings = get_settings()
+    specs = [load_journey(f) for f in _journey_files(journey)]
+    if out_file is not None and out_file.is_dir():
+        raise AppError(f"{out_file}: is a folder; give a file name for --out")
+    tmp = out_file.with_name(out_file.name + ".tmp") if out_file else None
+    fh = tmp.open("wb") if tmp else None
+    try:
+        report = simulate(
+            specs,
+            settings,
+            events=events,
+            out=fh,
+            since=_when(since, "--since"),
+            until=_when(until, "--until"),
+        )
+    finally:
+        if fh is not None:
+            fh.close()
+    if tmp is not None and out_file is not None:
+        tmp.replace(out_file)
+    print_simulation(report)
+    if out_file is not None:
+        out.print(f"actions in {out_file}")
+
+
+def print_simulation(report: object, *, title: str = "simulated") -> None:
+    from omnibank.journeys.simulate import SimulationReport
+
+    assert isinstance(report, SimulationReport)
+    from rich.table import Column
+
+    table = Table(
+        Column("journey", no_wrap=True), "entered", "control", "reached", "deferred", "leads",
+        "converted (control)",
+        title=f"journeys {title} over {report.events:,} events (nothing sent, nothing stored)",
+        title_justify="left",
+    )  # fmt: skip
+    sends = Table("journey", "channel", "sends", title="sends by channel", title_justify="left")
+    suppressed = Table("journey", "reason", "suppressed", title="suppressed by reason", title_justify="left")
+    for jid, s in report.journeys.items():
+        conv = f"{s.converted:,}" + (f" ({s.converted_control:,})" if s.control else "")
+        table.add_row(
+            jid, f"{s.entered:,}", f"{s.control:,}", f"{len(s.contacted):,}", f"{s.deferred:,}",
+            f"{sum(s.leads.values()):,}", conv,
+        )  # fmt: skip
+        for ch, n in sorted(s.sends.items()):
+            sends.add_row(jid, ch, f"{n:,}")
+        for reason, n in sorted(s.suppressed.items()):
+            suppressed.add_row(jid, reason, f"{n:,}")
+    out.print(table)
+    out.print(sends)
+    if suppressed.row_count:
+        out.print(suppressed)
+    spared = Table("journey", "reason", "customers spared", title="who would be spared (no send at all)",
+                   title_justify="left")  # fmt: skip
+    any_spared = False
+    for jid in report.journeys:
+        for reason, n in sorted(report.spared(jid).items()):
+            if n:
+                any_spared = True
+                spared.add_row(jid, reason, f"{n:,}")
+    if any_spared:
+        out.print(spared)
+    leads = Table("journey", "branch", "leads", title="leads per branch", title_justify="left")
+    any_leads = False
+    for jid, s in report.journeys.items():
+        for branch, n in sorted(s.leads.items()):
+            any_leads = True
+            leads.add_row(jid, branch, f"{n:,}")
+    if any_leads:
+        out.print(leads)
+    if report.unknown_customers:
+        err.print(
+            f"[yellow]{report.unknown_customers:,} trigger events of customers not loaded were ignored[/]"
+        )
+
+
+@app.command("start")
+def start_cmd(journey: Path = typer.Argument(..., help="A journey YAML file.")) -> None:
+    """Start (or update and resume) a journey; `omnibank worker` runs it on events loaded from now on."""
+    from omnibank.db import unit_of_work
+    from omnibank.journeys import runtime
+    from omnibank.journeys.spec import load_journey
+
+    settings = get_settings()
+    spec = load_journey(journey)
+    with unit_of_work(settings) as session:
+        runtime.start(session, settings, spec, source_text=journey.read_text(encoding="utf-8"))
+    out.print(f"journey {spec.id} is active; run it with: omnibank worker")
+
+
+@app.command("stop")
+def stop_cmd(journey_id: str = typer.Argument(..., help="The journey id.")) -> None:
+    """Stop a journey (entries keep their state; `journey start` resumes it)."""
+    from omnibank.db import unit_of_work
+    from omnibank.journeys import runtime
+
+    with unit_of_work() as session:
+        runtime.stop(session, journey_id)
+    out.print(f"journey {journey_id} stopped")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """Journeys with their entries by status."""
+    from sqlalchemy import func, select
+
+    from omnibank.db import unit_of_work
+    from omnibank.journeys.models import Journey, JourneyEntry
+
+    with unit_of_work() as session:
+        rows = list(session.scalars(select(Journey).order_by(Journey.id)))
+        counts: dict[tuple[str, str], int] = {
+            (j, s): n
+            for j, s, n in session.execute(
+                select(JourneyEntry.journey, JourneyEntry.status, func.count()).group_by(
+                    JourneyEntry.journey, JourneyEntry.status
+                )
+            )
+        }
+    if not rows:
+        out.print("no journeys (omnibank journey start FILE.yaml)")
+        return
+    table = Table("journey", "name", "status", "active", "control", "done", "converted", "exited")
+    for r in rows:
+        table.add_row(
+            r.id, r.name, r.status,
+            *(f"{counts.get((r.id, s), 0):,}" for s in ("active", "control", "done", "converted", "exited")),
+        )  # fmt: skip
+    out.print(table)
+
+
+def worker(
+    once: bool = typer.Option(False, "--once", help="One loop, then stop (else: until interrupted)."),
+    batch: int = typer.Option(500, "--batch", min=1, max=10_000, help="Entries claimed per transaction."),
+    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds to sleep when idle."),
+) -> None:
+    """Run journeys: apply new events, enter customers, execute due steps through the contact policy,
+    dispatch the outbox, escalate overdue leads. Several workers may run at once (PostgreSQL)."""
+    from omnibank.journeys import runtime
+
+    settings = get_settings()
+
+    def show(r: runtime.WorkReport) -> None:
+        if r.files or r.claimed or r.entered or once:
+            sends = ", ".join(f"{k} {v:,}" for k, v in sorted(r.sends.items())) or "none"
+            out.print(
+                f"{r.files} log files ({r.events:,} events), {r.entered:,} entered, {r.steps:,} steps "
+                f"({r.claimed:,} entries), sends: {sends}; {r.leads:,} leads, {r.tags:,} tags, "
+                f"{r.grants:,} grants, {r.converted:,} converted, {r.dispatched:,} dispatched, "
+                f"{r.escalated:,} leads escalated"
+            )
+
+    runtime.work(settings, once=once, batch=batch, interval=interval, on_loop=show)
+
+
+@app.command("report")
+def report_cmd(journey_id: str = typer.Argument(None, help="One journey (default: all).")) -> None:
+    """Attribution per journey and step: entered, sent, deferred, suppressed by reason, delivered,
+    converted within the window, uplift against the control group."""
+    from omnibank.db import unit_of_work
+    from omnibank.journeys.report import attribution
+
+    with unit_of_work() as session:
+        figures = attribution(session, journey_id)
+    if not figures:
+        out.print("nothing recorded yet (omnibank journey start FILE.yaml, then omnibank worker)")
+        return
+
+    def pct(v: float | None) -> str:
+        return "–" if v is None else f"{v * 100:.1f}%"
+
+    for f in figures:
+        out.print(
+            f"[bold]{f.journey}[/bold]: entered {f.entered:,} (control {f.control:,}); converted "
+            f"{f.converted:,} of {f.treated:,} treated ({pct(f.rate)}) vs {f.converted_control:,} of "
+            f"{f.control:,} control ({pct(f.control_rate)}); uplift {pct(f.uplift)}"
+        )
+        table = Table("step", "sent", "deferred", "suppressed", "delivered", "clicked", "failed", "done")
+        for s in f.steps.values():
+            suppressed = ", ".join(f"{k} {v:,}" for k, v in sorted(s.suppressed.items())) or "0"
+            table.add_row(s.step, f"{s.sent:,}", f"{s.deferred:,}", suppressed, f"{s.delivered:,}",
+                          f"{s.clicked:,}", f"{s.failed:,}", f"{s.done:,}")  # fmt: skip
+        out.print(table)

@@ -1,0 +1,524 @@
+"""Journey definitions: YAML validated by Pydantic, with a published JSON schema.
+
+A journey is data, not code::
+
+    id: card_activation_nudge
+    name: 新卡激活提醒
+    purpose: marketing                 # or service (bypasses caps, never do-not-disturb)
+    trigger:
+      event: card.issued               # an event with a condition over its fields …
+      where: primary = true
+      # … or segment entry on a schedule:
+      # segment: age >= 60 AND days_since('app.login') > 90
+      # schedule: weekly mon 10:00
+    audience: marketing_consent = true # who may enter (the expression language, as of entry)
+    reentry: never                     # or a duration ("30d"): enter again that long after the last entry
+    control_percent: 10                # held out (deterministic by customer and journey), for uplift
+    conversion: {event: card.transaction, within: 14d}   # stops the journey (exit: true) and counts
+    steps:
+      - id: wait_14d
+        wait: 14d
+      - id: push
+        send: {channel: app_push, template: 您的新卡已寄达, 激活即享首刷礼}
+      - …
+
+Step kinds: ``wait`` (a duration), ``wait_for`` (an event with a condition and a timeout, then
+``on_event`` / ``on_timeout``), ``branch`` (``if`` an expression ``then`` / ``else``), ``split`` (weighted
+variants, deterministic by customer), ``send`` (a ``channel``, or a ``route``: rules choosing a fallback
+chain of channels), ``lead`` (for the customer's RM or branch queue, due in a duration), ``tag``
+(add/remove), ``grant`` (a benefit), ``exit``. A step goes on to the next one in the list unless it names
+``next`` (or its targets); ``end`` ends the journey.
+
+Durations: a whole number and a unit: ``30m``, ``4h``, ``2d``, ``90d``, ``2w``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from datetime import time, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    ValidationError,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
+
+from omnibank.contact.routing import Route
+from omnibank.errors import InputRefused
+from omnibank.segments.expr import (
+    TAG_PATTERN,
+    TYPE_PATTERN,
+    EventPredicate,
+    Expression,
+    ExpressionError,
+    Node,
+    event_predicate,
+    parse,
+    parse_event_condition,
+)
+
+CHANNELS = ("app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task")
+Channel = Literal["app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task"]
+Purpose = Literal["marketing", "service"]
+END = "end"  # a target that ends the journey
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(value: Any) -> timedelta:
+    """``"2d"`` → 2 days; also a timedelta as it is."""
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration such as '2d', '4h' or '30m'")
+    m = _DURATION.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a duration such as '2d', '4h' or '30m'")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if seconds <= 0 or seconds > 3660 * 86400:
+        raise ValueError(f"{value!r}: a duration is more than nothing and at most 3660 days")
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit in ("w", "d", "h", "m"):
+        if seconds % _UNITS[unit] == 0:
+            return f"{seconds // _UNITS[unit]}{unit}"
+    return f"{seconds}s"
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+[smhdw]$", "examples": ["2d", "4h", "30m"]}),
+]
+Id = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+Target = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="A step id, or 'end'.")]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+def _event_type(value: str) -> str:
+    if not TYPE_PATTERN.match(value):
+        raise ValueError(f"{value!r} is not an event type such as 'card.transaction'")
+    return value
+
+
+EventType = Annotated[str, BeforeValidator(lambda v: _event_type(v) if isinstance(v, str) else v)]
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+_SCHEDULE = re.compile(r"^\s*(daily|weekly\s+(mon|tue|wed|thu|fri|sat|sun))\s+([01]\d|2[0-3]):([0-5]\d)\s*$")
+
+
+class Schedule(BaseModel):
+    """When a segment trigger looks for customers: every day, or one day a week, at a bank-local time."""
+
+    model_config = ConfigDict(frozen=True)
+    weekday: int | None  # ISO 1 Monday … 7 Sunday; None: every day
+    at: time
+
+
+def parse_schedule(text: str) -> Schedule:
+    m = _SCHEDULE.match(text)
+    if not m:
+        raise ValueError(f"{text!r} is not a schedule such as 'daily 09:00' or 'weekly mon 10:00'")
+    weekday = _WEEKDAYS.index(m.group(2)) + 1 if m.group(2) else None
+    return Schedule(weekday=weekday, at=time(int(m.group(3)), int(m.group(4))))
+
+
+class Trigger(_Model):
+    event: EventType | None = Field(None, description="Enter on this event type, e.g. app.product_view.")
+    where: str | None = Field(None, description="A condition over the event's fields, e.g. duration_s >= 60.")
+    segment: str | None = Field(None, description="Enter when a customer matches this expression …")
+    schedule: str | None = Field(
+        None, description="… looked at on this schedule: 'daily 09:00', 'weekly mon 10:00'."
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> Trigger:
+        if (self.event is None) == (self.segment is None):
+            raise ValueError("give exactly one of event (with where) or segment (with schedule)")
+        if self.segment is not None:
+            if self.schedule is None:
+                raise ValueError("a segment trigger needs a schedule, e.g. 'daily 09:00'")
+            if self.where is not None:
+                raise ValueError("where is a condition over a trigger event; a segment trigger has none")
+            parse_schedule(self.schedule)
+        elif self.schedule is not None:
+            raise ValueError("schedule goes with segment, not with event")
+        return self
+
+
+class Conversion(_Model):
+    event: EventType
+    where: str | None = None
+    within: Duration = Field(description="Counts when it happens this long after entry at most.")
+    exit: bool = Field(True, description="The journey stops for the customer when they convert.")
+
+
+class WaitFor(_Model):
+    event: EventType
+    where: str | None = None
+    timeout: Duration
+    on_event: Target | None = Field(None, description="Where to go when the event comes (default: next).")
+    on_timeout: Target | None = Field(None, description="Where to go when it does not (default: next).")
+
+
+class Branch(_Model):
+    if_: str = Field(alias="if", description="An expression over the customer, as of now.")
+    then: Target
+    else_: Target | None = Field(None, alias="else", description="Default: the next step.")
+
+
+class Variant(_Model):
+    name: Id
+    weight: int = Field(ge=1, le=10_000)
+    next: Target
+
+
+class Split(_Model):
+    variants: list[Variant] = Field(min_length=2)
+
+    @field_validator("variants")
+    @classmethod
+    def _names(cls, variants: list[Variant]) -> list[Variant]:
+        names = [v.name for v in variants]
+        if len(set(names)) != len(names):
+            raise ValueError("variant names repeat")
+        return variants
+
+
+class SendStep(_Model):
+    channel: Channel | None = None
+    route: Route | None = Field(
+        None, description="Routing rules (omnibank.contact.routing): the chain of channels to try, in order."
+    )
+    template: str = Field(
+        min_length=1,
+        max_length=64,
+        description="The message template (its variables from the trigger event).",
+    )
+    purpose: Purpose | None = Field(None, description="Default: the journey's purpose.")
+    until: Literal["sent", "delivered", "clicked"] = Field(
+        "sent", description="Fall back to the next channel of a route unless this happens …"
+    )
+    fallback_after: Duration = Field(timedelta(days=1), description="… within this long (a route only).")
+
+    @model_validator(mode="after")
+    def _one(self) -> SendStep:
+        if (self.channel is None) == (self.route is None):
+            raise ValueError("give exactly one of channel or route")
+        return self
+
+
+class LeadStep(_Model):
+    product: str = Field(
+        min_length=1, max_length=64, description="A product id, or {product_id} of the trigger."
+    )
+    due_in: Duration
+    note: str = Field("", max_length=200)
+
+
+class TagStep(_Model):
+    add: list[str] = Field(default_factory=list)
+    remove: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _names(self) -> TagStep:
+        if not self.add and not self.remove:
+            raise ValueError("add or remove at least one tag")
+        for name in [*self.add, *self.remove]:
+            if not TAG_PATTERN.match(name):
+                raise ValueError(f"{name!r} is not a tag name (lower case letters, digits, _)")
+        return self
+
+
+class GrantStep(_Model):
+    benefit: Id
+    quantity: int = Field(1, ge=1, le=100)
+    face_value: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)] | None = None
+    valid_days: int | None = Field(None, ge=1, le=3660)
+
+
+class ExitStep(_Model):
+    reason: str = Field("exit", max_length=64)
+
+
+KINDS = ("wait", "wait_for", "branch", "split", "send", "lead", "tag", "grant", "exit")
+StepKind = Literal["wait", "wait_for", "branch", "split", "send", "lead", "tag", "grant", "exit"]
+
+
+class Step(_Model):
+    id: Id
+    wait: Duration | None = None
+    wait_for: WaitFor | None = None
+    branch: Branch | None = None
+    split: Split | None = None
+    send: SendStep | None = None
+    lead: LeadStep | None = None
+    tag: TagStep | None = None
+    grant: GrantStep | None = None
+    exit: ExitStep | None = None
+    next: Target | None = Field(None, description="The step after this one (default: the next in the list).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exit_shorthand(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("exit") in (True, None) and "exit" in data:
+            return {**data, "exit": {}}
+        return data
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        kinds = [k for k in KINDS if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            listed = ", ".join(kinds) if kinds else "none"
+            raise ValueError(f"a step does exactly one of {', '.join(KINDS)} (this one: {listed})")
+        if self.next is not None and kinds[0] in ("branch", "split", "wait_for", "exit"):
+            raise ValueError(f"a {kinds[0]} step names its targets itself; next is not allowed")
+        return self
+
+    @property
+    def kind(self) -> StepKind:
+        for k in KINDS:
+            if getattr(self, k) is not None:
+                return k  # type: ignore[return-value]
+        raise AssertionError("validated")  # pragma: no cover
+
+
+class JourneySpec(_Model):
+    id: Id
+    name: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    purpose: Purpose = "marketing"
+    trigger: Trigger
+    audience: str | None = Field(None, description="Who may enter (the expression language, as of entry).")
+    reentry: Literal["never"] | Duration = Field(
+        "never", description="'never', or how long after an entry the customer may enter again."
+    )
+    control_percent: int = Field(0, ge=0, le=90, description="Customers held out, for uplift.")
+    conversion: Conversion | None = None
+    steps: list[Step] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> JourneySpec:
+        ids = [s.id for s in self.steps]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"step ids repeated: {', '.join(dupes)}")
+        if END in ids:
+            raise ValueError("'end' is reserved (a target that ends the journey); choose another step id")
+        known = {*ids, END}
+        for i, s in enumerate(self.steps):
+            for target in targets(s):
+                if target not in known:
+                    raise ValueError(f"steps.{i} ({s.id}): unknown step {target!r}")
+        return self
+
+    def step(self, step_id: str) -> Step:
+        return next(s for s in self.steps if s.id == step_id)
+
+    def after(self, step_id: str) -> str:
+        """The step that follows ``step_id`` in the list (or the end)."""
+        ids = [s.id for s in self.steps]
+        i = ids.index(step_id)
+        return ids[i + 1] if i + 1 < len(ids) else END
+
+
+def targets(s: Step) -> list[str]:
+    out = [s.next] if s.next else []
+    if s.wait_for:
+        out += [t for t in (s.wait_for.on_event, s.wait_for.on_timeout) if t]
+    if s.branch:
+        out += [t for t in (s.branch.then, s.branch.else_) if t]
+    if s.split:
+        out += [v.next for v in s.split.variants]
+    return out
+
+
+def json_schema() -> str:
+    """The published JSON schema of journey files."""
+    return json.dumps(JourneySpec.model_json_schema(by_alias=True), ensure_ascii=False, indent=2)
+
+
+# ------------------------------------------------------------------------------------------- compiled
+
+
+class Compiled:
+    """A journey with its expressions parsed once (events' conditions as predicates)."""
+
+    def __init__(self, spec: JourneySpec, *, source: str = "journey"):
+        self.spec = spec
+        problems: list[str] = []
+
+        def customer(text: str | None, where: str) -> Expression | None:
+            if text is None:
+                return None
+            try:
+                return parse(text)
+            except ExpressionError as exc:
+                problems.append(f"{where}: {exc.message}")
+                return None
+
+        def event(text: str | None, where: str) -> EventPredicate:
+            if text is None:
+                return event_predicate(None)
+            try:
+                node: Node = parse_event_condition(text)
+            except ExpressionError as exc:
+                problems.append(f"{where}: {exc.message}")
+                return event_predicate(None)
+            return event_predicate(node)
+
+        t = spec.trigger
+        self.trigger_test = event(t.where, "trigger.where")
+        self.segment = customer(t.segment, "trigger.segment")
+        self.schedule = parse_schedule(t.schedule) if t.schedule else None
+        self.audience = customer(spec.audience, "audience")
+        self.conversion_test = event(spec.conversion.where if spec.conversion else None, "conversion.where")
+        self.wait_tests: dict[str, EventPredicate] = {}
+        self.branches: dict[str, Expression] = {}
+        self.routes: dict[str, Route] = {}
+        for i, s in enumerate(spec.steps):
+            if s.wait_for:
+                self.wait_tests[s.id] = event(s.wait_for.where, f"steps.{i}.wait_for.where")
+            if s.branch:
+                expr = customer(s.branch.if_, f"steps.{i}.branch.if")
+                if expr is not None:
+                    self.branches[s.id] = expr
+            if s.send and s.send.route:
+                self.routes[s.id] = s.send.route
+        if problems:
+            raise InputRefused(f"{source}: journey refused:\n  " + "\n  ".join(problems))
+        self.index = {s.id: s for s in spec.steps}
+        self.first = spec.steps[0].id
+        self.expressions = [
+            e
+            for e in [self.audience, self.segment, *self.branches.values()]
+            + [w for route in self.routes.values() for w, _ in route.compiled()]
+            if e is not None
+        ]
+
+    @property
+    def id(self) -> str:
+        return self.spec.id
+
+    def step_expressions(self) -> list[Expression]:
+        """The expressions steps evaluate (branches, route rules), not the trigger's or the audience's."""
+        return [*self.branches.values(), *(w for r in self.routes.values() for w, _ in r.compiled())]
+
+    def event_types(self) -> set[str]:
+        """Every event type the journey listens to: its trigger, waits, conversion and receipts."""
+        types = {s.wait_for.event for s in self.spec.steps if s.wait_for}
+        if self.spec.trigger.event:
+            types.add(self.spec.trigger.event)
+        if self.spec.conversion:
+            types.add(self.spec.conversion.event)
+        if any(s.send and s.send.route and s.send.until != "sent" for s in self.spec.steps):
+            types |= RECEIPTS
+        return types
+
+    def in_control(self, customer_id: str) -> bool:
+        """Deterministic hold-out: the same customer is always in or out of a journey's control group."""
+        return (
+            self.spec.control_percent > 0
+            and bucket(customer_id, self.id, "control") < self.spec.control_percent
+        )
+
+    def variant(self, customer_id: str, step: Step) -> str:
+        assert step.split is not None
+        total = sum(v.weight for v in step.split.variants)
+        point = bucket(customer_id, self.id, step.id, modulo=total)
+        for v in step.split.variants:
+            if point < v.weight:
+                return v.name
+            point -= v.weight
+        raise AssertionError("weights add up")  # pragma: no cover
+
+
+RECEIPTS = {"message.delivered", "message.failed", "message.clicked"}
+
+
+def bucket(*parts: str, modulo: int = 100) -> int:
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") % modulo
+
+
+# ----------------------------------------------------------------------------------------------- load
+
+
+def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
+    """The line (1-based) of the YAML node at a validation error's location (as far as it goes)."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            found = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            found = node.value[part]
+        else:
+            found = None
+        if found is None:
+            break
+        node = found
+        line = node.start_mark.line + 1
+    return line
+
+
+def _where(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
+    """Pydantic's location without the model names it adds for unions and 'before' validators."""
+    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
+
+
+def parse_journey(text: str, *, source: str = "journey") -> JourneySpec:
+    """Validate a journey's YAML text; every problem is named with its field and line."""
+    try:
+        raw = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise InputRefused(f"{source}: not valid YAML{where} ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, dict):
+        raise InputRefused(f"{source}: a journey is a mapping (id, name, trigger, steps, …)")
+    try:
+        spec = JourneySpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors():
+            loc = _where(tuple(e["loc"]))
+            line = _line_of(root, loc)
+            field = ".".join(str(p) for p in loc) or "journey"
+            at = f" (line {line})" if line else ""
+            problems.append(f"{field}{at}: {e['msg'].removeprefix('Value error, ')}")
+        raise InputRefused(f"{source}: journey refused:\n  " + "\n  ".join(problems)) from None
+    Compiled(spec, source=source)
+    return spec
+
+
+def load_journey(path: Path) -> JourneySpec:
+    """Read and validate a journey file."""
+    if not path.is_file():
+        raise InputRefused(f"{path}: no such file")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputRefused(f"{path}: not UTF-8 text") from None
+    return parse_journey(text, source=str(path))
