@@ -42,6 +42,7 @@ def main() -> int:
     pg = os.environ.get("OMNIBANK_BENCH_DATABASE_URL")
     if pg:
         runs.insert(1, runs[0] + ["--database-url", pg])
+        runs.append([sys.executable, str(HERE / "bench_journeys.py"), "--customers", str(10_000 // scale)])
         runs.append([sys.executable, str(HERE / "bench_api.py"), "--seconds", str(20 // scale or 2)])
     failed = 0
     for cmd in runs:
