@@ -43,7 +43,7 @@ class ContactMessage(Base):
     purpose: Mapped[str] = mapped_column(String(16))
     journey: Mapped[str | None] = mapped_column(String(64))
     step: Mapped[str | None] = mapped_column(String(64))
-    template: Mapped[str | None] = mapped_column(String(64))
+    template: Mapped[str | None] = mapped_column(String(500))
     payload: Mapped[str] = mapped_column(Text, default="{}")
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(200))

@@ -212,8 +212,9 @@ class SendStep(_Model):
     )
     template: str = Field(
         min_length=1,
-        max_length=64,
-        description="The message template (its variables from the trigger event).",
+        max_length=400,
+        description="The message text or the gateway's template id; {field} takes the trigger event's field "
+        "(the filled-in text is kept to 500 characters).",
     )
     purpose: Purpose | None = Field(None, description="Default: the journey's purpose.")
     until: Literal["sent", "delivered", "clicked"] = Field(
