@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -16,10 +18,11 @@ from sqlalchemy import text
 
 from omnibank import __version__
 from omnibank.api import errors
+from omnibank.api.auth import PrincipalCache
 from omnibank.api.middleware import BodyLimit, SecurityHeaders
 from omnibank.api.ratelimit import TokenBucket
 from omnibank.config import Settings, get_settings
-from omnibank.db import current_revision, unit_of_work
+from omnibank.db import current_revision, get_engine, unit_of_work
 from omnibank.kit.clock import system_clock
 
 API_PREFIX = "/api/v1"
@@ -46,7 +49,26 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     from omnibank.users.endpoints import router as users_router
 
     settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        """While the server runs, a background thread chains the audit entries its requests append."""
+        from omnibank.audit.service import start_chainer, stop_chainer
+
+        # sync endpoints run on the thread pool: as many threads as the database pool has connections for
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        engine = get_engine(settings)
+        if engine.dialect.name == "sqlite":  # one writer at a time: entries are chained in their transaction
+            yield
+            return
+        start_chainer(engine)
+        try:
+            yield
+        finally:
+            stop_chainer(engine)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Omnibank API",
         version=__version__,
         description="Customer operations for retail banks. Personal data is masked unless revealed "
@@ -71,6 +93,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.clock = clock
     app.state.rate_limiter = TokenBucket(settings.api_rate_per_minute)
     app.state.login_limiter = TokenBucket(settings.api_login_per_minute)
+    app.state.principal_cache = PrincipalCache(settings.api_auth_cache_seconds)
     errors.install(app)
     for router in (users_router, customers_router, segments_router, events_router, benefits_router,
                    campaigns_router, journeys_router, contact_router, leads_router,

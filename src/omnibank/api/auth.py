@@ -3,14 +3,18 @@ they may do (permissions) and which customers they see (the scope). Also the per
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Annotated, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
+from sqlalchemy import event
+from sqlalchemy import inspect as sa_inspect
+from sqlalchemy.orm import ORMExecuteState, Session
 
 from omnibank.api.errors import Forbidden, RateLimited, Unauthorized
 from omnibank.api.ratelimit import TokenBucket
@@ -18,7 +22,7 @@ from omnibank.config import Settings
 from omnibank.customers.repository import Scope, scope_root, subtree_scope
 from omnibank.db import unit_of_work
 from omnibank.users import service as users
-from omnibank.users.models import User
+from omnibank.users.models import ApiToken, User
 from omnibank.users.permissions import NO_CUSTOMER_ROLES, ROLE_PERMISSIONS, WHOLE_BANK_ROLES
 
 _bearer = HTTPBearer(auto_error=False, description="An access token from /auth/login, or an API token.")
@@ -90,15 +94,102 @@ def _user_principal(session: Session, user: User) -> Principal:
 
 _LAST_USED_GRANULARITY = timedelta(minutes=1)
 
+# ------------------------------------------------------------------------------ the principal cache
 
-def authenticate(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Principal:
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-        raise Unauthorized("sign in first: send Authorization: Bearer <token>")
-    token = credentials.credentials
-    settings = settings_of(request)
-    now = now_of(request)
+_generation = 0  # bumped whenever this process changes a user or an API token: cached principals lapse
+
+
+def _bump() -> None:
+    global _generation
+    _generation += 1
+
+
+_IDENTITY_CHANGED = "identity_changed"
+
+
+def _changed(session: Session) -> None:
+    """Bumped at once and again when the transaction commits: a lookup that read the old row between
+    the two (the change was flushed, not yet committed) cached it under the older generation."""
+    _bump()
+    session.info[_IDENTITY_CHANGED] = True
+
+
+def _watch_identity_flush(session: Session, _context: Any) -> None:
+    for obj in (*session.dirty, *session.deleted):
+        if isinstance(obj, User):
+            _changed(session)
+            return
+        if isinstance(obj, ApiToken):
+            changed = {a.key for a in sa_inspect(obj).attrs if a.history.has_changes()}
+            if changed - {"last_used_at"}:
+                _changed(session)
+                return
+
+
+def _watch_identity_statements(state: ORMExecuteState) -> None:
+    mapper = state.bind_mapper
+    if (state.is_update or state.is_delete) and mapper is not None and mapper.class_ in (User, ApiToken):
+        _changed(state.session)
+
+
+def _watch_identity_commit(session: Session) -> None:
+    if session.info.pop(_IDENTITY_CHANGED, False):
+        _bump()
+
+
+event.listen(Session, "after_flush", _watch_identity_flush)
+event.listen(Session, "do_orm_execute", _watch_identity_statements)
+event.listen(Session, "after_commit", _watch_identity_commit)
+
+
+@dataclass(frozen=True)
+class _Cached:
+    principal: Principal
+    expires_at: datetime  # the token's own expiry: never served past it
+    fresh_until: float  # monotonic
+    generation: int
+
+
+class PrincipalCache:
+    """Checked tokens, reused for ``seconds`` so a request does not open a transaction to authenticate.
+
+    Staleness is bounded: a token is never accepted past its own expiry; a revocation, lock or change of a
+    user or API token made in this process (through the ORM, by any path) takes effect at once (the cache
+    lapses); one made by another process (a second server worker, the CLI) takes effect within ``seconds``
+    (``OMNIBANK_API_AUTH_CACHE_SECONDS``, default 5; 0 turns the cache off). The last-used time of an API
+    token is written when the cache is refilled, at most every ``seconds`` (it is kept to the minute)."""
+
+    def __init__(self, seconds: float, *, max_entries: int = 10_000):
+        self.seconds = seconds
+        self.max_entries = max_entries
+        self._entries: dict[str, _Cached] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str, now: datetime) -> Principal | None:
+        hit = self._entries.get(key)
+        if hit is None:
+            return None
+        if hit.generation != _generation or time.monotonic() >= hit.fresh_until or now >= hit.expires_at:
+            with self._lock:
+                self._entries.pop(key, None)
+            return None
+        return hit.principal
+
+    def put(self, key: str, principal: Principal, expires_at: datetime, generation: int) -> None:
+        if self.seconds <= 0:
+            return
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[key] = _Cached(principal, expires_at, time.monotonic() + self.seconds, generation)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def _lookup(token: str, settings: Settings, now: datetime) -> tuple[Principal, datetime]:
+    """Check ``token`` against the store: the principal and when the token expires."""
     with unit_of_work(settings) as session:
         if token.startswith(users.API_TOKEN_PREFIX):
             api_token = users.resolve_api_token(session, token, now=now)
@@ -114,14 +205,32 @@ def authenticate(
                 org_id=scope_root(session, api_token.org_id),
                 whole_bank=api_token.org_id is None,
             )
-        else:
-            claims = users.decode_access_token(token, settings, now=now)
-            if claims is None:
-                raise Unauthorized("the access token is invalid or expired", code="invalid_token")
-            user = session.get(User, int(claims["sub"])) if str(claims["sub"]).isdigit() else None
-            if user is None or user.disabled or (user.locked_until is not None and user.locked_until > now):
-                raise Unauthorized("the account is locked or no longer exists", code="invalid_token")
-            principal = _user_principal(session, user)
+            return principal, api_token.expires_at
+        claims = users.decode_access_token(token, settings, now=now)
+        if claims is None:
+            raise Unauthorized("the access token is invalid or expired", code="invalid_token")
+        user = session.get(User, int(claims["sub"])) if str(claims["sub"]).isdigit() else None
+        if user is None or user.disabled or (user.locked_until is not None and user.locked_until > now):
+            raise Unauthorized("the account is locked or no longer exists", code="invalid_token")
+        return _user_principal(session, user), datetime.fromtimestamp(int(claims["exp"]), UTC)
+
+
+def authenticate(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Principal:
+    """The caller (a dependency; a sync one: measured, running it on the event loop gained nothing)."""
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("sign in first: send Authorization: Bearer <token>")
+    token = credentials.credentials
+    settings = settings_of(request)
+    now = now_of(request)
+    cache: PrincipalCache = request.app.state.principal_cache
+    key = users.digest(token)
+    principal = cache.get(key, now)
+    if principal is None:
+        generation = _generation
+        principal, expires_at = _lookup(token, settings, now)
+        cache.put(key, principal, expires_at, generation)
     limiter: TokenBucket = request.app.state.rate_limiter
     wait = limiter.take(principal.actor)
     if wait is not None:

@@ -1,20 +1,24 @@
 """``Idempotency-Key`` for API writes: the same key with the same request replays the stored response;
 with another request it is refused (409). The key is reserved in the same transaction as the write, so
 a write and its stored response commit together or not at all, and two requests with one key at once
-end with one write (the second waits on the key's unique row, then replays)."""
+end with one write (the second waits on the key's unique row, then replays).
+
+A stored response is replayed for ``api_idempotency_ttl_hours`` (default 24 h); after that the key counts
+as unused again, and expired keys are pruned, at most once a minute per process, after a write."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import re
+import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import CursorResult, Table, delete, select, tuple_, update
 from sqlalchemy.orm import Session
 
 from omnibank.api.errors import InvalidRequest
@@ -25,6 +29,12 @@ from omnibank.errors import Conflict
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
 REPLAYED_HEADER = "Idempotent-Replayed"
+#: how often (by the request clock) a process prunes expired keys, and how many at most at a time
+PRUNE_EVERY = timedelta(minutes=1)
+PRUNE_BATCH = 10_000
+
+
+_TABLE = cast(Table, IdempotencyKey.__table__)
 
 
 class IdempotencyKeyReused(Conflict):
@@ -37,15 +47,42 @@ def request_hash(method: str, path: str, payload: BaseModel | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _find(session: Session, actor: str, key: str) -> IdempotencyKey | None:
-    return session.scalar(
-        select(IdempotencyKey)
-        .where(IdempotencyKey.actor == actor, IdempotencyKey.key == key)
-        .execution_options(populate_existing=True)
+def _reserve(session: Session, *, actor: str, key: str, digest: str, now: datetime, cutoff: datetime) -> bool:
+    """Reserve (actor, key) in one statement: insert it, or take over a row older than ``cutoff`` (expired);
+    False when a live row holds it. A concurrent request that reserved it first is waited for (the unique
+    row), so after it commits this sees its row, and after it rolls back this reserves."""
+    table = _TABLE
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    values: dict[str, Any] = {
+        "request_hash": digest,
+        "response_status": 0,
+        "response_body": "",
+        "created_at": now,
+    }
+    stmt = (
+        insert(table)
+        .values(actor=actor, key=key, **values)
+        .on_conflict_do_update(
+            index_elements=[table.c.actor, table.c.key], set_=values, where=table.c.created_at < cutoff
+        )
+        .returning(table.c.actor)
     )
+    return session.execute(stmt).first() is not None
 
 
-def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
+def _stored(session: Session, actor: str, key: str) -> Any:
+    table = _TABLE
+    return session.execute(
+        select(table.c.key, table.c.request_hash, table.c.response_status, table.c.response_body).where(
+            table.c.actor == actor, table.c.key == key
+        )
+    ).first()
+
+
+def _replay(row: Any, digest: str) -> JSONResponse:
     if row.request_hash != digest:
         raise IdempotencyKeyReused(
             "this Idempotency-Key was used for a different request; use a new key for a new request",
@@ -53,6 +90,33 @@ def _replay(row: IdempotencyKey, digest: str) -> JSONResponse:
         )
     return JSONResponse(json.loads(row.response_body), status_code=row.response_status,
                         headers={REPLAYED_HEADER: "true"})  # fmt: skip
+
+
+def prune(session: Session, *, now: datetime, ttl: timedelta, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to ``limit`` keys stored before ``now - ttl``; how many."""
+    table = _TABLE
+    old = (
+        select(table.c.actor, table.c.key)
+        .where(table.c.created_at < now - ttl)
+        .order_by(table.c.created_at)
+        .limit(limit)
+    )
+    result = session.execute(delete(table).where(tuple_(table.c.actor, table.c.key).in_(old)))
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
+_last_prune: dict[str, datetime] = {}
+_prune_lock = threading.Lock()
+
+
+def _maybe_prune(settings: Settings, now: datetime) -> None:
+    with _prune_lock:
+        last = _last_prune.get(settings.db_url)
+        if last is not None and abs(now - last) < PRUNE_EVERY:
+            return
+        _last_prune[settings.db_url] = now
+    with unit_of_work(settings) as session:
+        prune(session, now=now, ttl=timedelta(hours=settings.api_idempotency_ttl_hours))
 
 
 Write = Callable[[Session], tuple[int, BaseModel]]
@@ -69,7 +133,8 @@ def run_write(
     now: datetime,
     write: Write,
 ) -> JSONResponse:
-    """Run ``write`` in one unit of work; with a key, exactly once per (actor, key)."""
+    """Run ``write`` in one unit of work; with a key, exactly once per (actor, key) while it is live.
+    Round trips beside the write's own: the reservation (one statement) and the stored response."""
     if key is None:
         with unit_of_work(settings) as session:
             status, model = write(session)
@@ -80,24 +145,17 @@ def run_write(
             details={"loc": ["header", "Idempotency-Key"]},
         )  # fmt: skip
     digest = request_hash(method, path, payload)
-    for attempt in range(2):
-        try:
-            with unit_of_work(settings) as session:
-                found = _find(session, actor, key)
-                if found is not None:
-                    return _replay(found, digest)
-                row = IdempotencyKey(actor=actor, key=key, request_hash=digest, response_status=0,
-                                     response_body="", created_at=now)  # fmt: skip
-                session.add(row)
-                session.flush()  # reserves the key: a concurrent request with it waits here
-                status, model = write(session)
-                body = model.model_dump(mode="json")
-                row.response_status = status
-                row.response_body = json.dumps(body, ensure_ascii=False)
-                session.flush()
-            return JSONResponse(body, status_code=status)
-        except IntegrityError:
-            if attempt:
-                raise
-            # another request with this key committed first: replay it (or refuse a different request)
-    raise AssertionError("unreachable")  # pragma: no cover
+    cutoff = now - timedelta(hours=settings.api_idempotency_ttl_hours)
+    with unit_of_work(settings) as session:
+        if not _reserve(session, actor=actor, key=key, digest=digest, now=now, cutoff=cutoff):
+            return _replay(_stored(session, actor, key), digest)
+        status, model = write(session)
+        body = model.model_dump(mode="json")
+        table = _TABLE
+        session.execute(
+            update(table)
+            .where(table.c.actor == actor, table.c.key == key)
+            .values(response_status=status, response_body=json.dumps(body, ensure_ascii=False))
+        )
+    _maybe_prune(settings, now)
+    return JSONResponse(body, status_code=status)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, String, Text
+from sqlalchemy import BigInteger, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnibank.db.base import Base
@@ -13,9 +13,19 @@ class AuditEntry(Base):
     """Append-only, hash-chained record of who read or changed what, from where and why (personal data
     reads included). Each entry's ``hash`` covers its content and ``prev_hash``, the hash of the entry
     before it, so editing, deleting or re-ordering entries breaks the chain (``omnibank audit verify``).
-    Database triggers refuse UPDATE and DELETE; ``prev_hash`` is unique, so the chain cannot fork."""
+    An entry is appended unchained and chained (``seq``, ``prev_hash``, ``hash``) once its transaction
+    committed. Database triggers refuse DELETE and every UPDATE but that one; ``prev_hash`` is unique, so
+    the chain cannot fork."""
 
     __tablename__ = "audit_entries"
+    __table_args__ = (
+        Index(
+            "ix_audit_entries_unchained",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
@@ -26,5 +36,7 @@ class AuditEntry(Base):
     detail: Mapped[str] = mapped_column(Text, default="{}")
     source: Mapped[str] = mapped_column(String(80), default="", server_default="")  # cli, api:<ip>, …
     reason: Mapped[str] = mapped_column(String(500), default="", server_default="")
-    prev_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # the chain (set once, by ``service.chain`` after the entry's transaction committed; NULL until then)
+    seq: Mapped[int | None] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+    hash: Mapped[str | None] = mapped_column(String(64), unique=True)

@@ -1,16 +1,19 @@
-"""The audit trail: append (hash-chained, serialised), list and verify."""
+"""The audit trail: append, chain (hash-chained in commit order), list and verify."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, text
+from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from omnibank.audit.models import AuditEntry
@@ -19,9 +22,10 @@ from omnibank.kit.masking import mask_numbers
 
 #: ``prev_hash`` of the first entry of the chain
 GENESIS = "0" * 64
-#: the key of the PostgreSQL advisory lock that serialises appends (held until the transaction ends)
+#: the key of the PostgreSQL advisory lock that serialises chaining (held until the transaction ends)
 APPEND_LOCK = 7312006
 _REASON_MAX = 500
+log = logging.getLogger("omnibank.audit")
 
 
 def cli_actor() -> str:
@@ -79,8 +83,9 @@ def entry_hash(
     return hashlib.sha256(data.encode("utf-8")).hexdigest()
 
 
-def _hash_of(entry: Any) -> str:
-    """The hash an entry (an ``AuditEntry`` or a row of its columns) must carry."""
+def _hash_of(entry: Any, *, prev_hash: str | None = None) -> str:
+    """The hash an entry (an ``AuditEntry`` or a row of its columns) must carry (after ``prev_hash``:
+    default its own)."""
     return entry_hash(
         id=entry.id,
         at=entry.at,
@@ -91,22 +96,31 @@ def _hash_of(entry: Any) -> str:
         detail=entry.detail,
         source=entry.source,
         reason=entry.reason,
-        prev_hash=entry.prev_hash,
+        prev_hash=entry.prev_hash if prev_hash is None else prev_hash,
     )
 
 
-def _lock_chain(session: Session) -> None:
-    """Serialise appends until this transaction ends. PostgreSQL: a transaction-scoped advisory lock, so a
-    second appender reads the head only after the first committed or rolled back. SQLite has one writer
-    at a time, and a transaction that read a stale snapshot cannot write (WAL refuses the upgrade); the
-    unique ``prev_hash`` refuses a fork on either."""
+def _lock_chain(session: Session, *, wait: bool) -> bool:
+    """Take the chaining lock until this transaction ends; False when ``wait`` is off and another
+    transaction holds it. PostgreSQL: a transaction-scoped advisory lock, so a second chainer reads the
+    head only after the first committed. SQLite has one writer at a time: a write that changes nothing
+    takes the write lock (waiting for it) before the head is read, so the head cannot move meanwhile."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
-    elif dialect == "sqlite":
-        # a write that changes nothing takes the write lock (waiting for it) before the head is read, so a
-        # transaction that starts by auditing never reads a head that another writer moves meanwhile
-        session.execute(text("UPDATE audit_entries SET id = id WHERE 0"))
+        if wait:
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
+            return True
+        got = session.scalar(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": APPEND_LOCK})
+        return bool(got)
+    session.execute(text("UPDATE audit_entries SET id = id WHERE 0"))
+    return True
+
+
+_TABLE = cast(Table, AuditEntry.__table__)
+
+#: ``session.info`` flag: this transaction appended entries (``omnibank.db.unit_of_work`` chains them
+#: once it has committed)
+APPENDED = "audit_appended"
 
 
 def record(
@@ -121,33 +135,185 @@ def record(
     reason: str = "",
     at: datetime | None = None,
 ) -> AuditEntry:
-    """Append an audit entry to the chain; ``detail`` must never carry personal data in plaintext, and
-    ``reason`` has its long digit runs (phones, ID numbers) masked."""
+    """Append an audit entry; ``detail`` must never carry personal data in plaintext, and ``reason`` has
+    its long digit runs (phones, ID numbers) masked.
+
+    The entry is written unchained (no lock: appends from any number of transactions run in parallel);
+    it joins the hash chain once its transaction has committed (see ``chain``). Returned as written (not
+    read back: its id and links are given by the database and the chaining)."""
     moment = at or datetime.now(UTC)
     if moment.tzinfo is None:
         raise ValueError("naive datetime refused: every datetime must carry a time zone")
-    session.flush()
-    _lock_chain(session)
+    values = {
+        "at": moment.astimezone(UTC),
+        "actor": actor,
+        "action": action,
+        "subject_type": subject_type,
+        "subject_id": subject_id,
+        "detail": json.dumps(detail or {}, ensure_ascii=False, sort_keys=True),
+        "source": source,
+        "reason": mask_numbers(reason.strip())[:_REASON_MAX],
+    }
+    session.execute(insert(_TABLE).values(values))  # one statement, nothing read back
+    session.info[APPENDED] = True
+    return AuditEntry(**values)
+
+
+# ------------------------------------------------------------------------------------------- chaining
+
+#: entries chained per transaction of ``chain``
+CHAIN_BATCH = 2000
+
+
+def chain(session: Session, *, wait: bool = True, limit: int = CHAIN_BATCH) -> int:
+    """Link committed, not yet chained entries to the end of the hash chain, in id order; how many.
+
+    Why chaining is a step of its own: an append used to take a bank-wide lock and hold it until its
+    transaction committed, so every audited write in the bank ran one at a time (behind whatever else its
+    transaction did, and behind every other request for the CPU while it held the lock). Now an append only
+    inserts its row; this step, in a short transaction of its own, takes the chaining lock, reads the head
+    and gives each committed unchained entry its place in the chain (``seq``), ``prev_hash`` and ``hash``.
+    No request waits for it. On PostgreSQL it runs after the commit: in the API server's background
+    ``Chainer`` (woken by each audited commit, and sweeping every second for entries other processes
+    appended), elsewhere (the CLI) at once after the unit of work commits. On SQLite, whose one writer at
+    a time makes a transaction's end its commit order, the unit of work chains inside the transaction just
+    before committing. ``omnibank audit verify`` chains everything committed before it walks.
+
+    The trade-off: between its commit and its chaining (milliseconds under load; at most about a second
+    while the server runs; until the next audited write or ``audit verify`` if the step failed) an entry is
+    protected by the database triggers only: someone who can switch them off could change or delete it
+    unnoticed in that window. Once chained, editing, deleting or re-ordering it breaks the chain as before,
+    and making a chained entry look unchained breaks the link of the entry after it. Chain order is commit
+    order (an entry whose transaction commits later is chained later even with a lower id); ``verify``
+    walks ``seq``. The triggers allow an entry exactly one change, this one (NULL → values, its content
+    untouched)."""
+    if not _lock_chain(session, wait=wait):
+        return 0
+    table = _TABLE
     head = session.execute(
-        select(AuditEntry.id, AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1)
+        select(table.c.seq, table.c.hash)
+        .where(table.c.seq.is_not(None))
+        .order_by(table.c.seq.desc())
+        .limit(1)
     ).first()
-    prev_id, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS)
-    entry = AuditEntry(
-        id=prev_id + 1,
-        at=moment.astimezone(UTC),
-        actor=actor,
-        action=action,
-        subject_type=subject_type,
-        subject_id=subject_id,
-        detail=json.dumps(detail or {}, ensure_ascii=False, sort_keys=True),
-        source=source,
-        reason=mask_numbers(reason.strip())[:_REASON_MAX],
-        prev_hash=prev_hash,
+    seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    rows = session.execute(select(table).where(table.c.seq.is_(None)).order_by(table.c.id).limit(limit)).all()
+    if not rows:
+        return 0
+    links = []
+    for row in rows:
+        seq += 1
+        digest = _hash_of(row, prev_hash=prev_hash)
+        links.append({"b_id": row.id, "b_seq": seq, "b_prev": prev_hash, "b_hash": digest})
+        prev_hash = digest
+    session.execute(
+        update(table)
+        .where(table.c.id == bindparam("b_id"), table.c.seq.is_(None))
+        .values(seq=bindparam("b_seq"), prev_hash=bindparam("b_prev"), hash=bindparam("b_hash")),
+        links,
     )
-    entry.hash = _hash_of(entry)
-    session.add(entry)
-    session.flush()
-    return entry
+    return len(links)
+
+
+def chain_in_transaction(session: Session) -> int:
+    """Chain every unchained entry in the caller's transaction (SQLite: the one writer)."""
+    done = 0
+    while (n := chain(session)) == CHAIN_BATCH:
+        done += n
+    return done + n
+
+
+def chain_pending(conn: Connection, *, wait: bool) -> int:
+    """Chain on ``conn`` (outside any transaction), a batch per transaction, until nothing is left or
+    (``wait`` off) another chainer holds the lock; how many entries were chained."""
+    done = 0
+    while True:
+        with Session(bind=conn) as session:
+            n = chain(session, wait=wait)
+            session.commit()
+        done += n
+        if n < CHAIN_BATCH:
+            return done
+
+
+def pending(session: Session) -> int:
+    """Committed entries not yet chained (the partial index ``ix_audit_entries_unchained`` finds them)."""
+    return int(session.scalar(select(func.count()).where(AuditEntry.seq.is_(None))) or 0)
+
+
+class Chainer:
+    """A background thread that chains committed entries: woken after each audited commit of this process
+    (``wake``), and every ``interval`` seconds in any case (entries another process appended)."""
+
+    def __init__(self, engine: Engine, *, interval: float = 1.0, linger: float = 0.02):
+        self.engine = engine
+        self.interval = interval
+        self.linger = linger
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-chainer", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(30)
+
+    def _run(self) -> None:
+        while True:
+            if self._wake.wait(self.interval) and not self._stop.is_set():
+                time.sleep(self.linger)  # let a busy server's entries gather: one round chains them all
+            self._wake.clear()
+            stopping = self._stop.is_set()
+            try:
+                with self.engine.connect() as conn:
+                    chain_pending(conn, wait=stopping)
+            except Exception:  # the store may be away for a moment: the next round retries
+                log.warning("audit chaining failed; retrying", exc_info=True)
+            if stopping:
+                return
+
+
+_chainers: dict[str, Chainer] = {}
+_chainers_lock = threading.Lock()
+
+
+def start_chainer(engine: Engine, *, interval: float = 1.0) -> Chainer:
+    """Chain this store's entries in the background (the API server does while it runs)."""
+    key = engine.url.render_as_string(hide_password=False)
+    with _chainers_lock:
+        chainer = _chainers.get(key)
+        if chainer is None:
+            chainer = _chainers[key] = Chainer(engine, interval=interval)
+            chainer.start()
+        return chainer
+
+
+def stop_chainer(engine: Engine) -> None:
+    """Stop the background chainer (it chains what is committed first)."""
+    with _chainers_lock:
+        chainer = _chainers.pop(engine.url.render_as_string(hide_password=False), None)
+    if chainer is not None:
+        chainer.stop()
+
+
+def after_commit(conn: Connection) -> None:
+    """Called by the unit of work once a transaction that appended entries has committed: wake this
+    process's background chainer, or (no server running here: the CLI, tests) chain at once on ``conn``.
+    A failure is only logged: the write itself has committed, and a later round chains the entries."""
+    chainer = _chainers.get(conn.engine.url.render_as_string(hide_password=False))
+    if chainer is not None:
+        chainer.wake()
+        return
+    try:
+        chain_pending(conn, wait=True)
+    except Exception:
+        log.warning("audit chaining failed; the next audited write or `audit verify` chains", exc_info=True)
 
 
 # ------------------------------------------------------------------------------------------- reading
@@ -174,10 +340,11 @@ def list_entries(
 
 @dataclass(frozen=True)
 class Verdict:
-    entries: int  # entries checked (all of them when intact)
+    entries: int  # chained entries checked (all of them when intact)
     head: str  # hash of the last entry checked (GENESIS when the trail is empty)
     broken_at: int | None = None  # id of the first entry that does not verify
     problem: str = ""
+    unchained: int = 0  # entries not chained yet (their transactions committed after the chaining)
 
     @property
     def intact(self) -> bool:
@@ -185,21 +352,25 @@ class Verdict:
 
 
 def _walk(session: Session, batch: int = 5000) -> Iterator[Any]:
-    """Every entry in id order, as plain rows (keyset pages: a trail of millions stays in bounded memory)."""
-    table = AuditEntry.__table__
+    """Every chained entry in chain order, as plain rows (keyset pages: a trail of millions stays in
+    bounded memory)."""
+    table = _TABLE
     last = 0
     while True:
-        rows = session.execute(select(table).where(table.c.id > last).order_by(table.c.id).limit(batch)).all()
+        rows = session.execute(
+            select(table).where(table.c.seq > last).order_by(table.c.seq).limit(batch)
+        ).all()
         if not rows:
             return
         yield from rows
-        last = int(rows[-1].id)
+        last = int(rows[-1].seq)
 
 
 def verify(session: Session) -> Verdict:
-    """Walk the chain in id order: each entry must hash to its ``hash`` and name the previous entry's hash
-    as ``prev_hash``. Deleting the newest entries leaves a valid shorter chain: compare ``head`` with a
-    copy kept elsewhere to notice that."""
+    """Walk the chain in chain order (``seq``): each entry must hash to its ``hash`` and name the previous
+    entry's hash as ``prev_hash``, so an edited, deleted or re-ordered entry breaks it. Deleting the newest
+    entries leaves a valid shorter chain: compare ``head`` with a copy kept elsewhere to notice that.
+    Entries not chained yet are counted (``unchained``); ``verify_all`` chains them first."""
     session.flush()
     expected_prev = GENESIS
     previous_id: int | None = None
@@ -224,4 +395,11 @@ def verify(session: Session) -> Verdict:
         expected_prev = entry.hash
         previous_id = entry.id
         n += 1
-    return Verdict(n, expected_prev)
+    return Verdict(n, expected_prev, unchained=pending(session))
+
+
+def verify_all(conn: Connection) -> Verdict:
+    """Chain every committed entry (waiting for a chainer at work), then verify the whole trail."""
+    chain_pending(conn, wait=True)
+    with Session(bind=conn) as session:
+        return verify(session)

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.api.auth import Principal, now_of, require, settings_of
@@ -20,8 +21,9 @@ from omnibank.api.idempotency import run_write
 from omnibank.benefits import ledger, service
 from omnibank.benefits.schemas import CouponRead
 from omnibank.customers import repository as customers
+from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
-from omnibank.errors import Conflict, NotFound
+from omnibank.errors import AppError, Conflict, NotFound
 
 router = APIRouter(responses=ERROR_RESPONSES)
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -118,8 +120,14 @@ def _coupon_out(c: CouponRead, *, duplicate: bool = False) -> CouponOut:
     )  # fmt: skip
 
 
+def _sees(session: Session, principal: Principal, customer_id: str) -> bool:
+    """Whether the caller's scope holds this customer (one light statement: the id only)."""
+    stmt = select(Customer.customer_id).where(Customer.customer_id == customer_id)
+    return session.scalar(customers.scoped(stmt, principal.customer_scope(session))) is not None
+
+
 def _visible_customer(session: Session, principal: Principal, customer_id: str) -> None:
-    if customers.get(session, principal.customer_scope(session), customer_id) is None:
+    if not _sees(session, principal, customer_id):
         raise NotFound(f"no customer {customer_id}")
 
 
@@ -127,13 +135,16 @@ def _visible_coupon(session: Session, principal: Principal, coupon_id: int) -> C
     """The coupon if the caller may act on it: a supplier on its own benefits' coupons, staff on their
     customers' (a coupon they may not see is not found)."""
     coupon = ledger.get_coupon(session, coupon_id)
+    _may_act_on(session, principal, coupon)
+    return coupon
+
+
+def _may_act_on(session: Session, principal: Principal, coupon: CouponRead) -> None:
     if principal.role == "supplier":
         if service.get_benefit(session, coupon.benefit_id).supplier_id != principal.supplier_id:
-            raise NotFound(f"no coupon {coupon_id}")
-        return coupon
-    if customers.get(session, principal.customer_scope(session), coupon.customer_id) is None:
-        raise NotFound(f"no coupon {coupon_id}")
-    return coupon
+            raise NotFound(f"no coupon {coupon.id}")
+    elif not _sees(session, principal, coupon.customer_id):
+        raise NotFound(f"no coupon {coupon.id}")
 
 
 # ------------------------------------------------------------------------------------------- catalogue
@@ -175,7 +186,8 @@ _REISSUED: dict[int | str, dict[str, Any]] = {
 def issue_coupon(
     body: CouponIssue, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
 ) -> JSONResponse:
-    """Issue one coupon to a customer of the caller's (stock, budgets and caps apply; refused: 409)."""
+    """Issue one coupon to a customer of the caller's (stock and the budgets defined for the campaign and
+    for its rule apply; refused: 409)."""
     if principal.role == "supplier":
         raise Forbidden("a supplier cannot issue coupons")
     now = now_of(request)
@@ -188,6 +200,7 @@ def issue_coupon(
         result = service.grant(
             session, key=key, campaign=body.campaign, rule=body.rule, customer_id=body.customer_id,
             benefit_id=body.benefit_id, granted_at=now, tz=settings_of(request).tz, actor=principal.actor,
+            budgets=ledger.defined_budgets(session, body.campaign, body.rule),
         )  # fmt: skip
         if result.coupon is None:
             raise Conflict(f"the grant was refused: {result.reason}", code="grant_refused",
@@ -209,9 +222,17 @@ def _move(
     now = now_of(request)
 
     def write(session: Session) -> tuple[int, CouponOut]:
-        _visible_coupon(session, principal, coupon_id)
+        # the move first (one compare-and-set statement), then whether the caller may act on that coupon:
+        # if not, the move is rolled back with the rest of the transaction; a refused move reports a coupon
+        # the caller cannot see as not found, whatever its state
         move = ledger.claim if action == "claim" else ledger.redeem
-        return 200, _coupon_out(move(session, coupon_id, now=now, actor=principal.actor))
+        try:
+            moved = move(session, coupon_id, now=now, actor=principal.actor)
+        except AppError:
+            _visible_coupon(session, principal, coupon_id)
+            raise
+        _may_act_on(session, principal, moved)
+        return 200, _coupon_out(moved)
 
     return run_write(
         settings_of(request), actor=principal.actor, key=key, method="POST", path=request.url.path,

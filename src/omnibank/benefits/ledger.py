@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Result, Table, case, func, select, update
+from sqlalchemy import CursorResult, Result, Table, case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -185,6 +185,13 @@ def take_budget(session: Session, budget_id: str, *, face_value_fen: int, n: int
     return False if exists else None
 
 
+def defined_budgets(session: Session, campaign: str, rule: str) -> list[BudgetKey]:
+    """The budgets defined for ``campaign`` and for its ``rule`` (one statement: most grants have none)."""
+    keys = {k.id: k for k in (BudgetKey(campaign), BudgetKey(campaign, rule=rule))}
+    found = session.scalars(select(Budget.id).where(Budget.id.in_(sorted(keys))))
+    return [keys[i] for i in sorted(found)]
+
+
 # ------------------------------------------------------------------------------------------------- caps
 
 
@@ -249,7 +256,8 @@ _NEEDS = {
 }
 
 
-def coupon_read(c: Coupon) -> CouponRead:
+def coupon_read(c: Any) -> CouponRead:
+    """A coupon (or a row of its columns) as read by the services."""
     return CouponRead(
         id=c.id,
         grant_key=c.grant_key,
@@ -341,19 +349,64 @@ def transition(
     raise CouponRefused(f"coupon {coupon_id} is being changed by another transaction; try again")
 
 
+_COUPONS = cast(Table, Coupon.__table__)
+_EVENTS = cast(Table, CouponEvent.__table__)
+
+
+def _moved_at_once(
+    session: Session, coupon_id: int, before: str, target: Any, now: datetime, *conditions: Any
+) -> CouponRead | None:
+    """The common case in one statement: compare-and-set from ``before`` (and ``conditions``, the time
+    checks) to ``target``, returning the moved coupon; None when it did not move (the caller then looks,
+    and refuses with the reason or retries, as ``transition`` does)."""
+    table = _COUPONS
+    row = session.execute(
+        update(table)
+        .where(table.c.id == coupon_id, table.c.status == before, *conditions)
+        .values(status=target, status_at=now)
+        .returning(*table.c)
+    ).first()
+    return None if row is None else coupon_read(row)
+
+
+def _events(
+    session: Session, coupon_id: int, moves: list[tuple[str, str, str]], now: datetime, actor: str
+) -> None:
+    """The history rows of ``moves`` (action, from, to), in one statement."""
+    rows = [{"coupon_id": coupon_id, "action": action, "from_status": before, "to_status": after, "at": now,
+             "actor": actor, "detail": "{}"} for action, before, after in moves]  # fmt: skip
+    session.execute(insert(_EVENTS), rows)
+
+
 def claim(session: Session, coupon_id: int, *, now: datetime, actor: str) -> CouponRead:
     """The customer claims a granted coupon (within its claim window); it becomes active at once when it has
     taken effect, else ``sweep`` activates it on its first valid day. Audited."""
-    c = transition(session, coupon_id, "claim", now=now, actor=actor)
-    if now >= c.valid_from:
-        c = transition(session, coupon_id, "activate", now=now, actor=actor)
+    table = _COUPONS
+    becomes = case((table.c.valid_from <= now, "active"), else_="claimed")
+    open_ = (table.c.claim_by.is_(None)) | (table.c.claim_by >= now)
+    c = _moved_at_once(session, coupon_id, "granted", becomes, now, open_)
+    if c is not None:
+        moves = [("claim", "granted", "claimed")]
+        if c.status == "active":
+            moves.append(("activate", "claimed", "active"))
+        _events(session, coupon_id, moves, now, actor)
+    else:
+        c = transition(session, coupon_id, "claim", now=now, actor=actor)
+        if now >= c.valid_from:
+            c = transition(session, coupon_id, "activate", now=now, actor=actor)
     _audit(session, c, "claim", actor)
     return c
 
 
 def redeem(session: Session, coupon_id: int, *, now: datetime, actor: str) -> CouponRead:
     """Use an active coupon within its validity; exactly once. Audited."""
-    c = transition(session, coupon_id, "redeem", now=now, actor=actor)
+    table = _COUPONS
+    valid = (table.c.valid_from <= now) & ((table.c.valid_to.is_(None)) | (table.c.valid_to >= now))
+    c = _moved_at_once(session, coupon_id, "active", "redeemed", now, valid)
+    if c is not None:
+        _events(session, coupon_id, [("redeem", "active", "redeemed")], now, actor)
+    else:
+        c = transition(session, coupon_id, "redeem", now=now, actor=actor)
     _audit(session, c, "redeem", actor)
     return c
 

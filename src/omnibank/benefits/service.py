@@ -30,12 +30,12 @@ from dataclasses import dataclass, fields
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 import yaml
 from pydantic import ValidationError
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -428,13 +428,17 @@ def _aware(name: str, value: datetime | None) -> datetime | None:
     return value
 
 
-def _duplicate(existing: Coupon, customer_id: str, benefit_id: str) -> GrantResult:
+def _duplicate(existing: Any, customer_id: str, benefit_id: str) -> GrantResult:
     if (existing.customer_id, existing.benefit_id) != (customer_id, benefit_id):
         raise Conflict(
             f"grant key {existing.grant_key!r} was used for {existing.benefit_id} to {existing.customer_id}; "
             "a key names one item"
         )
     return GrantResult("duplicate", coupon_read(existing))
+
+
+_COUPONS = cast(Table, Coupon.__table__)
+_EVENTS = cast(Table, CouponEvent.__table__)
 
 
 def grant(
@@ -479,16 +483,15 @@ def grant(
         ("valid_to", valid_to),
     ):
         _aware(name, value)
-    existing = session.execute(select(Coupon).where(Coupon.grant_key == key)).scalar_one_or_none()
+    existing = session.execute(select(_COUPONS).where(_COUPONS.c.grant_key == key)).first()
     if existing is not None:
         return _duplicate(existing, customer_id, benefit_id)
     benefit = _benefit(session, benefit_id)
     if benefit.status != "active":
         return GrantResult("refused", reason="benefit_inactive")
-    supplier = session.get(Supplier, benefit.supplier_id) if benefit.supplier_id else None
-    if supplier is not None:
-        session.refresh(supplier)  # a suspension committed meanwhile counts
-        if supplier.status == "suspended":
+    if benefit.supplier_id:  # read afresh: a suspension committed meanwhile counts
+        status = session.scalar(select(Supplier.status).where(Supplier.id == benefit.supplier_id))
+        if status == "suspended":
             return GrantResult("refused", reason="supplier_suspended")
 
     zone = tz or get_settings().tz
@@ -504,25 +507,25 @@ def grant(
     charged: list[str] = []
     try:
         with session.begin_nested():
-            coupon = Coupon(
-                grant_key=key,
-                campaign=campaign,
-                rule=rule,
-                customer_id=customer_id,
-                benefit_id=benefit_id,
-                branch_id=branch_id,
-                face_value_fen=face_value_fen,
-                discount_rate=rate,
-                stage=stage,
-                status="granted",
-                granted_at=at,
-                claim_by=claim_by,
-                valid_from=start,
-                valid_to=valid_to,
-                status_at=at,
-            )
-            session.add(coupon)
-            session.flush()  # the unique key: a concurrent grant of the same key waits here, then fails
+            values = {
+                "grant_key": key,
+                "campaign": campaign,
+                "rule": rule,
+                "customer_id": customer_id,
+                "benefit_id": benefit_id,
+                "branch_id": branch_id,
+                "face_value_fen": face_value_fen,
+                "discount_rate": rate,
+                "stage": stage,
+                "status": "redeemed" if benefit.type == "points" else "granted",  # points: credited on grant
+                "granted_at": at,
+                "claim_by": claim_by,
+                "valid_from": start,
+                "valid_to": valid_to,
+                "status_at": at,
+            }
+            # the unique key: a concurrent grant of the same key waits here, then fails
+            coupon = session.execute(insert(_COUPONS).values(values).returning(*_COUPONS.c)).one()
             if benefit.stock_tracked and not ledger.take_stock(session, benefit_id):
                 raise _Refused("out_of_stock")
             for budget_id in sorted({b.id for b in budgets}):
@@ -547,27 +550,20 @@ def grant(
                     now=at,
                     reference=f"coupon:{coupon.id} {benefit_id}",
                 )
-                coupon.status = "redeemed"  # credited on grant
                 history.append(("redeem", "granted", "redeemed"))
-            for action, before, after in history:
-                session.add(
-                    CouponEvent(
-                        coupon_id=coupon.id,
-                        action=action,
-                        from_status=before,
-                        to_status=after,
-                        at=at,
-                        actor=actor,
-                        detail=json.dumps({"key": key}, ensure_ascii=False) if action == "grant" else "{}",
-                    )
-                )
-            session.flush()
+            grant_detail = json.dumps({"key": key}, ensure_ascii=False)
+            events = [
+                {"coupon_id": coupon.id, "action": action, "from_status": before, "to_status": after,
+                 "at": at, "actor": actor, "detail": grant_detail if action == "grant" else "{}"}
+                for action, before, after in history
+            ]  # fmt: skip
+            session.execute(insert(_EVENTS), events)
     except _Refused as refusal:
         if refusal.reason == "out_of_stock":
             _count_stock_out(session, benefit, at, zone)
         return GrantResult("refused", reason=refusal.reason)
     except IntegrityError:
-        found = session.execute(select(Coupon).where(Coupon.grant_key == key)).scalar_one_or_none()
+        found = session.execute(select(_COUPONS).where(_COUPONS.c.grant_key == key)).first()
         if found is None:
             raise
         return _duplicate(found, customer_id, benefit_id)

@@ -15,6 +15,7 @@ from omnibank.config import Settings, get_settings
 from omnibank.errors import ConfigError
 
 _engines: dict[str, Engine] = {}
+_AUDIT_APPENDED = "audit_appended"  # omnibank.audit.service.APPENDED
 _migrated: set[str] = set()
 
 
@@ -49,7 +50,11 @@ def get_engine(settings: Settings | None = None) -> Engine:
         elif url.startswith("postgresql"):
             if url.startswith("postgresql://"):
                 url = "postgresql+psycopg://" + url[len("postgresql://") :]
-            engine = create_engine(url, pool_pre_ping=True)
+            # a connection for each request a server process works on at once, and a few more (the audit
+            # chainer, health checks): requests beyond that queue for one rather than each opening its own
+            engine = create_engine(
+                url, pool_pre_ping=True, pool_size=settings.api_threads + 2, max_overflow=8
+            )
         else:
             raise ConfigError(f"OMNIBANK_DATABASE_URL: unsupported database {url.split(':', 1)[0]!r}")
         _engines[settings.db_url] = engine
@@ -136,6 +141,13 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
         session = Session(bind=conn, expire_on_commit=False)
         try:
             yield session
+            if session.info.get(_AUDIT_APPENDED) and engine.dialect.name == "sqlite":
+                from omnibank.audit.service import chain_in_transaction
+
+                # SQLite has one writer at a time, so this transaction's own end is commit order: its
+                # entries join the hash chain before it commits, at no cost to concurrency
+                chain_in_transaction(session)
+                del session.info[_AUDIT_APPENDED]
             session.commit()
         except BaseException:
             session.rollback()
@@ -144,3 +156,7 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
             session.close()
             if relax:
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
+        if session.info.get(_AUDIT_APPENDED):
+            from omnibank.audit.service import after_commit
+
+            after_commit(conn)  # the audit entries this transaction appended join the hash chain
