@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Grant, Refusal
@@ -193,17 +193,17 @@ def apply_file(
     path = EventLog(settings).dir / rel_path
     events = list(read_events(settings, types=decider.types, fields=decider.columns, files=[path]))
     touched = sorted({e.customer_id for e in events})
-    stored = {
-        s.customer_id: s
+    stored: dict[str, str] = {
+        cid: text
         for chunk in _chunks(touched)
-        for s in session.scalars(
-            select(CampaignCustomerState).where(
+        for cid, text in session.execute(
+            select(CampaignCustomerState.customer_id, CampaignCustomerState.state).where(
                 CampaignCustomerState.campaign == campaign_id, CampaignCustomerState.customer_id.in_(chunk)
             )
         )
     }
-    for cid, s in stored.items():
-        state.customers[cid] = load_customer(cid, s.state)
+    for cid, text in stored.items():
+        state.customers[cid] = load_customer(cid, text)
     new_grants: list[CampaignGrant] = []
     for n, event in enumerate(events, 1):
         if fail_after is not None and n > fail_after:
@@ -220,13 +220,21 @@ def apply_file(
     }
     fresh = [g for g in new_grants if g.key not in existing]
     _issue(session, fresh, settings, report)
-    session.add_all(fresh)
+    # plain bulk statements, not the ORM's unit of work: a file of a large bank writes 100k+ rows here
+    if fresh:
+        session.execute(insert(CampaignGrant), [{c: getattr(g, c) for c in _GRANT_COLUMNS} for g in fresh])
+    added, changed = [], []
     for cid, cust in state.customers.items():
         text = dump_customer(cust)
-        if cid in stored:
-            stored[cid].state = text
-        else:
-            session.add(CampaignCustomerState(campaign=campaign_id, customer_id=cid, state=text))
+        before = stored.get(cid)
+        if before is None:
+            added.append({"campaign": campaign_id, "customer_id": cid, "state": text})
+        elif before != text:
+            changed.append({"campaign": campaign_id, "customer_id": cid, "state": text})
+    if added:
+        session.execute(insert(CampaignCustomerState), added)
+    if changed:
+        session.execute(update(CampaignCustomerState), changed)  # by primary key, executemany
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
@@ -286,6 +294,9 @@ def _issue(session: Session, grants: list[CampaignGrant], settings: Settings, re
             g.ledger = "issued"
             g.coupon_id = result.coupon.id if result.coupon else None
             report.coupons += 1
+
+
+_GRANT_COLUMNS = tuple(c.key for c in CampaignGrant.__table__.columns)
 
 
 def _row(g: Grant, event: Event) -> CampaignGrant:
