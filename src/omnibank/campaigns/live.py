@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 import yaml
-from sqlalchemy import insert, select, update
+from sqlalchemy import ARRAY, String, any_, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Grant, Refusal
@@ -193,15 +193,7 @@ def apply_file(
     path = EventLog(settings).dir / rel_path
     events = list(read_events(settings, types=decider.types, fields=decider.columns, files=[path]))
     touched = sorted({e.customer_id for e in events})
-    stored: dict[str, str] = {
-        cid: text
-        for chunk in _chunks(touched)
-        for cid, text in session.execute(
-            select(CampaignCustomerState.customer_id, CampaignCustomerState.state).where(
-                CampaignCustomerState.campaign == campaign_id, CampaignCustomerState.customer_id.in_(chunk)
-            )
-        )
-    }
+    stored = _stored_states(session, campaign_id, touched)
     for cid, text in stored.items():
         state.customers[cid] = load_customer(cid, text)
     new_grants: list[CampaignGrant] = []
@@ -294,6 +286,22 @@ def _issue(session: Session, grants: list[CampaignGrant], settings: Settings, re
             g.ledger = "issued"
             g.coupon_id = result.coupon.id if result.coupon else None
             report.coupons += 1
+
+
+def _stored_states(session: Session, campaign_id: str, customer_ids: list[str]) -> dict[str, str]:
+    """The stored state of these customers in the campaign. PostgreSQL: one statement with the ids as one
+    array (chunks of IN lists cost a plan each, and on a table growing within the run the planner's stale
+    statistics chose sequential scans: 74 of 132 s on a 100k bank); SQLite: IN lists of 500."""
+    table = CampaignCustomerState
+    cols = select(table.customer_id, table.state).where(table.campaign == campaign_id)
+    if session.get_bind().dialect.name == "postgresql":
+        ids = bindparam("ids", customer_ids, type_=ARRAY(String))
+        return {cid: text for cid, text in session.execute(cols.where(table.customer_id == any_(ids)))}
+    return {
+        cid: text
+        for chunk in _chunks(customer_ids)
+        for cid, text in session.execute(cols.where(table.customer_id.in_(chunk))).tuples()
+    }
 
 
 _GRANT_COLUMNS = tuple(c.key for c in CampaignGrant.__table__.columns)
