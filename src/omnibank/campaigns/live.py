@@ -300,7 +300,7 @@ def _stored_states(session: Session, campaign_id: str, customer_ids: list[str]) 
     return {
         cid: text
         for chunk in _chunks(customer_ids)
-        for cid, text in session.execute(cols.where(table.customer_id.in_(chunk))).tuples()
+        for cid, text in session.execute(cols.where(table.customer_id.in_(chunk)))
     }
 
 
