@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select, text
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, select, text
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
@@ -177,10 +177,20 @@ def _latest_entries(
     """Each customer's latest entry in the journey (locked for update on PostgreSQL when asked)."""
     ids = sorted(set(customer_ids))
     out: dict[str, JourneyEntry] = {}
-    for i in range(0, len(ids), _CHUNK):
+    # PostgreSQL: the ids as one array in one statement (IN lists of 500 on a table growing within a run
+    # led the planner to sequential scans in live campaigns); SQLite: IN lists
+    postgres = session.get_bind().dialect.name == "postgresql"
+    size = max(len(ids), 1) if postgres else _CHUNK
+    for i in range(0, len(ids), size):
+        part = ids[i : i + size]
+        which = (
+            JourneyEntry.customer_id == any_(bindparam("ids", part, type_=ARRAY(String)))
+            if postgres
+            else JourneyEntry.customer_id.in_(part)
+        )
         q = (
             select(JourneyEntry)
-            .where(JourneyEntry.journey == journey_id, JourneyEntry.customer_id.in_(ids[i : i + _CHUNK]))
+            .where(JourneyEntry.journey == journey_id, which)
             .order_by(JourneyEntry.customer_id, JourneyEntry.entry_no)
         )
         if lock:
