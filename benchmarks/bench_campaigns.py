@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
+from pgdb import fresh_database
 
 HERE = Path(__file__).resolve().parent
 
@@ -144,20 +145,6 @@ def main() -> int:
     )
     live_ok = live_benchmark(args.data, args.live_customers, spec_path=HERE.parent / "examples" / "campaigns")
     return 0 if same and live_ok else 1
-
-
-def fresh_database(url: str, name: str) -> str:
-    """``url`` with its database replaced by an empty one called ``name`` (dropped first if it exists)."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def live_benchmark(data: Path, customers: int, *, spec_path: Path) -> bool:

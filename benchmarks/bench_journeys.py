@@ -27,6 +27,8 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from pgdb import fresh_database
+
 HERE = Path(__file__).resolve().parent
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 3, 2, 10, 0, tzinfo=TZ)  # a Monday morning: no quiet hours
@@ -43,19 +45,6 @@ steps:
   - {id: notice, send: {channel: sms, template: 账户服务提醒, purpose: service}, next: end}
   - {id: lead, lead: {product: WM2026A01, due_in: 2d, note: 高净值客户跟进}}
 """
-
-
-def fresh_database(url: str, name: str) -> str:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    base = make_url(url)
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
 
 
 def setup(customers: int) -> int:
