@@ -21,29 +21,9 @@ import pyarrow as pa
 from omnibank.campaigns.engine import Event
 from omnibank.config import Settings
 from omnibank.errors import InputRefused
-from omnibank.events.log import TYPED_FIELDS, EventLog, configure, sql_string
+from omnibank.events.log import JSON_FIELD_TYPES, TYPED_FIELDS, EventLog, configure, sql_string
 
 FIELDS = ("channel", *TYPED_FIELDS, "weekday")  # what an Event's fields may hold
-_JSON_COLUMNS = {
-    "event_id": "VARCHAR",
-    "type": "VARCHAR",
-    "customer_id": "VARCHAR",
-    "ts": "VARCHAR",
-    "channel": "VARCHAR",
-    "amount": "VARCHAR",
-    "card_id": "VARCHAR",
-    "product": "VARCHAR",
-    "tier": "VARCHAR",
-    "primary": "BOOLEAN",
-    "new_customer": "BOOLEAN",
-    "merchant": "VARCHAR",
-    "mcc": "VARCHAR",
-    "points": "BIGINT",
-    "reward": "VARCHAR",
-    "quantity": "BIGINT",
-    "product_id": "VARCHAR",
-    "duration_s": "DOUBLE",
-}
 
 
 @dataclass
@@ -70,7 +50,7 @@ def _typed(fields: list[str]) -> str:
 def _json_columns(fields: list[str]) -> str:
     raw = {"is_primary": "primary"}
     names = ["event_id", "type", "customer_id", "ts", *(raw.get(f, f) for f in fields if f != "weekday")]
-    return "{" + ", ".join(f"{sql_string(k)}: {sql_string(_JSON_COLUMNS[k])}" for k in names) + "}"
+    return "{" + ", ".join(f"{sql_string(k)}: {sql_string(JSON_FIELD_TYPES[k])}" for k in names) + "}"
 
 
 def _output(fields: list[str], local_date: str) -> str:

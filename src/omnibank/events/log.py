@@ -88,6 +88,30 @@ TYPED_FIELDS = (
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+#: the DuckDB type each field of an ``events.jsonl`` line is read as, by readers that parse a contract file
+#: straight from JSON (campaign and journey simulation); ``primary`` is the contract's name of ``is_primary``
+JSON_FIELD_TYPES: dict[str, str] = {
+    "event_id": "VARCHAR",
+    "type": "VARCHAR",
+    "customer_id": "VARCHAR",
+    "ts": "VARCHAR",
+    "channel": "VARCHAR",
+    "amount": "VARCHAR",
+    "card_id": "VARCHAR",
+    "product": "VARCHAR",
+    "tier": "VARCHAR",
+    "primary": "BOOLEAN",
+    "new_customer": "BOOLEAN",
+    "merchant": "VARCHAR",
+    "mcc": "VARCHAR",
+    "points": "BIGINT",
+    "reward": "VARCHAR",
+    "quantity": "BIGINT",
+    "product_id": "VARCHAR",
+    "duration_s": "DOUBLE",
+}
+
+
 def sql_string(value: str) -> str:
     """A SQL string literal."""
     return "'" + value.replace("'", "''") + "'"

@@ -16,31 +16,11 @@ import duckdb
 
 from omnibank.config import Settings
 from omnibank.errors import InputRefused
-from omnibank.events.log import TYPED_FIELDS, EventLog, configure, sql_string
+from omnibank.events.log import JSON_FIELD_TYPES, TYPED_FIELDS, EventLog, configure, sql_string
 from omnibank.journeys.machine import JourneyEvent
 
 PLATFORM_FIELDS = ("journey", "step", "message_id", "lead_id", "staff_id", "source")
-_FILE_TYPES = {
-    "event_id": "VARCHAR",
-    "type": "VARCHAR",
-    "customer_id": "VARCHAR",
-    "ts": "VARCHAR",
-    "channel": "VARCHAR",
-    "amount": "VARCHAR",
-    "card_id": "VARCHAR",
-    "product": "VARCHAR",
-    "tier": "VARCHAR",
-    "primary": "BOOLEAN",
-    "new_customer": "BOOLEAN",
-    "merchant": "VARCHAR",
-    "mcc": "VARCHAR",
-    "points": "BIGINT",
-    "reward": "VARCHAR",
-    "quantity": "BIGINT",
-    "product_id": "VARCHAR",
-    "duration_s": "DOUBLE",
-    **{f: "VARCHAR" for f in PLATFORM_FIELDS if f != "channel"},
-}
+_FILE_TYPES = {**JSON_FIELD_TYPES, **{f: "VARCHAR" for f in PLATFORM_FIELDS if f != "channel"}}
 #: the columns each known type may fill (others: every column is looked at)
 TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "card.issued": ("channel", "card_id", "product", "tier", "is_primary", "new_customer"),
