@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, select, text
+from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
 from omnibank.contact.policy import Send
 from omnibank.db import unit_of_work
+from omnibank.db.ids import one_of
 from omnibank.errors import AppError, NotFound
 from omnibank.events.log import EventLog
 from omnibank.journeys.facts import MemoryFacts, identifier_kinds, load_profiles
@@ -177,17 +178,7 @@ def _latest_entries(
     """Each customer's latest entry in the journey (locked for update on PostgreSQL when asked)."""
     ids = sorted(set(customer_ids))
     out: dict[str, JourneyEntry] = {}
-    # PostgreSQL: the ids as one array in one statement (IN lists of 500 on a table growing within a run
-    # led the planner to sequential scans in live campaigns); SQLite: IN lists
-    postgres = session.get_bind().dialect.name == "postgresql"
-    size = max(len(ids), 1) if postgres else _CHUNK
-    for i in range(0, len(ids), size):
-        part = ids[i : i + size]
-        which = (
-            JourneyEntry.customer_id == any_(bindparam("ids", part, type_=ARRAY(String)))
-            if postgres
-            else JourneyEntry.customer_id.in_(part)
-        )
+    for which in one_of(session, JourneyEntry.customer_id, ids):
         q = (
             select(JourneyEntry)
             .where(JourneyEntry.journey == journey_id, which)
