@@ -48,6 +48,7 @@ from omnibank.contact.models import DND_CHANNELS, STATUSES, ContactCap, ContactD
 from omnibank.contact.policy import CHANNELS, Decision, PolicyConfig, Send, cap_scopes, decide
 from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
+from omnibank.db.upsert import insert_for
 from omnibank.errors import AppError, Conflict, NotFound
 from omnibank.kit.masking import mask_numbers
 
@@ -234,12 +235,8 @@ def _insert_new(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
     decided); key → id of the rows inserted."""
     if not rows:
         return {}
-    if session.connection().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     stmt = (
-        insert(ContactMessage)
+        insert_for(session, ContactMessage)
         .on_conflict_do_nothing(index_elements=["key"])
         .returning(ContactMessage.key, ContactMessage.id)
     )
@@ -377,11 +374,7 @@ def redecide_due(session: Session, settings: Settings, *, now: datetime, limit: 
     result: Counter[str] = Counter()
     if not rows:
         return result
-    customers = {r.customer_id for r in rows}
-    known = known_customers(session, customers)
-    marketing = {r.customer_id for r in rows if r.purpose == "marketing"}
-    consent = allowed_many(session, marketing, "marketing") if marketing else {}
-    windows = dnd_many(session, customers)
+    known, consent, windows = _standing(session, rows)
     counters = StoreCounters(session)
     for r in sorted(rows, key=lambda m: (m.customer_id, m.scheduled_for, m.id)):
         send = Send(
@@ -405,6 +398,17 @@ def redecide_due(session: Session, settings: Settings, *, now: datetime, limit: 
     return result
 
 
+def _standing(
+    session: Session, rows: Sequence[ContactMessage]
+) -> tuple[set[str], dict[str, bool], dict[str, list[DndWindow]]]:
+    """What the policy needs about the customers of these outbox rows, read in bulk: who is known (not
+    erased), marketing consent (of those with marketing rows) and do-not-disturb windows."""
+    customers = {r.customer_id for r in rows}
+    marketing = {r.customer_id for r in rows if r.purpose == "marketing"}
+    consent = allowed_many(session, marketing, "marketing") if marketing else {}
+    return known_customers(session, customers), consent, dnd_many(session, customers)
+
+
 def _claim(
     session: Session, settings: Settings, *, now: datetime, limit: int, withdrawn: Counter[str]
 ) -> list[Outgoing]:
@@ -423,11 +427,7 @@ def _claim(
     rows = list(session.scalars(_for_update(stmt, session)))
     if not rows:
         return []
-    customers = {r.customer_id for r in rows}
-    known = known_customers(session, customers)
-    marketing = {r.customer_id for r in rows if r.purpose == "marketing"}
-    consent = allowed_many(session, marketing, "marketing") if marketing else {}
-    windows = dnd_many(session, customers)
+    known, consent, windows = _standing(session, rows)
     counters = StoreCounters(session)
     out: list[Outgoing] = []
     for r in sorted(rows, key=lambda m: (m.customer_id, m.scheduled_for, m.id)):
