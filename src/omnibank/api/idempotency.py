@@ -25,6 +25,7 @@ from omnibank.api.errors import InvalidRequest
 from omnibank.api.models import IdempotencyKey
 from omnibank.config import Settings
 from omnibank.db import unit_of_work
+from omnibank.db.upsert import insert_for
 from omnibank.errors import Conflict
 
 KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -52,10 +53,6 @@ def _reserve(session: Session, *, actor: str, key: str, digest: str, now: dateti
     False when a live row holds it. A concurrent request that reserved it first is waited for (the unique
     row), so after it commits this sees its row, and after it rolls back this reserves."""
     table = _TABLE
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     values: dict[str, Any] = {
         "request_hash": digest,
         "response_status": 0,
@@ -63,7 +60,7 @@ def _reserve(session: Session, *, actor: str, key: str, digest: str, now: dateti
         "created_at": now,
     }
     stmt = (
-        insert(table)
+        insert_for(session, table)
         .values(actor=actor, key=key, **values)
         .on_conflict_do_update(
             index_elements=[table.c.actor, table.c.key], set_=values, where=table.c.created_at < cutoff

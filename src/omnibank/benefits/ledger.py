@@ -29,6 +29,7 @@ from omnibank.benefits.models import (
 )
 from omnibank.benefits.schemas import CouponRead
 from omnibank.config import get_settings
+from omnibank.db.upsert import insert_for
 from omnibank.errors import AppError, Conflict, NotFound
 
 _NO_SYNC = {"synchronize_session": False}
@@ -42,12 +43,8 @@ def insert_ignore(session: Session, table: Any, values: dict[str, Any]) -> bool:
     """Insert one row unless its key is taken (by a row there before, or one written meanwhile by another
     transaction); True when it was inserted. (RETURNING tells, where psycopg reports no row count.)"""
     tbl: Table = table.__table__ if hasattr(table, "__table__") else table
-    if session.connection().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     key = next(iter(tbl.primary_key.columns))
-    stmt = insert(tbl).values(**values).on_conflict_do_nothing().returning(key)
+    stmt = insert_for(session, tbl).values(**values).on_conflict_do_nothing().returning(key)
     return session.execute(stmt).first() is not None
 
 

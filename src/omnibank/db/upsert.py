@@ -7,6 +7,7 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Dialect, Table
+from sqlalchemy.dialects.postgresql import Insert as ConflictInsert
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert
 
@@ -15,14 +16,27 @@ _Plan = tuple[str, Callable[[dict[str, Any]], tuple[Any, ...]], list[tuple[int, 
 _plans: dict[tuple[int, str, str, tuple[str, ...]], _Plan] = {}
 
 
-def _statement(table: Table, dialect: str, key: str, keep_on_update: Sequence[str]) -> Insert:
+def insert_for(session: Session, table: Any) -> ConflictInsert:
+    """An INSERT into ``table`` (a model or a Table) in the store's dialect, so that
+    ``on_conflict_do_nothing`` and ``on_conflict_do_update`` can follow (PostgreSQL and SQLite write them
+    alike)."""
+    return _dialect_insert(session.get_bind().dialect.name, table)
+
+
+def _dialect_insert(dialect: str, table: Any) -> ConflictInsert:
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
-    elif dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert  # type: ignore[assignment]
-    else:  # pragma: no cover - config refuses other databases
-        raise RuntimeError(f"no upsert for {dialect}")
-    stmt = insert(table)
+
+        return insert(table)  # type: ignore[return-value]  # the same ON CONFLICT methods
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    raise RuntimeError(f"no upsert for {dialect}")  # pragma: no cover - config refuses other databases
+
+
+def _statement(table: Table, dialect: str, key: str, keep_on_update: Sequence[str]) -> Insert:
+    stmt = _dialect_insert(dialect, table)
     skip = {key, *keep_on_update}
     return stmt.on_conflict_do_update(
         index_elements=[table.c[key]],

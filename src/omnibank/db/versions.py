@@ -10,6 +10,7 @@ from sqlalchemy import BigInteger, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from omnibank.db.base import Base
+from omnibank.db.upsert import insert_for
 
 KINDS = ("customers", "orgs", "tags", "merges", "consent")
 
@@ -27,11 +28,7 @@ def bump(session: Session, name: str) -> None:
     refuse the second plain INSERT)."""
     if name not in KINDS:
         raise ValueError(f"unknown data kind {name!r}")
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(DataVersion).values(name=name, version=1)
+    stmt = insert_for(session, DataVersion).values(name=name, version=1)
     session.execute(
         stmt.on_conflict_do_update(
             index_elements=[DataVersion.name], set_={"version": DataVersion.version + 1}

@@ -36,6 +36,7 @@ from omnibank.config import Settings
 from omnibank.contact.policy import Send
 from omnibank.db import unit_of_work
 from omnibank.db.ids import one_of
+from omnibank.db.upsert import insert_for
 from omnibank.errors import AppError, NotFound
 from omnibank.events.log import EventLog
 from omnibank.journeys.facts import MemoryFacts, identifier_kinds, load_profiles
@@ -136,15 +137,7 @@ def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> int:
     """Record step runs; a key recorded before is left as it is. Returns the rows added."""
     if not rows:
         return 0
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-        stmt: Any = pg_insert(_RUNS).on_conflict_do_nothing(index_elements=["key"])
-    else:
-        from sqlalchemy.dialects.sqlite import insert as lite_insert
-
-        stmt = lite_insert(_RUNS).on_conflict_do_nothing(index_elements=["key"])
+    stmt = insert_for(session, _RUNS).on_conflict_do_nothing(index_elements=["key"])
     added = 0
     seen: set[str] = set()
     unique = [r for r in rows if not (r["key"] in seen or seen.add(r["key"]))]  # type: ignore[func-returns-value]
