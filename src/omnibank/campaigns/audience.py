@@ -16,6 +16,8 @@ from sqlalchemy.orm import Session
 from omnibank.campaigns.spec import CampaignSpec
 from omnibank.config import Settings
 from omnibank.consent.service import allowed_set
+from omnibank.db import unit_of_work
+from omnibank.kit.clock import local_today
 from omnibank.segments import service as segments
 
 
@@ -38,3 +40,11 @@ def eligible(
     if spec.purpose is not None:
         members = allowed_set(session, spec.purpose, members)
     return members
+
+
+def eligible_today(
+    settings: Settings, spec: CampaignSpec, *, segment: str | None = None
+) -> frozenset[str] | None:
+    """:func:`eligible` as of the bank-local today, in a unit of work of its own (the CLI and the demo)."""
+    with unit_of_work(settings) as session:
+        return eligible(session, settings, spec, as_of=local_today(settings.tz), segment=segment)

@@ -7,8 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from omnibank.campaigns.audience import eligible_today
 from omnibank.campaigns.simulate import SimulationReport
-from omnibank.campaigns.spec import CampaignSpec
 from omnibank.config import Settings, get_settings
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
@@ -48,7 +48,7 @@ def simulate_cmd(
 
     settings = get_settings()
     spec = load_campaign(campaign)
-    eligible = _eligible(settings, spec, segment)
+    eligible = eligible_today(settings, spec, segment=segment)
     if out_file is not None and out_file.is_dir():
         raise AppError(f"{out_file}: is a folder; give a file name for --out")
     tmp = out_file.with_name(out_file.name + ".tmp") if out_file else None
@@ -68,16 +68,6 @@ def simulate_cmd(
     if tmp is not None and out_file is not None:
         tmp.replace(out_file)
     print_report(report, out_file)
-
-
-def _eligible(settings: Settings, spec: CampaignSpec, segment: str | None) -> frozenset[str] | None:
-    """Who may take part as of today: the campaign's eligibility and purpose, and the --segment."""
-    from omnibank.campaigns.audience import eligible
-    from omnibank.db import unit_of_work
-    from omnibank.kit.clock import local_today
-
-    with unit_of_work(settings) as session:
-        return eligible(session, settings, spec, as_of=local_today(settings.tz), segment=segment)
 
 
 def print_report(report: SimulationReport, out_file: Path | None) -> None:
@@ -173,7 +163,7 @@ def run_cmd(
     settings = get_settings()
 
     def eligible_for(session, spec):  # type: ignore[no-untyped-def]
-        return _eligible(settings, spec, None)
+        return eligible_today(settings, spec)
 
     while True:
         reports = live.run_once(

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from omnibank.campaigns.spec import CampaignSpec
+from omnibank.campaigns.audience import eligible_today
 from omnibank.config import Settings
 from omnibank.kit.console import err, out, progress_enabled
 
@@ -162,7 +162,7 @@ def _campaigns(settings: Settings) -> None:
                   "simulated over the demo year (nothing issued)", title_justify="left")  # fmt: skip
     for path in sorted(folder.glob("*.yaml")):
         spec = load_campaign(path)
-        report = simulate(spec, settings, events=None, eligible=_eligible(settings, spec))
+        report = simulate(spec, settings, events=None, eligible=eligible_today(settings, spec))
         for rule in spec.rules:
             cells = [v for (r, _m), v in report.by_rule_month.items() if r == rule.id]
             refused = sum(n for (r, _why), n in report.refusals.items() if r == rule.id)
@@ -174,16 +174,6 @@ def _campaigns(settings: Settings) -> None:
                 f"{refused:,}",
             )
     out.print(table)
-
-
-def _eligible(settings: Settings, spec: CampaignSpec) -> frozenset[str] | None:
-    """Who may take part as of today (eligibility and consent purpose), as ``campaign simulate`` decides."""
-    from omnibank.campaigns.audience import eligible
-    from omnibank.db import unit_of_work
-    from omnibank.kit.clock import local_today
-
-    with unit_of_work(settings) as session:
-        return eligible(session, settings, spec, as_of=local_today(settings.tz))
 
 
 def _journeys(settings: Settings, *, since: date) -> None:
