@@ -75,6 +75,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pg_database_url: str | 
             monkeypatch.delenv(key)
     monkeypatch.setenv("OMNIBANK_HOME", str(home))
     monkeypatch.setenv("OMNIBANK_ACTOR", "test:pytest")
+    monkeypatch.setenv("OMNIBANK_API_TUNE_GC", "false")  # not in the test process: it outlives many apps
     if pg_database_url:
         monkeypatch.setenv("OMNIBANK_DATABASE_URL", pg_database_url)
     config.reset_settings()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -15,9 +15,11 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import event
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.orm import ORMExecuteState, Session
+from starlette.concurrency import run_in_threadpool
 
 from omnibank.api.errors import Forbidden, RateLimited, Unauthorized
 from omnibank.api.ratelimit import TokenBucket
+from omnibank.benefits.fastpath import FastPath
 from omnibank.config import Settings
 from omnibank.customers.repository import Scope, scope_root, subtree_scope
 from omnibank.db import unit_of_work
@@ -215,10 +217,11 @@ def _lookup(token: str, settings: Settings, now: datetime) -> tuple[Principal, d
         return _user_principal(session, user), datetime.fromtimestamp(int(claims["exp"]), UTC)
 
 
-def authenticate(
+async def authenticate(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> Principal:
-    """The caller (a dependency; a sync one: measured, running it on the event loop gained nothing)."""
+    """The caller (a dependency). A cached token is checked on the event loop; only a lookup in the store
+    goes to a worker thread (async: a sync dependency costs every request a thread hand-off)."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("sign in first: send Authorization: Bearer <token>")
     token = credentials.credentials
@@ -226,11 +229,13 @@ def authenticate(
     now = now_of(request)
     cache: PrincipalCache = request.app.state.principal_cache
     key = users.digest(token)
-    principal = cache.get(key, now)
-    if principal is None:
+    cached = cache.get(key, now)
+    if cached is None:
         generation = _generation
-        principal, expires_at = _lookup(token, settings, now)
+        principal, expires_at = await run_in_threadpool(_lookup, token, settings, now)
         cache.put(key, principal, expires_at, generation)
+    else:
+        principal = cached
     limiter: TokenBucket = request.app.state.rate_limiter
     wait = limiter.take(principal.actor)
     if wait is not None:
@@ -239,13 +244,49 @@ def authenticate(
     return principal
 
 
-def require(permission: str) -> Callable[..., Principal]:
+def require(permission: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency: the authenticated caller, who must hold ``permission``."""
 
-    def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
+    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
         if not principal.can(permission):
             raise Forbidden(f"this needs the permission {permission}", details={"needs": permission})
         return principal
 
     dependency.__name__ = f"require_{permission.replace(':', '_')}"
     return dependency
+
+
+# ------------------------------------------------------------------------- the fast path's view of a caller
+
+
+def fast_path_of(request: Request) -> FastPath | None:
+    """The server process's PostgreSQL fast path (None: SQLite, or an app run without its lifespan)."""
+    fast: FastPath | None = getattr(request.app.state, "fast_path", None)
+    return fast
+
+
+async def scope_orgs(request: Request, principal: Principal) -> list[str] | None:
+    """The branches whose customers the caller sees, for the fast path's statements: None for the whole
+    bank, else a list (empty: none). The same scope as ``Principal.customer_scope``; an org's subtree is
+    read once per ``api_auth_cache_seconds`` in a process (as a token is), so a change of the org tree
+    reaches a running server within that time."""
+    if not principal.sees_customers:
+        return []
+    if principal.whole_bank:
+        return None
+    settings = settings_of(request)
+    cache: dict[str | None, tuple[float, list[str]]] = request.app.state.scope_cache
+    hit = cache.get(principal.org_id)
+    if hit is not None and time.monotonic() < hit[0]:
+        return hit[1]
+
+    def read() -> list[str]:
+        with unit_of_work(settings) as session:
+            return sorted(principal.customer_scope(session).org_ids or ())
+
+    orgs = await run_in_threadpool(read)
+    if settings.api_auth_cache_seconds > 0:
+        if len(cache) >= 10_000:
+            cache.clear()
+        cache[principal.org_id] = (time.monotonic() + settings.api_auth_cache_seconds, orgs)
+    return orgs

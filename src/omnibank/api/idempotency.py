@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from sqlalchemy import CursorResult, Table, delete, select, tuple_, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from omnibank.api.errors import InvalidRequest
 from omnibank.api.models import IdempotencyKey
@@ -106,14 +107,30 @@ _last_prune: dict[str, datetime] = {}
 _prune_lock = threading.Lock()
 
 
-def _maybe_prune(settings: Settings, now: datetime) -> None:
+def _prune_due(settings: Settings, now: datetime) -> bool:
+    """Whether this process prunes now (at most once a ``PRUNE_EVERY``); if so, the time is taken."""
     with _prune_lock:
         last = _last_prune.get(settings.db_url)
         if last is not None and abs(now - last) < PRUNE_EVERY:
-            return
+            return False
         _last_prune[settings.db_url] = now
+        return True
+
+
+def _prune(settings: Settings, now: datetime) -> None:
     with unit_of_work(settings) as session:
         prune(session, now=now, ttl=timedelta(hours=settings.api_idempotency_ttl_hours))
+
+
+def _maybe_prune(settings: Settings, now: datetime) -> None:
+    if _prune_due(settings, now):
+        _prune(settings, now)
+
+
+async def after_write(settings: Settings, now: datetime) -> None:
+    """After a write made outside ``run_write`` with a key (the coupon fast path): prune as it would."""
+    if _prune_due(settings, now):
+        await run_in_threadpool(_prune, settings, now)
 
 
 Write = Callable[[Session], tuple[int, BaseModel]]

@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, selec
 from sqlalchemy.orm import Session
 
 from omnibank.audit.models import AuditEntry
-from omnibank.config import get_settings
+from omnibank.config import Settings, get_settings
 from omnibank.kit.masking import mask_numbers
 
 #: ``prev_hash`` of the first entry of the chain
@@ -403,3 +403,19 @@ def verify_all(conn: Connection) -> Verdict:
     chain_pending(conn, wait=True)
     with Session(bind=conn) as session:
         return verify(session)
+
+
+_chainer_keys: dict[str, str] = {}  # a store's configured URL → its engine's (the chainers' key)
+
+
+def wake_chainer(settings: Settings) -> None:
+    """Entries were appended outside a unit of work (the API's fast path): wake this process's background
+    chainer, if it runs (else the next audited write or ``audit verify`` chains them)."""
+    key = _chainer_keys.get(settings.db_url)
+    if key is None:
+        from omnibank.db import get_engine
+
+        key = _chainer_keys[settings.db_url] = get_engine(settings).url.render_as_string(hide_password=False)
+    chainer = _chainers.get(key)
+    if chainer is not None:
+        chainer.wake()

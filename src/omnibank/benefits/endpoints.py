@@ -4,22 +4,35 @@ its own benefits and redeems its own coupons."""
 
 from __future__ import annotations
 
+import json
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
-from omnibank.api.auth import Principal, now_of, require, settings_of
+from omnibank.api.auth import (
+    Principal,
+    audit_source,
+    fast_path_of,
+    now_of,
+    require,
+    scope_orgs,
+    settings_of,
+)
 from omnibank.api.errors import ERROR_RESPONSES, Forbidden
-from omnibank.api.idempotency import run_write
+from omnibank.api.idempotency import KEY_PATTERN, after_write, request_hash, run_write
+from omnibank.audit.service import wake_chainer
 from omnibank.benefits import ledger, service
+from omnibank.benefits.fastpath import Declined, Idem
 from omnibank.benefits.schemas import CouponRead
+from omnibank.config import Settings
 from omnibank.customers import repository as customers
 from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
@@ -183,23 +196,43 @@ _REISSUED: dict[int | str, dict[str, Any]] = {
 
 
 @router.post("/coupons", response_model=CouponOut, status_code=201, tags=["coupons"], responses=_REISSUED)
-def issue_coupon(
+async def issue_coupon(
     body: CouponIssue, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
 ) -> JSONResponse:
     """Issue one coupon to a customer of the caller's (stock and the budgets defined for the campaign and
     for its rule apply; refused: 409)."""
     if principal.role == "supplier":
         raise Forbidden("a supplier cannot issue coupons")
+    settings = settings_of(request)
     now = now_of(request)
     key = body.grant_key or (
         f"api:{principal.actor}:{idempotency_key}" if idempotency_key else f"api:{secrets.token_hex(12)}"
     )
+    fast = fast_path_of(request)
+    idem = _idem(request, principal, idempotency_key, body, now)
+    if fast is not None and idem is not False:
+        terms = await fast.terms(body.benefit_id)
+        if terms is not None:
+            coupon = fast.planned(
+                terms, key=key, campaign=body.campaign, rule=body.rule, customer_id=body.customer_id,
+                benefit_id=body.benefit_id, at=now, zone=settings.tz,
+            )  # fmt: skip
+            out = _coupon_out(coupon).model_dump(mode="json")
+            try:
+                orgs = await scope_orgs(request, principal)
+                await fast.grant(coupon, terms, actor=principal.actor, orgs=orgs, idem=idem or None,
+                                 response=json.dumps(out, ensure_ascii=False))  # fmt: skip
+                if idem:
+                    await after_write(settings, now)
+                return JSONResponse(out, status_code=201)
+            except Declined:
+                pass  # the general path decides afresh: a refusal, a replay or the coupon issued before
 
     def write(session: Session) -> tuple[int, CouponOut]:
         _visible_customer(session, principal, body.customer_id)
         result = service.grant(
             session, key=key, campaign=body.campaign, rule=body.rule, customer_id=body.customer_id,
-            benefit_id=body.benefit_id, granted_at=now, tz=settings_of(request).tz, actor=principal.actor,
+            benefit_id=body.benefit_id, granted_at=now, tz=settings.tz, actor=principal.actor,
             budgets=ledger.defined_budgets(session, body.campaign, body.rule),
         )  # fmt: skip
         if result.coupon is None:
@@ -207,19 +240,62 @@ def issue_coupon(
                            details={"reason": result.reason})  # fmt: skip
         return (201 if result.issued else 200), _coupon_out(result.coupon, duplicate=not result.issued)
 
-    return run_write(
-        settings_of(request), actor=principal.actor, key=idempotency_key, method="POST",
-        path=request.url.path, payload=body, now=now, write=write,
+    try:
+        return await run_in_threadpool(
+            run_write, settings, actor=principal.actor, key=idempotency_key, method="POST",
+            path=request.url.path, payload=body, now=now, write=write,
+        )  # fmt: skip
+    except Conflict as refused:
+        if refused.details.get("reason") == "out_of_stock":  # the refusal rolled the count back with it
+            await run_in_threadpool(_count_stock_out, settings, body.benefit_id, now)
+        raise
+
+
+def _count_stock_out(settings: Settings, benefit_id: str, now: datetime) -> None:
+    with unit_of_work(settings) as session:
+        service.count_stock_out(session, benefit_id, now, settings.tz)
+
+
+def _idem(
+    request: Request, principal: Principal, key: str | None, payload: BaseModel | None, now: datetime
+) -> Idem | None | Literal[False]:
+    """The Idempotency-Key as the fast path keeps it; None without one, False for one the general path
+    refuses (it says why)."""
+    if key is None:
+        return None
+    if not KEY_PATTERN.match(key):
+        return False
+    return Idem(
+        actor=principal.actor, key=key, digest=request_hash("POST", request.url.path, payload),
+        cutoff=now - timedelta(hours=settings_of(request).api_idempotency_ttl_hours),
     )  # fmt: skip
 
 
 CouponId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-def _move(
+async def _move(
     request: Request, principal: Principal, coupon_id: int, action: str, key: str | None
 ) -> JSONResponse:
     now = now_of(request)
+    source = audit_source(request)
+    fast = fast_path_of(request)
+    idem = _idem(request, principal, key, None, now)
+    if fast is not None and idem is not False:
+        supplier = principal.supplier_id if principal.role == "supplier" else None
+        try:
+            moved = await fast.move(
+                coupon_id, action, now=now, actor=principal.actor,
+                orgs=None if supplier else await scope_orgs(request, principal), supplier=supplier,
+                source=source, idem=idem or None,
+                respond=lambda c: json.dumps(_coupon_out(c).model_dump(mode="json"), ensure_ascii=False),
+            )  # fmt: skip
+            wake_chainer(settings_of(request))
+            if idem:
+                await after_write(settings_of(request), now)
+            return JSONResponse(_coupon_out(moved).model_dump(mode="json"), status_code=200)
+        except Declined:
+            pass  # the general path looks again: the refusal (409), not found (404) or the replay
 
     def write(session: Session) -> tuple[int, CouponOut]:
         # the move first (one compare-and-set statement), then whether the caller may act on that coupon:
@@ -227,35 +303,35 @@ def _move(
         # the caller cannot see as not found, whatever its state
         move = ledger.claim if action == "claim" else ledger.redeem
         try:
-            moved = move(session, coupon_id, now=now, actor=principal.actor)
+            moved = move(session, coupon_id, now=now, actor=principal.actor, source=source)
         except AppError:
             _visible_coupon(session, principal, coupon_id)
             raise
         _may_act_on(session, principal, moved)
         return 200, _coupon_out(moved)
 
-    return run_write(
-        settings_of(request), actor=principal.actor, key=key, method="POST", path=request.url.path,
-        payload=None, now=now, write=write,
+    return await run_in_threadpool(
+        run_write, settings_of(request), actor=principal.actor, key=key, method="POST",
+        path=request.url.path, payload=None, now=now, write=write,
     )  # fmt: skip
 
 
 @router.post("/coupons/{coupon_id}/claim", response_model=CouponOut, tags=["coupons"])
-def claim_coupon(
+async def claim_coupon(
     coupon_id: CouponId, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
 ) -> JSONResponse:
     """Claim a granted coupon (it becomes active once it takes effect)."""
     if principal.role == "supplier":
         raise Forbidden("a supplier cannot claim coupons for customers")
-    return _move(request, principal, coupon_id, "claim", idempotency_key)
+    return await _move(request, principal, coupon_id, "claim", idempotency_key)
 
 
 @router.post("/coupons/{coupon_id}/redeem", response_model=CouponOut, tags=["coupons"])
-def redeem_coupon(
+async def redeem_coupon(
     coupon_id: CouponId, request: Request, principal: CouponWriter, idempotency_key: IdemKey = None
 ) -> JSONResponse:
     """Redeem an active coupon, exactly once: a second redemption is refused with 409."""
-    return _move(request, principal, coupon_id, "redeem", idempotency_key)
+    return await _move(request, principal, coupon_id, "redeem", idempotency_key)
 
 
 # ---------------------------------------------------------------------------------------------- points

@@ -375,7 +375,7 @@ def _events(
     session.execute(insert(_EVENTS), rows)
 
 
-def claim(session: Session, coupon_id: int, *, now: datetime, actor: str) -> CouponRead:
+def claim(session: Session, coupon_id: int, *, now: datetime, actor: str, source: str = "cli") -> CouponRead:
     """The customer claims a granted coupon (within its claim window); it becomes active at once when it has
     taken effect, else ``sweep`` activates it on its first valid day. Audited."""
     table = _COUPONS
@@ -391,11 +391,11 @@ def claim(session: Session, coupon_id: int, *, now: datetime, actor: str) -> Cou
         c = transition(session, coupon_id, "claim", now=now, actor=actor)
         if now >= c.valid_from:
             c = transition(session, coupon_id, "activate", now=now, actor=actor)
-    _audit(session, c, "claim", actor)
+    _audit(session, c, "claim", actor, source=source)
     return c
 
 
-def redeem(session: Session, coupon_id: int, *, now: datetime, actor: str) -> CouponRead:
+def redeem(session: Session, coupon_id: int, *, now: datetime, actor: str, source: str = "cli") -> CouponRead:
     """Use an active coupon within its validity; exactly once. Audited."""
     table = _COUPONS
     valid = (table.c.valid_from <= now) & ((table.c.valid_to.is_(None)) | (table.c.valid_to >= now))
@@ -404,7 +404,7 @@ def redeem(session: Session, coupon_id: int, *, now: datetime, actor: str) -> Co
         _events(session, coupon_id, [("redeem", "active", "redeemed")], now, actor)
     else:
         c = transition(session, coupon_id, "redeem", now=now, actor=actor)
-    _audit(session, c, "redeem", actor)
+    _audit(session, c, "redeem", actor, source=source)
     return c
 
 
@@ -418,7 +418,9 @@ def revoke(session: Session, coupon_id: int, *, now: datetime, actor: str, reaso
     return c
 
 
-def _audit(session: Session, c: CouponRead, action: str, actor: str, **extra: str) -> None:
+def _audit(
+    session: Session, c: CouponRead, action: str, actor: str, source: str = "cli", **extra: str
+) -> None:
     audit.record(
         session,
         actor=actor,
@@ -426,6 +428,7 @@ def _audit(session: Session, c: CouponRead, action: str, actor: str, **extra: st
         subject_type="coupon",
         subject_id=str(c.id),
         detail={"customer_id": c.customer_id, "benefit": c.benefit_id, "status": c.status, **extra},
+        source=source,
     )
 
 

@@ -579,10 +579,24 @@ def _windows(
     zone: ZoneInfo,
 ) -> tuple[datetime | None, datetime | None]:
     """The claim and validity windows, defaulting from the catalogue's validity (bank-local days)."""
-    if claim_by is None and benefit.claim_days is not None:
-        claim_by = _end_of_day(at.astimezone(zone).date() + timedelta(days=benefit.claim_days), zone)
-    if valid_to is None and benefit.valid_days is not None:
-        valid_to = _end_of_day(start.astimezone(zone).date() + timedelta(days=benefit.valid_days), zone)
+    return default_windows(benefit.claim_days, benefit.valid_days, at, start, claim_by, valid_to, zone)
+
+
+def default_windows(
+    claim_days: int | None,
+    valid_days: int | None,
+    at: datetime,
+    start: datetime,
+    claim_by: datetime | None,
+    valid_to: datetime | None,
+    zone: ZoneInfo,
+) -> tuple[datetime | None, datetime | None]:
+    """Claim until the end of grant day + ``claim_days``, valid until the end of the first valid day +
+    ``valid_days`` (bank-local), unless given."""
+    if claim_by is None and claim_days is not None:
+        claim_by = _end_of_day(at.astimezone(zone).date() + timedelta(days=claim_days), zone)
+    if valid_to is None and valid_days is not None:
+        valid_to = _end_of_day(start.astimezone(zone).date() + timedelta(days=valid_days), zone)
     return claim_by, valid_to
 
 
@@ -723,6 +737,12 @@ def _grant_all(
         )
         for coupon_id, row, r in zip(ids, rows, requests, strict=True)
     ]
+
+
+def count_stock_out(session: Session, benefit_id: str, at: datetime, tz: ZoneInfo) -> None:
+    """Count a grant refused for want of stock (the day's refusals of the benefit), in its own right: a
+    caller whose transaction rolls back with the refusal (the API answering 409) counts it apart."""
+    _count_stock_out(session, _benefit(session, benefit_id), at, tz)
 
 
 def _count_stock_out(session: Session, benefit: Benefit, at: datetime, tz: ZoneInfo) -> None:
