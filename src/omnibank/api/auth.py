@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
@@ -244,16 +244,28 @@ async def authenticate(
     return principal
 
 
-def require(permission: str) -> Callable[..., Awaitable[Principal]]:
-    """A dependency: the authenticated caller, who must hold ``permission``."""
+class Require(HTTPBearer):
+    """A dependency: the authenticated caller (a bearer token), who must hold ``permission``.
 
-    async def dependency(principal: Annotated[Principal, Depends(authenticate)]) -> Principal:
-        if not principal.can(permission):
-            raise Forbidden(f"this needs the permission {permission}", details={"needs": permission})
+    One node in FastAPI's dependency tree, not three (the bearer scheme, ``authenticate``, the permission
+    check): FastAPI solves every level of the tree on every request, which measured a quarter of the API's
+    own time on the coupon endpoints. It is its own bearer scheme, so OpenAPI still shows the security."""
+
+    def __init__(self, permission: str):
+        super().__init__(auto_error=False, scheme_name="HTTPBearer", description=_bearer.model.description)
+        self.permission = permission
+
+    async def __call__(self, request: Request) -> Principal:  # type: ignore[override]
+        principal = await authenticate(request, await super().__call__(request))
+        if not principal.can(self.permission):
+            needs = self.permission
+            raise Forbidden(f"this needs the permission {needs}", details={"needs": needs})
         return principal
 
-    dependency.__name__ = f"require_{permission.replace(':', '_')}"
-    return dependency
+
+def require(permission: str) -> Require:
+    """A dependency: the authenticated caller, who must hold ``permission``."""
+    return Require(permission)
 
 
 # ------------------------------------------------------------------------- the fast path's view of a caller

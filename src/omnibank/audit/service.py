@@ -179,14 +179,22 @@ def chain(session: Session, *, wait: bool = True, limit: int = CHAIN_BATCH) -> i
     a time makes a transaction's end its commit order, the unit of work chains inside the transaction just
     before committing. ``omnibank audit verify`` chains everything committed before it walks.
 
-    The trade-off: between its commit and its chaining (milliseconds under load; at most about a second
-    while the server runs; until the next audited write or ``audit verify`` if the step failed) an entry is
-    protected by the database triggers only: someone who can switch them off could change or delete it
-    unnoticed in that window. Once chained, editing, deleting or re-ordering it breaks the chain as before,
+    The trade-off: between its commit and its chaining (a quarter of a second under load; at most about a
+    second while the server runs; until the next audited write or ``audit verify`` if the step failed) an
+    entry is protected by the database triggers only: someone who can switch them off could change or delete
+    it unnoticed in that window. Once chained, editing, deleting or re-ordering it breaks the chain as before,
     and making a chained entry look unchained breaks the link of the entry after it. Chain order is commit
     order (an entry whose transaction commits later is chained later even with a lower id); ``verify``
     walks ``seq``. The triggers allow an entry exactly one change, this one (NULL → values, its content
-    untouched)."""
+    untouched).
+
+    On PostgreSQL the database does it (``omnibank_chain_audit``, migration 0013: the same payload and hash
+    as ``entry_hash``), so the entries do not travel to Python and back."""
+    if session.get_bind().dialect.name == "postgresql":
+        return int(
+            session.scalar(text("SELECT omnibank_chain_audit(:limit, :wait)"), {"limit": limit, "wait": wait})
+            or 0
+        )
     if not _lock_chain(session, wait=wait):
         return 0
     table = _TABLE
@@ -243,9 +251,15 @@ def pending(session: Session) -> int:
 
 class Chainer:
     """A background thread that chains committed entries: woken after each audited commit of this process
-    (``wake``), and every ``interval`` seconds in any case (entries another process appended)."""
+    (``wake``), and every ``interval`` seconds in any case (entries another process appended).
 
-    def __init__(self, engine: Engine, *, interval: float = 1.0, linger: float = 0.02):
+    Once woken it lingers ``linger`` seconds so a busy server's entries gather into one round: a round has a
+    fixed cost (a connection, the lock, the head) beside its cost an entry, so measured on PostgreSQL an
+    entry cost 26 µs of CPU in rounds of 2,000, 62 in rounds of 50, and about 120 in the rounds of ten a
+    20 ms linger gave at 1,500 requests/s, a sixth of the API server's CPU. An entry is chained within
+    about ``linger`` of its commit under load, within ``interval`` at most."""
+
+    def __init__(self, engine: Engine, *, interval: float = 1.0, linger: float = 0.25):
         self.engine = engine
         self.interval = interval
         self.linger = linger
