@@ -20,6 +20,7 @@ from sqlalchemy import text
 from omnibank import __version__
 from omnibank.api import errors
 from omnibank.api.auth import PrincipalCache
+from omnibank.api.fastlane import CouponLane
 from omnibank.api.middleware import BodyLimit, SecurityHeaders
 from omnibank.api.ratelimit import TokenBucket
 from omnibank.benefits.fastpath import FastPath
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.login_limiter = TokenBucket(settings.api_login_per_minute)
     app.state.principal_cache = PrincipalCache(settings.api_auth_cache_seconds)
     app.state.scope_cache = {}
+    app.state.lane_served = 0  # coupon requests the lane served (omnibank.api.fastlane)
     app.state.fast_path = None
     errors.install(app)
     # the coupon routes first: FastAPI tries the routers in order, and these carry most of the traffic
@@ -127,7 +129,10 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             session.execute(text("SELECT 1"))
         return Health(status="ok", database="ok", revision=current_revision(current), version=__version__)
 
-    # outermost first: the size limit refuses before anything reads the body; headers on every answer
+    # innermost first (each one added wraps the ones before): the coupon lane inside everything, so its
+    # answers get the same headers; the size limit refuses before anything reads the body; headers on
+    # every answer
+    app.add_middleware(CouponLane)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,

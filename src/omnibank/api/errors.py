@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -122,7 +123,7 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status_code, code, str(exc.detail), {}, dict(exc.headers or {}))
 
 
-def _store_error(_request: Request, exc: Exception) -> JSONResponse:
+def store_unavailable(_request: Request, exc: Exception) -> JSONResponse:
     log.error("the store cannot be used: %s", exc)
     return error_response(503, "store_unavailable", "the database cannot be used right now; try again", {})
 
@@ -136,5 +137,6 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(OperationalError, _store_error)
+    app.add_exception_handler(OperationalError, store_unavailable)
+    app.add_exception_handler(psycopg.OperationalError, store_unavailable)  # the coupon fast path
     app.add_exception_handler(Exception, _unexpected)

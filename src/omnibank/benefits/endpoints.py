@@ -205,28 +205,10 @@ async def issue_coupon(
         raise Forbidden("a supplier cannot issue coupons")
     settings = settings_of(request)
     now = now_of(request)
-    key = body.grant_key or (
-        f"api:{principal.actor}:{idempotency_key}" if idempotency_key else f"api:{secrets.token_hex(12)}"
-    )
-    fast = fast_path_of(request)
-    idem = _idem(request, principal, idempotency_key, body, now)
-    if fast is not None and idem is not False:
-        terms = await fast.terms(body.benefit_id)
-        if terms is not None:
-            coupon = fast.planned(
-                terms, key=key, campaign=body.campaign, rule=body.rule, customer_id=body.customer_id,
-                benefit_id=body.benefit_id, at=now, zone=settings.tz,
-            )  # fmt: skip
-            out = _coupon_out(coupon).model_dump(mode="json")
-            try:
-                orgs = await scope_orgs(request, principal)
-                await fast.grant(coupon, terms, actor=principal.actor, orgs=orgs, idem=idem or None,
-                                 response=json.dumps(out, ensure_ascii=False))  # fmt: skip
-                if idem:
-                    await after_write(settings, now)
-                return JSONResponse(out, status_code=201)
-            except Declined:
-                pass  # the general path decides afresh: a refusal, a replay or the coupon issued before
+    key = _grant_key(principal, body, idempotency_key)
+    done = await fast_issue(request, principal, body, idempotency_key, key=key, now=now)
+    if done is not None:
+        return done
 
     def write(session: Session) -> tuple[int, CouponOut]:
         _visible_customer(session, principal, body.customer_id)
@@ -249,6 +231,56 @@ async def issue_coupon(
         if refused.details.get("reason") == "out_of_stock":  # the refusal rolled the count back with it
             await run_in_threadpool(_count_stock_out, settings, body.benefit_id, now)
         raise
+
+
+def _grant_key(principal: Principal, body: CouponIssue, idempotency_key: str | None) -> str:
+    if body.grant_key:
+        return body.grant_key
+    return f"api:{principal.actor}:{idempotency_key}" if idempotency_key else f"api:{secrets.token_hex(12)}"
+
+
+async def fast_issue(
+    request: Request,
+    principal: Principal,
+    body: CouponIssue,
+    idempotency_key: str | None,
+    *,
+    key: str | None = None,
+    now: datetime | None = None,
+) -> JSONResponse | None:
+    """The issue on the fast path (PostgreSQL), or None: no fast path here, or it declined (nothing was
+    written) and the general path decides. The caller has checked who may issue."""
+    fast = fast_path_of(request)
+    if fast is None or _declined_before(request):
+        return None
+    settings = settings_of(request)
+    now = now or now_of(request)
+    idem = _idem(request, principal, idempotency_key, body, now)
+    if idem is False:
+        return None
+    terms = await fast.terms(body.benefit_id)
+    if terms is None:
+        return None
+    coupon = fast.planned(
+        terms, key=key or _grant_key(principal, body, idempotency_key), campaign=body.campaign,
+        rule=body.rule, customer_id=body.customer_id, benefit_id=body.benefit_id, at=now, zone=settings.tz,
+    )  # fmt: skip
+    out = _coupon_out(coupon).model_dump(mode="json")
+    try:
+        orgs = await scope_orgs(request, principal)
+        await fast.grant(coupon, terms, actor=principal.actor, orgs=orgs, idem=idem,
+                         response=json.dumps(out, ensure_ascii=False))  # fmt: skip
+    except Declined:
+        request.state.fast_declined = True
+        return None  # the general path decides afresh: a refusal, a replay or the coupon issued before
+    if idem:
+        await after_write(settings, now)
+    return JSONResponse(out, status_code=201)
+
+
+def _declined_before(request: Request) -> bool:
+    """The fast path declined this request already (in the coupon lane, which passed it on)."""
+    return bool(getattr(request.state, "fast_declined", False))
 
 
 def _count_stock_out(settings: Settings, benefit_id: str, now: datetime) -> None:
@@ -279,23 +311,9 @@ async def _move(
 ) -> JSONResponse:
     now = now_of(request)
     source = audit_source(request)
-    fast = fast_path_of(request)
-    idem = _idem(request, principal, key, None, now)
-    if fast is not None and idem is not False:
-        supplier = principal.supplier_id if principal.role == "supplier" else None
-        try:
-            moved = await fast.move(
-                coupon_id, action, now=now, actor=principal.actor,
-                orgs=None if supplier else await scope_orgs(request, principal), supplier=supplier,
-                source=source, idem=idem or None,
-                respond=lambda c: json.dumps(_coupon_out(c).model_dump(mode="json"), ensure_ascii=False),
-            )  # fmt: skip
-            wake_chainer(settings_of(request))
-            if idem:
-                await after_write(settings_of(request), now)
-            return JSONResponse(_coupon_out(moved).model_dump(mode="json"), status_code=200)
-        except Declined:
-            pass  # the general path looks again: the refusal (409), not found (404) or the replay
+    done = await fast_move(request, principal, coupon_id, action, key, now=now)
+    if done is not None:
+        return done
 
     def write(session: Session) -> tuple[int, CouponOut]:
         # the move first (one compare-and-set statement), then whether the caller may act on that coupon:
@@ -314,6 +332,42 @@ async def _move(
         run_write, settings_of(request), actor=principal.actor, key=key, method="POST",
         path=request.url.path, payload=None, now=now, write=write,
     )  # fmt: skip
+
+
+async def fast_move(
+    request: Request,
+    principal: Principal,
+    coupon_id: int,
+    action: str,
+    key: str | None,
+    *,
+    now: datetime | None = None,
+) -> JSONResponse | None:
+    """A claim or redemption on the fast path (PostgreSQL), or None: no fast path here, or it declined
+    (nothing was written) and the general path decides. The caller has checked who may move it."""
+    fast = fast_path_of(request)
+    if fast is None or _declined_before(request):
+        return None
+    settings = settings_of(request)
+    now = now or now_of(request)
+    idem = _idem(request, principal, key, None, now)
+    if idem is False:
+        return None
+    supplier = principal.supplier_id if principal.role == "supplier" else None
+    try:
+        moved = await fast.move(
+            coupon_id, action, now=now, actor=principal.actor,
+            orgs=None if supplier else await scope_orgs(request, principal), supplier=supplier,
+            source=audit_source(request), idem=idem,
+            respond=lambda c: json.dumps(_coupon_out(c).model_dump(mode="json"), ensure_ascii=False),
+        )  # fmt: skip
+    except Declined:
+        request.state.fast_declined = True
+        return None  # the general path looks again: the refusal (409), not found (404) or the replay
+    wake_chainer(settings)
+    if idem:
+        await after_write(settings, now)
+    return JSONResponse(_coupon_out(moved).model_dump(mode="json"), status_code=200)
 
 
 @router.post("/coupons/{coupon_id}/claim", response_model=CouponOut, tags=["coupons"])
