@@ -5,7 +5,7 @@
         .venv/bin/python benchmarks/bench_api.py'
 
 A small bank (1,000 customers) and a voucher with ample stock are loaded into a fresh database; `omnibank
-serve` runs as its own process (one uvicorn worker per core), and a load process drives it with 200
+serve --workers N` runs as its own process (one worker per core), and a load process drives it with 200
 keep-alive clients, each looping issue (with an Idempotency-Key) → claim → redeem with an integration token.
 
 Two runs. Flat out, each client sends its next request as soon as it has its answer: the most the server
@@ -352,8 +352,8 @@ def main() -> int:
     env = {**os.environ, "OMNIBANK_HOME": str(home), "OMNIBANK_DATABASE_URL": url,
            "OMNIBANK_API_RATE_PER_MINUTE": "100000000"}  # fmt: skip
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "omnibank.app:create_app", "--factory", "--host", "127.0.0.1",
-         "--port", str(port), "--workers", str(args.workers), "--log-level", "warning", "--no-access-log"],
+        [sys.executable, "-m", "omnibank", "serve", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", str(args.workers), "--no-access-log"],
         env=env,
     )  # fmt: skip
     try:

@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.login_limiter = TokenBucket(settings.api_login_per_minute)
     app.state.principal_cache = PrincipalCache(settings.api_auth_cache_seconds)
     app.state.scope_cache = {}
+    app.state.auth_inflight = {}  # token checks under way (omnibank.api.auth)
     app.state.lane_served = 0  # coupon requests the lane served (omnibank.api.fastlane)
     app.state.fast_path = None
     errors.install(app)

@@ -3,6 +3,7 @@ they may do (permissions) and which customers they see (the scope). Also the per
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -177,6 +178,17 @@ class PrincipalCache:
             return None
         return hit.principal
 
+    def refresh_due(self, key: str) -> bool:
+        """Whether the entry for ``key`` is in the last fifth of its time: a request that finds it so starts
+        a check in the background (one at a time), so a busy caller's entry is renewed before it lapses and
+        its requests never wait for the store."""
+        hit = self._entries.get(key)
+        return hit is not None and hit.fresh_until - time.monotonic() <= self.seconds / 5
+
+    def drop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
     def put(self, key: str, principal: Principal, expires_at: datetime, generation: int) -> None:
         if self.seconds <= 0:
             return
@@ -225,17 +237,15 @@ async def authenticate(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized("sign in first: send Authorization: Bearer <token>")
     token = credentials.credentials
-    settings = settings_of(request)
     now = now_of(request)
     cache: PrincipalCache = request.app.state.principal_cache
     key = users.digest(token)
     cached = cache.get(key, now)
     if cached is None:
-        generation = _generation
-        principal, expires_at = await run_in_threadpool(_lookup, token, settings, now)
-        cache.put(key, principal, expires_at, generation)
+        principal = await asyncio.shield(_checking(request, key, token))
     else:
         principal = cached
+        _refresh_if_due(request, cache, key, token)
     # a request the coupon lane passed on has been counted against the caller's rate already
     wait = getattr(request.state, _RATE_CHECKED, _UNCHECKED)
     if wait is _UNCHECKED:
@@ -245,6 +255,45 @@ async def authenticate(
         raise RateLimited(f"too many requests; retry in {wait} s", details={"retry_after": wait})
     request.state.principal = principal
     return principal
+
+
+def _checking(request: Request, key: str, token: str) -> asyncio.Future[Principal]:
+    """The check of ``token`` against the store, one at a time per token in a process: requests that find
+    no entry at once (a busy caller when its entry lapses) wait for the same check instead of each opening
+    a transaction of its own. The check fills the cache; a token found invalid leaves it."""
+    inflight: dict[str, asyncio.Future[Principal]] = request.app.state.auth_inflight
+    task = inflight.get(key)
+    if task is not None and (task.done() or task.get_loop() is not asyncio.get_running_loop()):
+        task = None  # finished, or left by an event loop that is gone (a test client's)
+    if task is None:
+        settings = settings_of(request)
+        now = now_of(request)
+        cache: PrincipalCache = request.app.state.principal_cache
+
+        async def check() -> Principal:
+            generation = _generation
+            try:
+                principal, expires_at = await run_in_threadpool(_lookup, token, settings, now)
+            except Unauthorized:
+                cache.drop(key)
+                raise
+            cache.put(key, principal, expires_at, generation)
+            return principal
+
+        task = inflight[key] = asyncio.ensure_future(check())
+        task.add_done_callback(lambda done: inflight.pop(key, None) if inflight.get(key) is done else None)
+    return task
+
+
+def _refresh_if_due(request: Request, cache: PrincipalCache, key: str, token: str) -> None:
+    if cache.refresh_due(key) and not _checking_now(request, key):
+        # in the background; its outcome is the cache's (an error is the next request's to see)
+        _checking(request, key, token).add_done_callback(lambda done: done.cancelled() or done.exception())
+
+
+def _checking_now(request: Request, key: str) -> bool:
+    task = request.app.state.auth_inflight.get(key)
+    return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
 
 
 _RATE_CHECKED = "rate_checked"
@@ -260,9 +309,11 @@ def cached_caller(request: Request, permission: str) -> Principal | None:
     if scheme.lower() != "bearer" or not token:
         return None
     cache: PrincipalCache = request.app.state.principal_cache
-    principal = cache.get(users.digest(token), now_of(request))
+    key = users.digest(token)
+    principal = cache.get(key, now_of(request))
     if principal is None or not principal.can(permission):
         return None
+    _refresh_if_due(request, cache, key, token)
     limiter: TokenBucket = request.app.state.rate_limiter
     wait = limiter.take(principal.actor)
     setattr(request.state, _RATE_CHECKED, wait)

@@ -179,7 +179,7 @@ def chain(session: Session, *, wait: bool = True, limit: int = CHAIN_BATCH) -> i
     a time makes a transaction's end its commit order, the unit of work chains inside the transaction just
     before committing. ``omnibank audit verify`` chains everything committed before it walks.
 
-    The trade-off: between its commit and its chaining (a quarter of a second under load; at most about a
+    The trade-off: between its commit and its chaining (tens of milliseconds under load; at most about a
     second while the server runs; until the next audited write or ``audit verify`` if the step failed) an
     entry is protected by the database triggers only: someone who can switch them off could change or delete
     it unnoticed in that window. Once chained, editing, deleting or re-ordering it breaks the chain as before,
@@ -253,13 +253,15 @@ class Chainer:
     """A background thread that chains committed entries: woken after each audited commit of this process
     (``wake``), and every ``interval`` seconds in any case (entries another process appended).
 
-    Once woken it lingers ``linger`` seconds so a busy server's entries gather into one round: a round has a
-    fixed cost (a connection, the lock, the head) beside its cost an entry, so measured on PostgreSQL an
-    entry cost 26 µs of CPU in rounds of 2,000, 62 in rounds of 50, and about 120 in the rounds of ten a
-    20 ms linger gave at 1,500 requests/s, a sixth of the API server's CPU. An entry is chained within
-    about ``linger`` of its commit under load, within ``interval`` at most."""
+    Once woken it lingers ``linger`` seconds so a busy server's entries gather into one round. On
+    PostgreSQL a round is one call of the database's chaining function, whose cost is its entries' (about
+    50 µs each, mostly the UPDATE of the entry and its indexes): short rounds spread that work evenly, where
+    a round of a quarter second's entries took one core for up to 160 ms under load and the requests of
+    that moment queued behind it. (Chaining in Python, a round also had a fixed cost, and an entry cost 26 µs
+    of the server's CPU in rounds of 2,000 but about 120 in rounds of ten.) An entry is chained within about
+    ``linger`` of its commit under load, within ``interval`` at most."""
 
-    def __init__(self, engine: Engine, *, interval: float = 1.0, linger: float = 0.25):
+    def __init__(self, engine: Engine, *, interval: float = 1.0, linger: float = 0.05):
         self.engine = engine
         self.interval = interval
         self.linger = linger

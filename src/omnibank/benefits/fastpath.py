@@ -18,6 +18,7 @@ the store is PostgreSQL; on SQLite there is none and the API takes the general p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections import Counter
@@ -120,6 +121,7 @@ class FastPath:
         self.declined: Counter[str] = Counter()
         self._terms: dict[str, tuple[float, dict[str, Any]]] = {}
         self._ids: list[int] = []
+        self._reading: set[str] = set()  # benefits whose terms are being read
 
     async def open(self) -> None:
         await self.pool.open(wait=True, timeout=30)
@@ -130,24 +132,40 @@ class FastPath:
     # ------------------------------------------------------------------------------------------- issue
 
     async def terms(self, benefit_id: str) -> Terms | None:
-        """The benefit's terms (read at most every ``TERMS_SECONDS``) and a coupon id; None when it is not
-        active, points or unknown (the general path says why)."""
-        now = time.monotonic()
+        """The benefit's terms and a coupon id; None when it is not active, points or unknown (the general
+        path says why). Terms older than ``TERMS_SECONDS`` are read again in the background while the old
+        ones serve (safe: the grant function declines terms that no longer hold), so issues never queue
+        behind the read."""
         hit = self._terms.get(benefit_id)
-        if hit is None or now >= hit[0]:
-            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-                row = await (await cur.execute(_TERMS, (benefit_id,))).fetchone()
+        if hit is None:
+            row = await self._read_terms(benefit_id)
             if row is None:
-                self._terms.pop(benefit_id, None)
                 return None
-            if len(self._terms) >= 10_000:
-                self._terms.clear()
-            hit = self._terms[benefit_id] = (now + TERMS_SECONDS, row)
+        else:
+            row = hit[1]
+            if time.monotonic() >= hit[0] and benefit_id not in self._reading:
+                reading = asyncio.ensure_future(self._read_terms(benefit_id))
+                reading.add_done_callback(lambda done: done.cancelled() or done.exception())
         if not self._ids:
             async with self.pool.connection() as conn:
                 rows = await (await conn.execute(_IDS, (ID_BLOCK,))).fetchall()
             self._ids.extend(int(r[0]) for r in reversed(rows))
-        return Terms(coupon_id=self._ids.pop(), **hit[1])
+        return Terms(coupon_id=self._ids.pop(), **row)
+
+    async def _read_terms(self, benefit_id: str) -> dict[str, Any] | None:
+        self._reading.add(benefit_id)
+        try:
+            async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+                row = await (await cur.execute(_TERMS, (benefit_id,))).fetchone()
+        finally:
+            self._reading.discard(benefit_id)
+        if row is None:
+            self._terms.pop(benefit_id, None)
+            return None
+        if len(self._terms) >= 10_000:
+            self._terms.clear()
+        self._terms[benefit_id] = (time.monotonic() + TERMS_SECONDS, row)
+        return row
 
     def forget_terms(self, benefit_id: str) -> None:
         self._terms.pop(benefit_id, None)
