@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from omnibank.api.models import IdempotencyKey
 from omnibank.audit import service as audit
@@ -220,3 +220,17 @@ def test_a_refusal_for_want_of_stock_is_counted_on_either_path(bank: Bank) -> No
         assert refused.status_code == 409 and refused.json()["details"]["reason"] == "out_of_stock"
     stock = {s["benefit_id"]: s for s in bank.get("admin", "/api/v1/benefits/stock").json()}
     assert stock["voucher"]["stock_out_days"] == 1 and stock["voucher"]["granted"] == 0
+
+
+@pg
+def test_coupon_moves_can_be_written_beside_the_old_row(bank: Bank) -> None:
+    """No index holds a coupon's status and its pages keep room, so a claim or a redemption is an update
+    PostgreSQL can make without touching the indexes (migration 0013)."""
+    with unit_of_work(bank.settings) as session:
+        options = session.scalar(text("SELECT reloptions FROM pg_class WHERE relname = 'coupons'"))
+        indexed = session.scalars(text(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            "AND a.attnum = ANY (i.indkey) WHERE i.indrelid = 'coupons'::regclass"
+        )).all()  # fmt: skip
+    assert options == ["fillfactor=80"]
+    assert not {"status", "status_at"} & set(indexed)

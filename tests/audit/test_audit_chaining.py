@@ -193,3 +193,17 @@ def test_a_trail_chained_under_the_old_lock_upgrades_in_place(cli) -> None:
     assert r.last_line == "audit trail intact: 4 entries"
     with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
         conn.execute(text("UPDATE audit_entries SET actor = 'x' WHERE id = 2"))
+
+
+def test_a_backlog_is_chained_in_paced_slices(env, monkeypatch) -> None:
+    for i in range(5):
+        _append_unchained(f"S{i}")
+    rounds: list[float] = []
+    monkeypatch.setattr(audit.time, "sleep", rounds.append)
+    with get_engine().connect() as conn:
+        assert audit.chain_pending(conn, wait=True, batch=2, pause=0.01) == 5
+    assert rounds == [0.01, 0.01]  # 2 + 2 + 1: a pause after each full slice
+    with unit_of_work() as session:
+        verdict = audit.verify(session)
+    assert verdict.intact and verdict.entries == 5 and verdict.unchained == 0
+    assert [r.seq for r in sorted(_rows(), key=lambda r: r.seq or 0)] == [1, 2, 3, 4, 5]

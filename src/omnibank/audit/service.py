@@ -231,22 +231,32 @@ def chain_in_transaction(session: Session) -> int:
     return done + n
 
 
-def chain_pending(conn: Connection, *, wait: bool) -> int:
-    """Chain on ``conn`` (outside any transaction), a batch per transaction, until nothing is left or
-    (``wait`` off) another chainer holds the lock; how many entries were chained."""
+def chain_pending(conn: Connection, *, wait: bool, batch: int = CHAIN_BATCH, pause: float = 0.0) -> int:
+    """Chain on ``conn`` (outside any transaction), ``batch`` entries per transaction with ``pause``
+    seconds between transactions, until nothing is left or (``wait`` off) another chainer holds the lock;
+    how many entries were chained."""
     done = 0
     while True:
         with Session(bind=conn) as session:
-            n = chain(session, wait=wait)
+            n = chain(session, wait=wait, limit=batch)
             session.commit()
         done += n
-        if n < CHAIN_BATCH:
+        if n < batch:
             return done
+        if pause:
+            time.sleep(pause)
 
 
 def pending(session: Session) -> int:
     """Committed entries not yet chained (the partial index ``ix_audit_entries_unchained`` finds them)."""
     return int(session.scalar(select(func.count()).where(AuditEntry.seq.is_(None))) or 0)
+
+
+#: the background chainer's entries per transaction, and its pause between them: a backlog (entries a
+#: server appended faster than it chained, flat out) is worked off in slices of about 15 ms of the database's
+#: CPU, not in one burst that the requests of that moment would queue behind
+ROUND_BATCH = 250
+ROUND_PAUSE = 0.01
 
 
 class Chainer:
@@ -288,7 +298,9 @@ class Chainer:
             stopping = self._stop.is_set()
             try:
                 with self.engine.connect() as conn:
-                    chain_pending(conn, wait=stopping)
+                    chain_pending(
+                        conn, wait=stopping, batch=ROUND_BATCH, pause=0 if stopping else ROUND_PAUSE
+                    )
             except Exception:  # the store may be away for a moment: the next round retries
                 log.warning("audit chaining failed; retrying", exc_info=True)
             if stopping:
