@@ -30,7 +30,7 @@ from omnibank.api.errors import ERROR_RESPONSES, Forbidden
 from omnibank.api.idempotency import KEY_PATTERN, after_write, request_hash, run_write
 from omnibank.audit.service import wake_chainer
 from omnibank.benefits import ledger, service
-from omnibank.benefits.fastpath import Declined, Idem
+from omnibank.benefits.fastpath import Declined, FastPath, Idem
 from omnibank.benefits.schemas import CouponRead
 from omnibank.config import Settings
 from omnibank.customers import repository as customers
@@ -250,14 +250,10 @@ async def fast_issue(
 ) -> JSONResponse | None:
     """The issue on the fast path (PostgreSQL), or None: no fast path here, or it declined (nothing was
     written) and the general path decides. The caller has checked who may issue."""
-    fast = fast_path_of(request)
-    if fast is None or _declined_before(request):
+    start = _fast_start(request, principal, idempotency_key, body, now)
+    if start is None:
         return None
-    settings = settings_of(request)
-    now = now or now_of(request)
-    idem = _idem(request, principal, idempotency_key, body, now)
-    if idem is False:
-        return None
+    fast, settings, now, idem = start
     terms = await fast.terms(body.benefit_id)
     if terms is None:
         return None
@@ -276,6 +272,21 @@ async def fast_issue(
     if idem:
         await after_write(settings, now)
     return JSONResponse(out, status_code=201)
+
+
+def _fast_start(
+    request: Request, principal: Principal, key: str | None, payload: BaseModel | None, now: datetime | None
+) -> tuple[FastPath, Settings, datetime, Idem | None] | None:
+    """What a fast-path write needs (the path, the settings, the time, the key as kept), or None: no fast
+    path here, it declined this request before, or the key is one the general path refuses."""
+    fast = fast_path_of(request)
+    if fast is None or _declined_before(request):
+        return None
+    now = now or now_of(request)
+    idem = _idem(request, principal, key, payload, now)
+    if idem is False:
+        return None
+    return fast, settings_of(request), now, idem
 
 
 def _declined_before(request: Request) -> bool:
@@ -345,14 +356,10 @@ async def fast_move(
 ) -> JSONResponse | None:
     """A claim or redemption on the fast path (PostgreSQL), or None: no fast path here, or it declined
     (nothing was written) and the general path decides. The caller has checked who may move it."""
-    fast = fast_path_of(request)
-    if fast is None or _declined_before(request):
+    start = _fast_start(request, principal, key, None, now)
+    if start is None:
         return None
-    settings = settings_of(request)
-    now = now or now_of(request)
-    idem = _idem(request, principal, key, None, now)
-    if idem is False:
-        return None
+    fast, settings, now, idem = start
     supplier = principal.supplier_id if principal.role == "supplier" else None
     try:
         moved = await fast.move(

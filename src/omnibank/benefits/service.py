@@ -503,7 +503,9 @@ def grant(
         raise AppError("grant: a face value cannot be negative")
     rate = discount_rate if discount_rate is not None else benefit.discount_rate
     start = valid_from or at
-    claim_by, valid_to = _windows(benefit, at, start, claim_by, valid_to, zone)
+    claim_by, valid_to = default_windows(
+        benefit.claim_days, benefit.valid_days, at, start, claim_by, valid_to, zone
+    )
     charged: list[str] = []
     try:
         with session.begin_nested():
@@ -570,18 +572,6 @@ def grant(
     return GrantResult("granted", coupon_read(coupon), budgets=tuple(charged))
 
 
-def _windows(
-    benefit: Benefit,
-    at: datetime,
-    start: datetime,
-    claim_by: datetime | None,
-    valid_to: datetime | None,
-    zone: ZoneInfo,
-) -> tuple[datetime | None, datetime | None]:
-    """The claim and validity windows, defaulting from the catalogue's validity (bank-local days)."""
-    return default_windows(benefit.claim_days, benefit.valid_days, at, start, claim_by, valid_to, zone)
-
-
 def default_windows(
     claim_days: int | None,
     valid_days: int | None,
@@ -591,8 +581,9 @@ def default_windows(
     valid_to: datetime | None,
     zone: ZoneInfo,
 ) -> tuple[datetime | None, datetime | None]:
-    """Claim until the end of grant day + ``claim_days``, valid until the end of the first valid day +
-    ``valid_days`` (bank-local), unless given."""
+    """The claim and validity windows, defaulting from the catalogue's validity: claim until the end of
+    grant day + ``claim_days``, valid until the end of the first valid day + ``valid_days`` (bank-local),
+    unless given."""
     if claim_by is None and claim_days is not None:
         claim_by = _end_of_day(at.astimezone(zone).date() + timedelta(days=claim_days), zone)
     if valid_to is None and valid_days is not None:
@@ -671,7 +662,9 @@ def _grant_all(
         if face < 0:
             return None
         start = r.valid_from or r.granted_at
-        claim_by, valid_to = _windows(benefit, r.granted_at, start, r.claim_by, r.valid_to, zone)
+        claim_by, valid_to = default_windows(
+            benefit.claim_days, benefit.valid_days, r.granted_at, start, r.claim_by, r.valid_to, zone
+        )
         rows.append(
             {
                 "grant_key": r.key,
