@@ -40,7 +40,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pgdb import fresh_database
+from omnibank.db.databases import fresh_database
 
 HERE = Path(__file__).resolve().parent
 CLIENTS = 200

@@ -24,7 +24,8 @@ from datetime import datetime
 from pathlib import Path
 
 import duckdb
-from pgdb import fresh_database
+
+from omnibank.db.databases import fresh_database
 
 HERE = Path(__file__).resolve().parent
 

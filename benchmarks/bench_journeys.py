@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pgdb import fresh_database
+from omnibank.db.databases import fresh_database
 
 HERE = Path(__file__).resolve().parent
 TZ = ZoneInfo("Asia/Shanghai")

@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from omnibank import config, db
 from omnibank.cli import app
 from omnibank.db.base import Base
+from omnibank.db.databases import fresh_database
 from omnibank.models import import_all_models
 from omnibank.security import reset_ciphers
 from omnibank.segments.engine import close_shared_engines
@@ -47,14 +48,7 @@ def pytest_report_header() -> str:
 def pg_database_url(worker_id: str) -> str | None:
     if not PG_URL:
         return None
-    url = make_url(PG_URL)
-    name = f"{url.database or 'omnibank'}_test_{worker_id}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return url.set(database=name).render_as_string(hide_password=False)
+    return fresh_database(PG_URL, f"{make_url(PG_URL).database or 'omnibank'}_test_{worker_id}")
 
 
 @dataclass

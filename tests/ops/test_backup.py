@@ -12,10 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import MetaData, create_engine, inspect, select, text
+from sqlalchemy import MetaData, inspect, select
 from sqlalchemy.engine import make_url
 
 from omnibank import config, db
+from omnibank.db.databases import drop_databases, fresh_database
 from omnibank.security import reset_ciphers
 from tests.events.helpers import stored
 from tests.ops.bank import NAMES, phone_of, plaintexts, small_bank
@@ -27,21 +28,14 @@ Switch = Callable[[str], Path]
 def switch_home(env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Switch]:
     """Point the settings at a new, empty data home (and on PostgreSQL a new, empty database)."""
     created: list[str] = []
-    admin_url = make_url(env.database_url).set(database="postgres") if env.database_url else None
 
     def switch(name: str) -> Path:
         home = tmp_path / name
         monkeypatch.setenv("OMNIBANK_HOME", str(home))
         if env.database_url:
-            url = make_url(env.database_url)
-            database = f"{url.database}_{name}"
-            admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-                conn.execute(text(f'CREATE DATABASE "{database}"'))
-            admin.dispose()
+            database = f"{make_url(env.database_url).database}_{name}"
+            monkeypatch.setenv("OMNIBANK_DATABASE_URL", fresh_database(env.database_url, database))
             created.append(database)
-            monkeypatch.setenv("OMNIBANK_DATABASE_URL", url.set(database=database).render_as_string(False))
         config.reset_settings()
         reset_ciphers()
         db.dispose_engines()
@@ -50,11 +44,7 @@ def switch_home(env: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> It
     yield switch
     db.dispose_engines()
     if created:
-        admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")  # type: ignore[arg-type]
-        with admin.connect() as conn:
-            for database in created:
-                conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-        admin.dispose()
+        drop_databases(env.database_url, created)
 
 
 def table_rows() -> dict[str, list[tuple[Any, ...]]]:
