@@ -250,19 +250,23 @@ async def drive(
     return len(latencies), errors, latencies
 
 
+def _cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds in the text of a /proc/<pid>/stat."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
 def process_tree_cpu(pid: int) -> float:
     """CPU seconds used so far by ``pid`` and its children (Linux /proc; 0 elsewhere)."""
-    total = 0
-    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
     children = Path(f"/proc/{pid}/task/{pid}/children")
     pids = [pid] + ([int(c) for c in children.read_text().split()] if children.exists() else [])
+    total = 0.0
     for p in pids:
         try:
-            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += _cpu_seconds(Path(f"/proc/{p}/stat").read_text())
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
+    return total
 
 
 def pg_bin(name: str) -> str | None:
@@ -309,16 +313,15 @@ def run(work: Coroutine[Any, Any, T]) -> T:
 
 def postgres_cpu() -> float:
     """CPU seconds used so far by this machine's PostgreSQL processes (Linux /proc; 0 elsewhere)."""
-    total = 0
+    total = 0.0
     for d in Path("/proc").glob("[0-9]*"):
         try:
             stat = (d / "stat").read_text()
         except OSError:
             continue
         if "(postgres)" in stat or "(postmaster)" in stat:
-            fields = stat.rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+            total += _cpu_seconds(stat)
+    return total
 
 
 def percentile(sorted_values: list[float], q: float) -> float:

@@ -262,9 +262,7 @@ def _checking(request: Request, key: str, token: str) -> asyncio.Future[Principa
     no entry at once (a busy caller when its entry lapses) wait for the same check instead of each opening
     a transaction of its own. The check fills the cache; a token found invalid leaves it."""
     inflight: dict[str, asyncio.Future[Principal]] = request.app.state.auth_inflight
-    task = inflight.get(key)
-    if task is not None and (task.done() or task.get_loop() is not asyncio.get_running_loop()):
-        task = None  # finished, or left by an event loop that is gone (a test client's)
+    task = _check_under_way(request, key)
     if task is None:
         settings = settings_of(request)
         now = now_of(request)
@@ -286,14 +284,18 @@ def _checking(request: Request, key: str, token: str) -> asyncio.Future[Principa
 
 
 def _refresh_if_due(request: Request, cache: PrincipalCache, key: str, token: str) -> None:
-    if cache.refresh_due(key) and not _checking_now(request, key):
+    if cache.refresh_due(key) and _check_under_way(request, key) is None:
         # in the background; its outcome is the cache's (an error is the next request's to see)
         _checking(request, key, token).add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
-def _checking_now(request: Request, key: str) -> bool:
-    task = request.app.state.auth_inflight.get(key)
-    return task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop()
+def _check_under_way(request: Request, key: str) -> asyncio.Future[Principal] | None:
+    """The check of this token still running on this event loop (not one finished, or left by an event
+    loop that is gone: a test client's)."""
+    task: asyncio.Future[Principal] | None = request.app.state.auth_inflight.get(key)
+    if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+        return None
+    return task
 
 
 _RATE_CHECKED = "rate_checked"

@@ -27,12 +27,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from omnibank.api.auth import cached_caller
 from omnibank.api.errors import store_unavailable
-from omnibank.benefits.endpoints import CouponIssue, fast_issue, fast_move
+from omnibank.benefits.endpoints import MAX_COUPON_ID, CouponIssue, fast_issue, fast_move
 
 ISSUE_PATH = "/api/v1/coupons"
 _MOVE_PATH = re.compile(r"^/api/v1/coupons/([0-9]{1,19})/(claim|redeem)$")
 _PERMISSION = "coupons:write"
-_MAX_ID = 2**62  # as the endpoints' path parameter
 
 
 class CouponLane:
@@ -76,7 +75,7 @@ class CouponLane:
                 answer = await fast_issue(request, principal, payload, key)
             else:
                 coupon_id = int(move[1])
-                if not 1 <= coupon_id <= _MAX_ID:
+                if not 1 <= coupon_id <= MAX_COUPON_ID:
                     await self.app(scope, receive, send)
                     return
                 answer = await fast_move(request, principal, coupon_id, move[2], key)

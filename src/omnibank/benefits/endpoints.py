@@ -314,7 +314,8 @@ def _idem(
     )  # fmt: skip
 
 
-CouponId = Annotated[int, Path(ge=1, le=2**62)]
+MAX_COUPON_ID = 2**62
+CouponId = Annotated[int, Path(ge=1, le=MAX_COUPON_ID)]
 
 
 async def _move(
