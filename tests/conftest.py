@@ -3,14 +3,23 @@
 By default the store is a SQLite file in the test's data home. With ``OMNIBANK_TEST_DATABASE_URL`` set to a
 PostgreSQL URL (``.ci/run`` and ``make test`` do this when PostgreSQL is installed) the same tests run on
 PostgreSQL: one database per pytest-xdist worker, migrated once, emptied between tests.
+
+With ``OMNIBANK_TEST_CLOCK`` (``HH:MM`` bank time, or an ISO date-time) the whole run reads a shifted wall
+clock: ``make test`` runs SQLite at 23:30 (quiet hours) and PostgreSQL at 10:00, so a test that depends on
+the hour fails in CI whenever it is written, not only at night.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, time
 from pathlib import Path
+from types import ModuleType
+from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import text
@@ -25,8 +34,53 @@ from omnibank.models import import_all_models
 from omnibank.security import reset_ciphers
 from omnibank.segments.engine import close_shared_engines
 
+CLOCK_DIR = Path(__file__).parent / "clock"
+
+
+def _load_clock_module() -> ModuleType:
+    """``tests/clock/sitecustomize.py`` under a name of its own (subprocesses import it as sitecustomize)."""
+    spec = importlib.util.spec_from_file_location("omnibank_test_clock", CLOCK_DIR / "sitecustomize.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+clock = _load_clock_module()
 PG_URL = os.environ.get("OMNIBANK_TEST_DATABASE_URL")
 ON_POSTGRES = bool(PG_URL)
+BANK_TZ = ZoneInfo("Asia/Shanghai")
+
+
+def _clock_target(value: str, now: datetime) -> datetime:
+    """``OMNIBANK_TEST_CLOCK``: ``HH:MM`` (today, bank time) or an ISO date-time with its offset."""
+    try:
+        if len(value) <= 5:
+            hour, minute = (int(x) for x in value.split(":"))
+            return datetime.combine(now.astimezone(BANK_TZ).date(), time(hour, minute), tzinfo=BANK_TZ)
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise pytest.UsageError(
+            f"OMNIBANK_TEST_CLOCK={value!r}: expected HH:MM or an ISO date-time"
+        ) from None
+    if moment.tzinfo is None:
+        raise pytest.UsageError(
+            f"OMNIBANK_TEST_CLOCK={value!r}: give the offset, e.g. 2026-12-04T23:30+08:00"
+        )
+    return moment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Shift the wall clock of the run (see ``tests/clock/sitecustomize.py``) when ``OMNIBANK_TEST_CLOCK``
+    asks for it; the xdist workers and subprocesses inherit the offset through the environment."""
+    wanted = os.environ.get("OMNIBANK_TEST_CLOCK")
+    if wanted and not os.environ.get(clock.SHIFT_VAR):
+        real = datetime.now(UTC)
+        os.environ[clock.SHIFT_VAR] = str((_clock_target(wanted, real) - real).total_seconds())
+        os.environ["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(CLOCK_DIR), os.environ.get("PYTHONPATH")) if p
+        )
+    clock.travel_if_shifted()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -39,9 +93,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def pytest_report_header() -> str:
+def pytest_report_header() -> list[str]:
     store = "PostgreSQL " + make_url(PG_URL).render_as_string(hide_password=True) if PG_URL else "SQLite"
-    return f"omnibank store: {store}"
+    moment = datetime.now(UTC).astimezone(BANK_TZ).strftime("%Y-%m-%d %H:%M")
+    shifted = " (shifted by OMNIBANK_TEST_CLOCK, ticking)" if os.environ.get(clock.SHIFT_VAR) else ""
+    return [f"omnibank store: {store}", f"omnibank clock: {moment} Asia/Shanghai{shifted}"]
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +105,18 @@ def pg_database_url(worker_id: str) -> str | None:
     if not PG_URL:
         return None
     return fresh_database(PG_URL, f"{make_url(PG_URL).database or 'omnibank'}_test_{worker_id}")
+
+
+#: an ordinary moment: a Monday at 10:00 bank time, outside the quiet hours, mid-week, mid-month
+ORDINARY_MOMENT = datetime(2026, 3, 2, 10, 0, tzinfo=BANK_TZ)
+
+
+@pytest.fixture
+def pinned_clock(time_machine: Any) -> datetime:
+    """For tests of commands that read the wall clock themselves (the CLI's "now"): the clock moves to
+    :data:`ORDINARY_MOMENT` and ticks on from there, whatever the hour the suite runs at."""
+    time_machine.move_to(ORDINARY_MOMENT, tick=True)
+    return ORDINARY_MOMENT
 
 
 @dataclass

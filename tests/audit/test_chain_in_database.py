@@ -63,7 +63,7 @@ def test_the_database_hashes_as_python_does(env, entries: list[dict]) -> None:
 
 def test_chaining_continues_from_the_head_and_skips_a_held_lock(env) -> None:
     ensure_schema()
-    now = datetime.now(UTC)
+    now = datetime(2026, 3, 2, 2, tzinfo=UTC)
     with unit_of_work() as session:
         for i in range(3):
             audit.record(session, actor="a", action="x.y", subject_type="t", subject_id=f"S{i}",

@@ -133,7 +133,7 @@ def test_the_history_never_holds_a_status_twice(catalogue) -> None:
         write_a_second_redemption()
 
 
-def test_the_cli_lists_claims_redeems_and_revokes_with_an_audit_trail(cli, catalogue) -> None:
+def test_the_cli_lists_claims_redeems_and_revokes_with_an_audit_trail(pinned_clock, cli, catalogue) -> None:
     now = datetime.now(UTC) - timedelta(minutes=1)
     first = grant_one("cli:1", benefit="gift", customer="C000123", at=now).coupon
     second = grant_one("cli:2", benefit="gift", customer="C000123", at=now).coupon

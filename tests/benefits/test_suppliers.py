@@ -94,7 +94,7 @@ def test_scores_and_grades(figures: dict[str, int], score: int, grade: str) -> N
 
 
 def test_the_scorecard_grades_a_failing_supplier_and_suspension_blocks_its_grants(
-    cli, catalogue, tmp_path
+    pinned_clock, cli, catalogue, tmp_path
 ) -> None:
     now = datetime.now(UTC)  # issue results are recorded as they arrive
     coupons = [grant_one(f"k{i}", benefit="gift", at=now).coupon for i in range(4)]

@@ -82,7 +82,7 @@ def test_bad_input_is_refused_with_a_clear_message(cli, bank, args, says) -> Non
     assert says in r.stderr and "Traceback" not in r.stderr
 
 
-def test_outbox_and_dispatch_from_the_command_line(cli, env, bank) -> None:
+def test_outbox_and_dispatch_from_the_command_line(pinned_clock, cli, env, bank) -> None:
     t = now() - timedelta(minutes=5)
     with unit_of_work() as session:
         birthday = send("a", "C01", "app_push", "service", at=t, journey="生日关怀", step="祝福",

@@ -370,7 +370,7 @@ def test_merge_moves_identifiers_and_tags_and_records_it(cli, env, bank, tmp_pat
             tmp_path / "a.jsonl", issued("i1", "C000002", CARD_2), linked("l1", "C000002", wechat_openid="wx")
         ),
     )
-    now = datetime.now(UTC)
+    now = datetime(2026, 3, 2, 2, tzinfo=UTC)
     with unit_of_work() as s:
         s.add_all(
             [

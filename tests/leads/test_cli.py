@@ -15,6 +15,8 @@ from omnibank.leads.models import Lead
 from omnibank.leads.service import LeadRead
 from tests.leads.helpers import PLAINTEXT, create, logged, request
 
+pytestmark = pytest.mark.usefixtures("pinned_clock")  # the commands read the wall clock
+
 
 def _now() -> datetime:
     return datetime.now(UTC)

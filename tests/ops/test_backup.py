@@ -8,6 +8,7 @@ import base64
 import json
 import os
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from omnibank.db.databases import drop_databases, fresh_database
 from omnibank.security import reset_ciphers
 from tests.events.helpers import stored
 from tests.ops.bank import NAMES, phone_of, plaintexts, small_bank
+
+MOMENT = datetime(2026, 3, 2, 2, tzinfo=UTC)
 
 Switch = Callable[[str], Path]
 
@@ -209,7 +212,6 @@ def test_a_write_during_the_backup_is_not_in_it(cli, env, tmp_path: Path) -> Non
     """The store is copied as of the snapshot taken with the file list: an org added while the copy
     starts is neither in the manifest's counts nor in the copied store."""
     import sqlite3
-    from datetime import UTC, datetime
 
     from omnibank.db import unit_of_work
     from omnibank.ops import backup as ops
@@ -222,7 +224,7 @@ def test_a_write_during_the_backup_is_not_in_it(cli, env, tmp_path: Path) -> Non
             if "store" in description:
                 with unit_of_work(env.settings) as s:
                     s.add(Org(org_id="B999", parent_id="HQ", name="新分行", level="branch",
-                              path="/HQ/B999/", depth=1, updated_at=datetime.now(UTC)))  # fmt: skip
+                              path="/HQ/B999/", depth=1, updated_at=MOMENT))  # fmt: skip
 
     report = ops.backup(env.settings, tmp_path / "bk", progress=WriteMeanwhile())
     with unit_of_work(env.settings) as s:

@@ -14,6 +14,8 @@ from omnibank.segments.engine import current_snapshot, customer_facts, duck_engi
 from omnibank.segments.expr import evaluate
 from tests.segments.bank import load_bank
 
+MOMENT = datetime(2026, 3, 2, 2, tzinfo=UTC)
+
 MARCH_1 = date(2026, 3, 1)
 
 
@@ -102,7 +104,7 @@ def test_tenure_and_attributes(bank) -> None:
 
 def test_a_merged_customer_counts_under_its_survivor(bank) -> None:
     with unit_of_work(bank.settings) as session:
-        session.add(CustomerMerge(merged_id="C01", survivor_id="C03", merged_at=datetime.now(UTC), actor="t"))
+        session.add(CustomerMerge(merged_id="C01", survivor_id="C03", merged_at=MOMENT, actor="t"))
         versions.bump(session, "merges")
     # C01's login and coffee now count for C03; C01 itself is no longer a customer to count
     assert members(bank, "events('app.login', 1) = 1") == ["C03"]
