@@ -144,3 +144,43 @@ def test_cli_validate_and_refusal(cli, env, tmp_path) -> None:
     res = cli("journey", "validate", str(bad))
     assert res.exit_code == 1 and "steps.0.wait (line 6)" in res.stderr
     assert example("product_view_lead").purpose == "marketing"
+
+
+def test_since_starts_scheduled_triggers_at_their_first_moment_in_the_window(env, tmp_path) -> None:
+    """A manager asks about 3–20 June 2030: the weekly segment trigger (Mondays 10:00) first fires on Monday
+    3 June, not weeks before from the file's first event, and nothing happens outside the window."""
+    load_bank(env.settings, tmp_path / "bank")
+    since = datetime.fromisoformat("2030-06-03T00:00:00+08:00")
+    until = datetime.fromisoformat("2030-06-20T00:00:00+08:00")
+    actions, _ = run(env.settings, tmp_path, [
+        login("early", "K1", "2030-02-17T09:00:00+08:00"),   # only counts in expressions
+        login("inside", "K2", "2030-06-05T09:00:00+08:00"),
+        login("after", "K3", "2030-07-01T09:00:00+08:00"),   # past --until: never seen
+    ], example("silver_digital_help"), since=since, until=until)  # fmt: skip
+    times = sorted(datetime.fromisoformat(a["time"]) for a in actions)
+    assert times and since <= times[0] and times[-1] <= until
+    sends = of(actions, "send", step="branch_task")
+    # S1 (71) and S2 (66) never logged in: both get the branch task on the first Monday, once (re-entry 180 d)
+    assert sorted((a["customer_id"], a["time"]) for a in sends) == [
+        ("S1", "2030-06-03T10:00:00+08:00"),
+        ("S2", "2030-06-03T10:00:00+08:00"),
+    ]
+
+
+def test_since_keeps_earlier_events_out_of_triggers(env, tmp_path) -> None:
+    load_bank(env.settings, tmp_path / "bank")
+    spec = journey(PUSH_EVERY_LOGIN.format(id="p", purpose="service", channel="sms"))
+    actions, report = run(env.settings, tmp_path, [
+        login("a", "K1", "2026-03-02T10:00:00+08:00"),
+        login("b", "K2", "2026-03-04T10:00:00+08:00"),
+    ], spec, since=datetime.fromisoformat("2026-03-03T00:00:00+08:00"))  # fmt: skip
+    assert [a["customer_id"] for a in of(actions, "enter")] == ["K2"]
+    assert report.events == 1
+
+
+def test_sends_record_the_text_the_customer_gets(env, tmp_path) -> None:
+    load_bank(env.settings, tmp_path / "bank")
+    viewed = view("v1", "K1", "2026-03-02T10:00:00+08:00", product="WM2026B07")
+    actions, _ = run(env.settings, tmp_path, [viewed], example("product_view_lead"))
+    texts = [a["template"] for a in actions if a.get("template") and a["action"] in ("send", "defer")]
+    assert texts and all("WM2026B07" in t and "{" not in t for t in texts)

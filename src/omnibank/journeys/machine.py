@@ -205,6 +205,15 @@ def _template(text: str, vars: Mapping[str, str]) -> str:
     return out
 
 
+MESSAGE_CHARS = 500  # an outbox message's text (contact.models)
+
+
+def _message(step: Step, state: EntryState) -> str:
+    """What the customer gets: the send's template with the trigger event's fields filled in."""
+    assert step.send is not None
+    return _template(step.send.template, state.vars)[:MESSAGE_CHARS]
+
+
 def run(c: Compiled, state: EntryState, now: datetime, facts: Facts) -> tuple[list[Action], EntryState]:
     """Execute what is due at ``now``. Stops at a send (``state.awaiting == 'decision'``: feed the
     policy's answer with :func:`decided`), at a wait, or when the entry finishes."""
@@ -273,7 +282,7 @@ def _execute(c: Compiled, state: EntryState, step: Step, facts: Facts, actions: 
         if not state.chain:
             actions.append(
                 Action("send", _key(state, ":0"), c.id, cid, step.id, at, reason="no_route",
-                       purpose=step.send.purpose or c.spec.purpose, template=step.send.template)
+                       purpose=step.send.purpose or c.spec.purpose, template=_message(step, state))
             )  # fmt: skip
             _goto(state, step.next, c, at)
             return True
@@ -281,7 +290,7 @@ def _execute(c: Compiled, state: EntryState, step: Step, facts: Facts, actions: 
             Action(
                 "send", _key(state, f":{state.attempt}"), c.id, cid, step.id, at,
                 channel=state.chain[state.attempt], purpose=step.send.purpose or c.spec.purpose,
-                template=step.send.template,
+                template=_message(step, state),
                 detail={**state.vars, **({"variant": state.variant} if state.variant else {})},
             )
         )  # fmt: skip

@@ -172,30 +172,44 @@ class Simulator:
         heapq.heappush(self.heap, (at, kind, next(self.seq), payload))
 
     def run_stream(
-        self, events: Iterator[JourneyEvent], *, until: datetime | None = None
+        self,
+        events: Iterator[JourneyEvent],
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> SimulationReport:
-        first: datetime | None = None
+        """Run the journeys over ``events`` (in time order). With ``since``, they start then: earlier events
+        only count in expressions, and a scheduled trigger first fires at its first moment at or after
+        ``since``. With ``until``, nothing happens after it. Every action falls inside the two."""
         last: datetime | None = None
         pending = next(events, None)
-        if pending is not None:
-            first = pending.ts
+        while pending is not None and since is not None and pending.ts < since:
+            self.on_event(pending, react=False)
+            pending = next(events, None)
+        if pending is not None and until is not None and pending.ts > until:
+            pending = None
+        first = pending.ts if pending is not None else None
+        start = since or first
+        if start is not None:
             for c in self.journeys.values():
                 if c.schedule is not None:
-                    self.push(next_tick(c, first - timedelta(seconds=1), self.tz), _Item.TICK, c.id)
+                    self.push(next_tick(c, start - timedelta(microseconds=1), self.tz), _Item.TICK, c.id)
+        settle = max((horizon(c) for c in self.journeys.values()), default=timedelta(0))
         while True:
             if pending is not None and (not self.heap or pending.ts < self.heap[0][0]):
                 self.on_event(pending)
                 last = pending.ts
                 self.report.events += 1
                 pending = next(events, None)
+                if pending is not None and until is not None and pending.ts > until:
+                    pending = None
                 continue
             if not self.heap:
                 break
             at = self.heap[0][0]
-            end = until or (
-                (last or at) + max((horizon(c) for c in self.journeys.values()), default=timedelta(0))
-            )
-            if pending is None and at > end:
+            if until is not None and at > until:
+                break
+            if pending is None and until is None and at > (last or start or at) + settle:
                 break
             _, kind, _, payload = heapq.heappop(self.heap)
             if kind == _Item.TICK:
@@ -243,9 +257,12 @@ class Simulator:
 
     # -- events ----------------------------------------------------------------------------------------------
 
-    def on_event(self, event: JourneyEvent, *, facts: bool = True) -> None:
+    def on_event(self, event: JourneyEvent, *, facts: bool = True, react: bool = True) -> None:
+        """An event: counted in the facts (``facts``); moves and starts entries (``react``)."""
         if facts and event.type in self.facts.event_types:
             self.facts.add_event(event.customer_id, event.type, event.fields)
+        if not react:
+            return
         interested = self.interested.get(event.type)
         if interested is None:
             interested = self.interested[event.type] = [
@@ -507,5 +524,7 @@ def simulate(
         where = f"({where}) AND (epoch_us(ts) >= {start}" + (
             f" OR {types_sql(set(counted))})" if counted else ")"
         )
+    if until is not None:
+        where = f"({where}) AND epoch_us(ts) <= {int(until.timestamp() * 1_000_000)}"
     stream = read_journey_events(settings, where=where, path=events)
-    return sim.run_stream(stream, until=until)
+    return sim.run_stream(stream, since=since, until=until)
