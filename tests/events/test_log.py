@@ -129,6 +129,12 @@ def test_a_load_finishes_a_crashed_one_first(settings: Settings, cipher: FieldCi
 
     assert (report.loaded, report.duplicates) == (1, 1)
     assert sorted(stored(settings)) == ["a", "b", "c"]
+    # the report says where the duplicates came from: the interrupted load it completed brought a and b
+    assert report.recovered == 2
+    assert report.summary_line().splitlines() == [
+        "completed an interrupted earlier load first: it added 2 events to the log",
+        "loaded 1, rejected 0, duplicates 1",
+    ]
 
 
 def test_recover_leaves_the_staging_folder_of_a_running_load_alone(settings: Settings) -> None:

@@ -31,6 +31,7 @@ import json
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
@@ -929,16 +930,29 @@ def _write_log_file(path: Path, schema: pa.Schema, parts: list[Path], dropped: n
     return written
 
 
+@dataclass
+class _Published:
+    written: int  # events this load added to the log
+    repeats: np.ndarray  # lines left out as repeats of an earlier line's event id
+    recovered: int  # events an interrupted earlier load had staged, published first
+
+
 def _finalize(
-    log: EventLog, settings: Settings, stager: _Stager, folder: Path, load_id: str
-) -> tuple[int, np.ndarray]:
-    """Deduplicate the staged rows and publish them; the number of events added to the log, and the
-    lines left out as repeats of an earlier line's event id."""
+    log: EventLog,
+    settings: Settings,
+    stager: _Stager,
+    folder: Path,
+    load_id: str,
+    on_files: Callable[[int], None] = lambda _n: None,
+    on_file: Callable[[], None] = lambda: None,
+) -> _Published:
+    """Deduplicate the staged rows and publish them (``on_files`` hears how many files will be written,
+    ``on_file`` each one written)."""
     if stager.schema is None:
-        return 0, np.empty(0, dtype=np.int64)
+        return _Published(0, np.empty(0, dtype=np.int64), 0)
     schema = stager.schema
     with log.locked():
-        log.recover_locked()
+        recovered = log.recover_locked()
         dropped, repeats = _dropped_lines(settings, folder, log.files())
         jobs: list[tuple[Path, list[Path]]] = []
         for month, parts in sorted(stager.parts.items()):
@@ -953,13 +967,19 @@ def _finalize(
                     group, rows = [], 0
             if group:
                 jobs.append((target / f"{load_id}-{len(jobs)}.parquet", group))
+        on_files(len(jobs))
+
+        def write(job: tuple[Path, list[Path]]) -> int:
+            n = _write_log_file(job[0], schema, job[1], dropped)
+            on_file()
+            return n
+
         with ThreadPoolExecutor(max_workers=_WRITERS, thread_name_prefix="events-write") as pool:
-            counts = list(pool.map(lambda job: _write_log_file(job[0], schema, job[1], dropped), jobs))
-        written = sum(counts)
+            written = sum(pool.map(write, jobs))
         if written:
             log.mark_ready(folder)
             log.publish_locked(folder)
-    return written, repeats
+    return _Published(written, repeats, recovered)
 
 
 def _learn(settings: Settings, stager: _Stager, repeats: np.ndarray) -> dict[str, Any]:
@@ -1024,7 +1044,7 @@ def load_events(
         if size == 0:
             raise InputRefused(f"{path}: the file is empty; expected one JSON event a line")
         log = EventLog(settings)
-        log.recover()
+        recovered = log.recover()
         run = LoadRun(settings.loads_dir, "events", path)
         with run, log.staging(run.load_id) as folder:
             stager = _Stager(settings, run, cipher, folder)
@@ -1035,14 +1055,22 @@ def load_events(
                     _run_batches(reader, stager)
                     if stager.events == 0:
                         raise InputRefused(f"{path}: holds only blank lines; expected one JSON event a line")
-                    bar.update(task, description="events: deduplicating and publishing")
-                    written, repeats = _finalize(log, settings, stager, folder, run.load_id)
-                    identity = _learn(settings, stager, repeats)
+                    bar.update(task, description=f"events {path.name}: read and checked")
+                    step = bar.add_task("events: deduplicating", total=None, unit="files")
+                    published = _finalize(
+                        log, settings, stager, folder, run.load_id,
+                        on_files=lambda n: bar.update(step, total=n, description="events: publishing"),
+                        on_file=lambda: bar.advance(step),
+                    )  # fmt: skip
+                    identity = _learn(settings, stager, published.repeats)
             finally:
                 stager.close()
             seconds = time.perf_counter() - started
-            run.report.loaded = written
-            run.report.duplicates = stager.staged - written
+            run.report.loaded = published.written
+            run.report.duplicates = stager.staged - published.written
+            recovered += published.recovered
+            if recovered:
+                run.report.recovered = recovered
             run.report.extra.update(
                 {
                     "bytes": size,

@@ -270,20 +270,21 @@ class EventLog:
         finally:
             os.close(fd)
 
-    def recover(self) -> None:
-        """Finish or discard what crashed loads left in staging."""
+    def recover(self) -> int:
+        """Finish or discard what crashed loads left in staging; the events the finished ones added."""
         if not self.staging_root.is_dir():
-            return
+            return 0
         with self.locked():
-            self.recover_locked()
+            return self.recover_locked()
 
-    def recover_locked(self) -> None:
+    def recover_locked(self) -> int:
         """:meth:`recover` for a caller that already holds :meth:`locked`.
 
         Folders whose owning load is still running (its staging lock is held) are left alone.
         """
         if not self.staging_root.is_dir():
-            return
+            return 0
+        added = 0
         names = {p.name.removesuffix(".lock") for p in self.staging_root.iterdir()}
         for name in sorted(names):
             folder = self.staging_root / name
@@ -293,12 +294,13 @@ class EventLog:
                 continue  # its load is still running
             try:
                 if (folder / READY).exists():
-                    self.publish_locked(folder)
+                    added += self.publish_locked(folder)
                 elif folder.exists():
                     shutil.rmtree(folder, ignore_errors=True)
                 lock_path.unlink(missing_ok=True)
             finally:
                 os.close(fd)
+        return added
 
     def mark_ready(self, folder: Path) -> list[Path]:
         """Make the staged final files durable and mark the folder READY; the files to publish."""
@@ -320,18 +322,21 @@ class EventLog:
         return staged
 
     def publish_locked(self, folder: Path) -> int:
-        """Move a READY folder's final files into the log and remove the folder; files moved.
+        """Move a READY folder's final files into the log and remove the folder; the events moved.
 
-        Idempotent: a file already moved by an interrupted earlier attempt is simply no longer there.
+        Idempotent: a file already moved by an interrupted earlier attempt is simply no longer there (its
+        events are not counted again).
         """
+        import pyarrow.parquet as pq
+
         moved = 0
         touched: set[Path] = set()
         for src in sorted((folder / FINAL).glob("month=*/*.parquet")):
             dest_dir = self.dir / src.parent.name
             dest_dir.mkdir(parents=True, exist_ok=True)
+            moved += pq.read_metadata(src).num_rows
             os.replace(src, dest_dir / src.name)
             touched.add(dest_dir)
-            moved += 1
         for dest_dir in touched:
             _fsync_dir(dest_dir)
         shutil.rmtree(folder, ignore_errors=True)

@@ -25,11 +25,13 @@ from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
+    Task,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
+from rich.text import Text
 
 from omnibank.errors import InputRefused
 
@@ -46,12 +48,18 @@ class LoadReport:
     rejected: int = 0
     duplicates: int = 0
     rejects_path: str | None = None
+    #: events an interrupted earlier load had staged and this one published first (its ``duplicates``
+    #: then count the lines that interrupted load had brought already)
+    recovered: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     def summary_line(self) -> str:
         line = f"loaded {self.loaded:,}, rejected {self.rejected:,}, duplicates {self.duplicates:,}"
         if self.rejects_path:
             line += f" (rejects: {self.rejects_path})"
+        if self.recovered:
+            done = f"completed an interrupted earlier load first: it added {self.recovered:,} events"
+            line = f"{done} to the log\n{line}"
         return line
 
 
@@ -139,12 +147,33 @@ class CountingReader(io.RawIOBase):
         return n or 0
 
 
+class _AmountColumn(DownloadColumn):
+    """Bytes for a file being read; ``done/total unit`` for a step counted in other units (the task's
+    ``unit`` field, e.g. files)."""
+
+    def render(self, task: Task) -> Text:
+        unit = task.fields.get("unit")
+        if unit is None:
+            return super().render(task)
+        total = f"{int(task.total):,}" if task.total is not None else "?"
+        return Text(f"{int(task.completed):,}/{total} {unit}", style="progress.download")
+
+
+class _SpeedColumn(TransferSpeedColumn):
+    """Bytes per second for a file being read; nothing for a step counted in other units."""
+
+    def render(self, task: Task) -> Text:
+        return Text("") if task.fields.get("unit") else super().render(task)
+
+
 def progress_bar(console: Console | None = None, *, enabled: bool = True) -> Progress:
+    """A load's progress on stderr: one line per step (reading the file, then any step after it, each
+    added with ``add_task(..., unit="files")``)."""
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
+        _AmountColumn(),
+        _SpeedColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=console or Console(stderr=True),
