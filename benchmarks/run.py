@@ -25,6 +25,7 @@ def main() -> int:
     args = parser.parse_args()
     scale = 10 if args.quick else 1
     runs = [
+        [sys.executable, str(HERE / "bench_cli.py")],  # the demo bank's size whatever the scale
         [sys.executable, str(HERE / "bench_customers.py"), "--customers", str(1_000_000 // scale)],
         [sys.executable, str(HERE / "bench_events.py"), "--events", str(10_000_000 // scale)],
         [sys.executable, str(HERE / "bench_segments.py"), "--customers", str(1_000_000 // scale)],
@@ -41,7 +42,7 @@ def main() -> int:
     ]
     pg = os.environ.get("OMNIBANK_BENCH_DATABASE_URL")
     if pg:
-        runs.insert(1, runs[0] + ["--database-url", pg])
+        runs.insert(2, runs[1] + ["--database-url", pg])
         runs.append([sys.executable, str(HERE / "bench_journeys.py"), "--customers", str(10_000 // scale)])
         runs.append([sys.executable, str(HERE / "bench_api.py"), "--seconds", str(20 // scale or 2)])
     failed = 0

@@ -65,3 +65,53 @@ def test_unreachable_database_is_a_clear_error(tmp_path: Path) -> None:
     assert res.returncode == 1
     assert "the database cannot be used" in res.stderr and "OMNIBANK_DATABASE_URL" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+HEAVY = ("sqlalchemy", "fastapi", "pyarrow", "numpy", "duckdb", "sqlglot", "pydantic", "uvicorn")
+
+
+def _modules_after(*args: str) -> tuple[int, set[str]]:
+    """Run ``omnibank ARGS`` in a fresh interpreter; its exit code and the top-level modules it imported."""
+    probe = (
+        "import sys\n"
+        "from omnibank.cli import main\n"
+        f"sys.argv = ['omnibank', *{list(args)!r}]\n"
+        "try:\n    main()\n"
+        "except SystemExit as e:\n    code = e.code or 0\nelse:\n    code = 0\n"
+        "print('MODULES', ' '.join(sorted(sys.modules)))\n"
+        "sys.exit(code)\n"
+    )
+    res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("MODULES "))
+    return res.returncode, set(line.split()[1:])
+
+
+def test_help_imports_no_domain_and_no_heavy_library() -> None:
+    code, modules = _modules_after("--help")
+    assert code == 0
+    assert not [m for m in modules if m.split(".")[0] in HEAVY], sorted(m for m in modules if "." not in m)
+    own = {"omnibank.cli", "omnibank.errors"}
+    assert not [m for m in modules if m.startswith("omnibank.") and m not in own]
+
+
+def test_a_command_imports_its_own_domain_only() -> None:
+    code, modules = _modules_after("journey", "--help")
+    assert code == 0 and "omnibank.journeys.cli" in modules
+    assert not {"omnibank.campaigns.cli", "omnibank.benefits.cli", "omnibank.api.cli", "fastapi"} & modules
+
+
+def test_every_root_command_loads_with_the_help_the_root_lists(cli) -> None:
+    from omnibank.cli import COMMANDS, load_command
+
+    for name, entry in COMMANDS.items():
+        command = load_command(name, entry)
+        assert command.name == name
+        # a group's help is the root's; a command function's docstring begins with it
+        assert (command.help or "").replace("\n", " ").startswith(entry.help.rstrip(".")), name
+        res = cli(name, "--help")
+        assert res.exit_code == 0 and f"omnibank {name}" in res.stdout, name
+
+
+def test_a_typo_is_refused_with_a_suggestion(cli) -> None:
+    res = cli("segmnt", "count", "age > 1")
+    assert res.exit_code == 2 and "segment" in res.stderr

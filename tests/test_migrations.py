@@ -67,3 +67,22 @@ def test_live_grants_stored_before_the_coupon_ledger_upgrade_in_place(env) -> No
     with unit_of_work() as session:
         grant = session.scalars(select(CampaignGrant)).one()
     assert (grant.key, grant.ledger, grant.coupon_id) == ("c1:weekly:C1:2026-W09", "not_in_catalogue", None)
+
+
+def test_the_head_read_from_the_files_is_alembics_and_the_current_revision_its_own(env) -> None:
+    from alembic.script import ScriptDirectory
+
+    def alembics_current() -> str | None:
+        with get_engine().connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    alembic_head = ScriptDirectory.from_config(db.alembic_config(env.settings)).get_current_head()
+    assert db.head_revision() == alembic_head
+    assert db.current_revision() == alembics_current()
+    if env.database_url is None:  # SQLite: a brand-new store, brought up in two steps
+        assert db.current_revision() is None
+        db.upgrade(revision="0004")
+        assert db.current_revision() == alembics_current() == "0004"
+    with unit_of_work():
+        pass  # first use brings it to the head
+    assert db.current_revision() == alembics_current() == alembic_head

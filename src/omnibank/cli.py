@@ -1,51 +1,152 @@
-"""The `omnibank` command."""
+"""The `omnibank` command.
+
+Each command's module is imported when that command runs, not before: the domains, FastAPI, pyarrow, numpy
+and SQLAlchemy cost 2–3 s and 270 MB to import, which every command (and ``--help``) used to pay. The root
+knows each command by name, module and one-line help (:data:`COMMANDS`); ``omnibank --help`` lists them
+from there and imports nothing. ``benchmarks/bench_cli.py`` measures the start-up.
+"""
 
 from __future__ import annotations
 
+import importlib
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import typer
-from sqlalchemy.exc import OperationalError
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from omnibank import __version__
-from omnibank.api.cli import serve
-from omnibank.audit.cli import app as audit_app
-from omnibank.benefits.cli import benefits_app, budgets_app, coupons_app, points_app, suppliers_app
-from omnibank.campaigns.cli import app as campaign_app
-from omnibank.consent.cli import app as consent_app
-from omnibank.contact.cli import app as contact_app
-from omnibank.customers.cli import app as customer_app
-from omnibank.demo.cli import app as demo_app
 from omnibank.errors import AppError
-from omnibank.events.cli import app as events_app
-from omnibank.ingest.cli import app as load_app
-from omnibank.journeys.cli import app as journey_app
-from omnibank.journeys.cli import worker as journey_worker
-from omnibank.kit.console import err, out
-from omnibank.leads.cli import app as leads_app
-from omnibank.ops.cli import backup_cmd, restore_cmd
-from omnibank.orgs.cli import app as org_app
-from omnibank.security.cli import app as keys_app
-from omnibank.segments.cli import app as segment_app
-from omnibank.tags.cli import app as tags_app
-from omnibank.users.cli import token_app, user_app
+
+
+class Lazy(NamedTuple):
+    """A command of the root: ``module:attribute`` (a Typer app or a command function) and its help."""
+
+    target: str
+    help: str
+
+
+#: The root's commands in the order ``--help`` lists them, with their help: a group's lives here only, a
+#: command function's docstring begins with it. ``--help`` shows the first sentence (keep it short).
+COMMANDS: dict[str, Lazy] = {
+    "db": Lazy("omnibank.cli:db_app", "The operational store: migrations."),
+    "load": Lazy(
+        "omnibank.ingest.cli:app",
+        "Load the data contract's files. Orgs, staff, customers and events, in that order.",
+    ),
+    "customer": Lazy(
+        "omnibank.customers.cli:app",
+        "Customers: find, show, merge, export, erase. Find one by phone or ID number, show the profile "
+        "(masked), merge two into one, export or erase one on the customer's request.",
+    ),
+    "org": Lazy("omnibank.orgs.cli:app", "The organisation tree (HQ → branch → sub-branch → team)."),
+    "demo": Lazy(
+        "omnibank.demo.cli:app",
+        "A synthetic demo bank (衡水银行). Generate the contract files, load them and run the bank's year.",
+    ),
+    "segment": Lazy(
+        "omnibank.segments.cli:app",
+        "Segments (客群): count, preview, export, save, snapshot. Written in the expression language, "
+        "e.g. \"age >= 60 AND events('app.login', 90) = 0\".",
+    ),
+    "events": Lazy("omnibank.events.cli:app", "The event log (append-only Parquet under the data home)."),
+    "tags": Lazy("omnibank.tags.cli:app", "Tags (标签): YAML definitions, computed in batch with history."),
+    "campaign": Lazy(
+        "omnibank.campaigns.cli:app",
+        "Campaigns whose rules are data. Validate, simulate (backtest), start, run, stop, list, grants.",
+    ),
+    "benefits": Lazy(
+        "omnibank.benefits.cli:benefits_app",
+        "Benefits (权益): the catalogue and its stock. The catalogue from YAML, stock lots, what customers "
+        "are shown.",
+    ),
+    "suppliers": Lazy(
+        "omnibank.benefits.cli:suppliers_app", "Suppliers: stock sync, issue results, the scorecard."
+    ),
+    "coupons": Lazy(
+        "omnibank.benefits.cli:coupons_app", "The coupon ledger: list, claim, redeem, revoke (audited)."
+    ),
+    "points": Lazy("omnibank.benefits.cli:points_app", "The points ledger: balances and their verification."),
+    "budgets": Lazy(
+        "omnibank.benefits.cli:budgets_app", "Budgets per campaign, rule or branch (items and face value)."
+    ),
+    "contact": Lazy("omnibank.contact.cli:app", "Channels, the contact policy, the outbox, do-not-disturb."),
+    "journey": Lazy("omnibank.journeys.cli:app", "Journeys: validate, simulate, start, stop, list, report."),
+    "worker": Lazy("omnibank.journeys.cli:worker", "Run journeys and the outbox in the background."),
+    "leads": Lazy("omnibank.leads.cli:app", "Leads for branch staff: the RM's list, follow-up, escalation."),
+    "user": Lazy("omnibank.users.cli:user_app", "Staff accounts that sign in to the API."),
+    "token": Lazy("omnibank.users.cli:token_app", "API tokens for integrations (scoped, expiring)."),
+    "serve": Lazy("omnibank.api.cli:serve", "Serve the HTTP API."),
+    "audit": Lazy("omnibank.audit.cli:app", "The audit trail: who read or changed what, from where and why."),
+    "consent": Lazy(
+        "omnibank.consent.cli:app", "Consent per customer and purpose (audited). Grant, revoke, show."
+    ),
+    "keys": Lazy(
+        "omnibank.security.cli:app",
+        "Encryption keys: status, rotate, retire. Rotation re-encrypts every personal field.",
+    ),
+    "backup": Lazy("omnibank.ops.cli:backup_cmd", "Back up the store and the event log, consistently."),
+    "restore": Lazy("omnibank.ops.cli:restore_cmd", "Restore a backup, after verifying every checksum."),
+    "version": Lazy("omnibank.cli:version", "Print the version."),
+}
+
+
+class _Placeholder(TyperCommand):
+    """A root command not imported yet: enough to list it in ``--help`` and to suggest it for a typo."""
+
+
+def load_command(name: str, entry: Lazy) -> Any:
+    """Import a root command and turn it into its Click command, named and helped as :data:`COMMANDS` says."""
+    module, _, attribute = entry.target.partition(":")
+    obj = getattr(importlib.import_module(module), attribute)
+    holder = typer.Typer(add_completion=False, rich_markup_mode=None)
+    if isinstance(obj, typer.Typer):
+        holder.add_typer(obj, name=name, help=entry.help)
+        return typer.main.get_command(holder).commands[name]  # type: ignore[attr-defined]
+    holder.command(name)(obj)  # a command function: its docstring is its help
+    return typer.main.get_command(holder)  # a one-command app is that command
 
 
 class _Root(TyperGroup):
-    """Turns an AppError anywhere below into its message on stderr and exit code 1, never a traceback."""
+    """Loads each command when it runs; turns an AppError anywhere below into its message on stderr and exit
+    code 1, never a traceback (a database that cannot be used likewise)."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        self.commands = {name: _Placeholder(name=name, help=entry.help) for name, entry in COMMANDS.items()}
+        self._listing = False
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = self.commands.get(cmd_name)
+        if isinstance(command, _Placeholder) and not self._listing:
+            command = self.commands[cmd_name] = load_command(cmd_name, COMMANDS[cmd_name])
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True  # the list of commands comes from COMMANDS: nothing is imported for it
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except AppError as exc:
-            err.print(f"[red]error:[/red] {exc.message}")
-            raise typer.Exit(1) from None
-        except OperationalError as exc:
+            _fail(exc.message)
+        except Exception as exc:
+            sa = sys.modules.get("sqlalchemy.exc")  # not imported: the error cannot be one of its kind
+            if sa is None or not isinstance(exc, sa.OperationalError):
+                raise
             reason = str(exc.orig or exc).strip().splitlines()[0]
-            err.print(f"[red]error:[/red] the database cannot be used: {reason} (see OMNIBANK_DATABASE_URL)")
-            raise typer.Exit(1) from None
+            _fail(f"the database cannot be used: {reason} (see OMNIBANK_DATABASE_URL)")
+
+
+def _fail(message: str) -> None:
+    from omnibank.kit.console import err
+
+    err.print(f"[red]error:[/red] {message}")
+    raise typer.Exit(1) from None
 
 
 app = typer.Typer(
@@ -54,14 +155,23 @@ app = typer.Typer(
     help="Omnibank — customer operations for retail banks.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-db_app = typer.Typer(help="The operational store.", no_args_is_help=True)
+
+
+@app.callback()
+def root() -> None:
+    """Omnibank — customer operations for retail banks."""
+
+
+db_app = typer.Typer(no_args_is_help=True)
 
 
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply database migrations (they also apply themselves on first use)."""
     from omnibank import db
+    from omnibank.kit.console import out
 
     db.upgrade()
     out.print(f"database at revision {db.current_revision()}")
@@ -71,47 +181,21 @@ def db_upgrade() -> None:
 def db_current() -> None:
     """Print the database's migration revision."""
     from omnibank import db
+    from omnibank.kit.console import out
 
     out.print(str(db.current_revision() or "empty (run: omnibank db upgrade)"))
 
 
-@app.command("version")
 def version() -> None:
     """Print the version."""
-    out.print(__version__)
-
-
-app.add_typer(db_app, name="db")
-app.add_typer(load_app, name="load")
-app.add_typer(customer_app, name="customer")
-app.add_typer(org_app, name="org")
-app.add_typer(demo_app, name="demo")
-app.add_typer(segment_app, name="segment")
-app.add_typer(events_app, name="events")
-app.add_typer(tags_app, name="tags")
-app.add_typer(campaign_app, name="campaign")
-app.add_typer(benefits_app, name="benefits")
-app.add_typer(suppliers_app, name="suppliers")
-app.add_typer(coupons_app, name="coupons")
-app.add_typer(points_app, name="points")
-app.add_typer(budgets_app, name="budgets")
-app.add_typer(contact_app, name="contact", help="Channels, the contact policy, the outbox, do-not-disturb.")
-app.add_typer(journey_app, name="journey", help="Journeys: validate, simulate, start, stop, report.")
-app.command("worker")(journey_worker)
-app.add_typer(leads_app, name="leads", help="Leads for branch staff.")
-app.add_typer(user_app, name="user")
-app.add_typer(token_app, name="token")
-app.command("serve")(serve)
-app.add_typer(audit_app, name="audit")
-app.add_typer(consent_app, name="consent")
-app.add_typer(keys_app, name="keys")
-app.command("backup")(backup_cmd)
-app.command("restore")(restore_cmd)
+    print(__version__)
 
 
 def main() -> None:
     try:
         app()
     except KeyboardInterrupt:
+        from omnibank.kit.console import err
+
         err.print("interrupted; nothing of the current step was committed")
         sys.exit(130)

@@ -22,7 +22,7 @@ def serve(
     ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
-    """Serve the HTTP API (OpenAPI at /openapi.json, docs at /docs, health at /healthz)."""
+    """Serve the HTTP API. OpenAPI at /openapi.json, docs at /docs, health at /healthz."""
     import uvicorn
 
     from omnibank.db import ensure_schema

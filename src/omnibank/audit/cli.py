@@ -6,15 +6,15 @@ import json
 from datetime import date, datetime, time
 
 import typer
-from rich.table import Table
 
 from omnibank.audit import service
 from omnibank.config import get_settings
 from omnibank.db import ensure_schema, get_engine, unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
-app = typer.Typer(help="The audit trail: who read or changed what, from where and why.", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 def _since(value: str | None) -> datetime | None:
@@ -41,6 +41,7 @@ def list_(
         None, "--since", help="Only entries from this bank-local date or date-time on."
     ),
     limit: int = typer.Option(50, "--limit", "-n", min=1, max=10_000, help="How many (newest first)."),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Show the latest audit entries, newest first (details never hold personal data)."""
     settings = get_settings()
@@ -48,23 +49,28 @@ def list_(
         entries = service.list_entries(
             session, actor=actor, subject=subject, since=_since(since), limit=limit
         )
-    table = Table("id", "time (bank-local)", "actor", "source", "action", "subject", "detail", "reason")
-    table.columns[0].no_wrap = table.columns[1].no_wrap = True
-    table.columns[6].min_width = 24
+    columns = (
+        Col("id", show=str, no_wrap=True),
+        Col("at", "time (bank-local)", show=lambda t: t.strftime("%Y-%m-%d %H:%M:%S"), no_wrap=True),
+        Col("actor"),
+        Col("source"),
+        Col("action"),
+        Col("subject", data=False),
+        Col("subject_type", table=False),
+        Col("subject_id", table=False),
+        Col("details", "detail", data=False, min_width=24),
+        Col("detail", table=False),  # the JSON object as recorded
+        Col("reason"),
+    )
+    rows = []
     for e in entries:
         detail = json.loads(e.detail or "{}")
-        table.add_row(
-            str(e.id),
-            e.at.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M:%S"),
-            e.actor,
-            e.source,
-            e.action,
-            e.subject_id or e.subject_type,
-            ", ".join(f"{k}={v}" for k, v in detail.items()),
-            e.reason,
-        )
-    out.print(table)
-    out.print(f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
+        rows.append((
+            e.id, e.at, e.actor, e.source, e.action, e.subject_id or e.subject_type, e.subject_type,
+            e.subject_id, ", ".join(f"{k}={v}" for k, v in detail.items()), e.detail or None, e.reason,
+        ))  # fmt: skip
+    print_rows(columns, rows, fmt, tz=settings.tz)
+    note(fmt, f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}")
 
 
 @app.command("verify")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Literal
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.benefits import ledger, service, suppliers
@@ -19,29 +18,19 @@ from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit import validate as v
-from omnibank.kit.clock import local_today
+from omnibank.kit.clock import local_today, system_clock
 from omnibank.kit.console import out, progress_enabled
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.kit.loading import LoadRun
-from omnibank.kit.money import MoneyError, format_cny, parse_cny, to_fen
+from omnibank.kit.money import MoneyError, format_cny, from_fen, parse_cny, to_fen
 
-benefits_app = typer.Typer(
-    help="Benefits (权益): the catalogue from YAML, stock lots, what customers are shown.",
-    no_args_is_help=True,
-)
-suppliers_app = typer.Typer(help="Suppliers: stock sync, issue results, the scorecard.", no_args_is_help=True)
-coupons_app = typer.Typer(
-    help="The coupon ledger: list, claim, redeem, revoke (audited).", no_args_is_help=True
-)
-points_app = typer.Typer(help="The points ledger: balances and their verification.", no_args_is_help=True)
-budgets_app = typer.Typer(
-    help="Budgets per campaign, rule or branch (items and face value).", no_args_is_help=True
-)
+benefits_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+suppliers_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+coupons_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+points_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+budgets_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 EXIT_REJECTS = 3
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _local(moment: datetime | None) -> str:
@@ -66,26 +55,43 @@ def benefits_load(
     catalogue = service.read_catalogue(path)
     settings = get_settings()
     with unit_of_work(settings) as session:
-        result = service.store_catalogue(session, catalogue, tz=settings.tz, now=_now())
+        result = service.store_catalogue(session, catalogue, tz=settings.tz, now=system_clock())
     out.print(
         f"stored {len(result.benefits)} benefits and {result.suppliers} suppliers; "
         f"received {result.lots_received} new lots ({result.units_received:,} items)"
     )
 
 
+_BENEFIT_COLUMNS = (
+    Col("id", "benefit"),
+    Col("type"),
+    Col("name"),
+    Col("face", "face value", data=False),
+    Col("face_value", table=False),
+    Col("face_value_by_tier", table=False),
+    Col("points", table=False),
+    Col("cost", show=str),
+    Col("discount_rate", "rate"),
+    Col("supplier", data=False),
+    Col("supplier_id", table=False),
+    Col("supplier_status", table=False),
+    Col("available", empty="unlimited"),
+    Col("validity", data=False),
+    Col("valid_days", table=False),
+    Col("claim_days", table=False),
+    Col("status"),
+)
+
+
 @benefits_app.command("list")
-def benefits_list() -> None:
+def benefits_list(fmt: OutputFormat = FormatOpt) -> None:
     """The catalogue: type, face value (by tier), cost, supplier, stock, validity, status."""
     with unit_of_work() as session:
         rows = service.list_benefits(session)
-    if not rows:
-        out.print("no benefits yet (omnibank benefits load examples/benefits/catalogue.yaml)")
-        return
-    table = Table(
-        "benefit", "type", "name", "face value", "cost", "rate", "supplier", "available", "validity", "status"
-    )
+    listed: list[dict[str, object]] = []
     for b in rows:
-        face = f"{b.face_value}" + "".join(f" {t}:{fv}" for t, fv in sorted(b.face_value_by_tier.items()))
+        by_tier = " ".join(f"{t}:{fv}" for t, fv in sorted(b.face_value_by_tier.items()))
+        face = f"{b.face_value} {by_tier}" if by_tier else f"{b.face_value}"
         if b.points:
             face = f"{b.points:,} points"
         validity = " ".join(
@@ -99,20 +105,17 @@ def benefits_list() -> None:
         supplier = b.supplier_id or "(bank)"
         if b.supplier_status and b.supplier_status != "active":
             supplier += f" ({b.supplier_status})"
-        table.add_row(
-            b.id,
-            b.type,
-            escape(b.name),
-            face,
-            str(b.cost),
-            str(b.discount_rate.normalize()) if b.discount_rate is not None else "",
-            supplier,
-            "unlimited" if b.available is None else f"{b.available:,}",
-            validity,
-            b.status,
-        )
-    out.print(table)
-    out.print(f"{len(rows)} benefits")
+        listed.append({
+            "id": b.id, "type": b.type, "name": b.name, "face": face, "face_value": b.face_value,
+            "face_value_by_tier": by_tier or None, "points": b.points, "cost": b.cost,
+            "discount_rate": b.discount_rate.normalize() if b.discount_rate is not None else None,
+            "supplier": supplier, "supplier_id": b.supplier_id, "supplier_status": b.supplier_status,
+            "available": b.available, "validity": validity, "valid_days": b.valid_days,
+            "claim_days": b.claim_days, "status": b.status,
+        })  # fmt: skip
+    empty = "no benefits yet (omnibank benefits load examples/benefits/catalogue.yaml)"
+    if print_rows(_BENEFIT_COLUMNS, listed, fmt, empty=empty):
+        note(fmt, f"{len(rows)} benefits")
 
 
 @benefits_app.command("show")
@@ -131,25 +134,30 @@ def benefits_show(benefit_id: str = typer.Argument(..., help="A benefit id, e.g.
 
 
 @benefits_app.command("stock")
-def benefits_stock() -> None:
+def benefits_stock(fmt: OutputFormat = FormatOpt) -> None:
     """Stock of tracked benefits: received, granted, available, lots, average unit cost, stock-out days."""
     with unit_of_work() as session:
         lines = service.stock_report(session)
-    table = Table(
-        "benefit", "supplier", "received", "granted", "available", "lots", "avg unit cost", "stock-out days"
+    columns = (
+        Col("benefit_id", "benefit"),
+        Col("supplier_id", "supplier", empty="(bank)"),
+        Col("received"),
+        Col("granted"),
+        Col("available"),
+        Col("lots", show=str),
+        Col("average_unit_cost", "avg unit cost", empty="—"),
+        Col("stock_out_days", "stock-out days", show=str),
     )
-    for s in lines:
-        table.add_row(
-            s.benefit_id,
-            s.supplier_id or "(bank)",
-            f"{s.received:,}",
-            f"{s.granted:,}",
-            f"{s.available:,}",
-            str(s.lots),
-            format_cny(s.average_unit_cost_fen) if s.average_unit_cost_fen is not None else "—",
-            str(s.stock_out_days),
-        )
-    out.print(table)
+    print_rows(
+        columns,
+        (
+            (s.benefit_id, s.supplier_id, s.received, s.granted, s.available, s.lots,
+             from_fen(s.average_unit_cost_fen) if s.average_unit_cost_fen is not None else None,
+             s.stock_out_days)
+            for s in lines
+        ),
+        fmt,
+    )  # fmt: skip
 
 
 @benefits_app.command("receive")
@@ -164,7 +172,7 @@ def benefits_receive(
 ) -> None:
     """Receive a lot: its quantity becomes available for grants."""
     settings = get_settings()
-    at = _now()
+    at = system_clock()
     if received_on:
         try:
             at = datetime.combine(v.iso_date("--received-on", received_on), time(0, 0), settings.tz)
@@ -189,7 +197,7 @@ def benefits_receive(
 
 def _set_status(benefit_id: str, status: Literal["active", "inactive"]) -> None:
     with unit_of_work() as session:
-        service.set_benefit_status(session, benefit_id, status, actor=cli_actor(), now=_now())
+        service.set_benefit_status(session, benefit_id, status, actor=cli_actor(), now=system_clock())
     out.print(f"benefit {benefit_id} is {status}")
 
 
@@ -209,42 +217,55 @@ def benefits_deactivate(benefit_id: str = typer.Argument(...)) -> None:
 
 
 @suppliers_app.command("list")
-def suppliers_list() -> None:
+def suppliers_list(fmt: OutputFormat = FormatOpt) -> None:
     """Suppliers and their states."""
     from sqlalchemy import select
 
-    with unit_of_work() as session:
+    settings = get_settings()
+    with unit_of_work(settings) as session:
         rows = list(session.scalars(select(Supplier).order_by(Supplier.id)))
-    table = Table("supplier", "name", "status", "since", "reason")
-    for s in rows:
-        table.add_row(s.id, escape(s.name), s.status, _local(s.status_changed_at), escape(s.status_reason))
-    out.print(table)
+    columns = (
+        Col("id", "supplier"),
+        Col("name"),
+        Col("status"),
+        Col("status_changed_at", "since", empty="—"),
+        Col("status_reason", "reason"),
+    )
+    print_rows(
+        columns, ((s.id, s.name, s.status, s.status_changed_at, s.status_reason) for s in rows), fmt,
+        tz=settings.tz,
+    )  # fmt: skip
 
 
 @suppliers_app.command("sync")
-def suppliers_sync(path: Path = typer.Argument(..., help="CSV: supplier_id,benefit_id,available.")) -> None:
+def suppliers_sync(
+    path: Path = typer.Argument(..., help="CSV: supplier_id,benefit_id,available."),
+    fmt: OutputFormat = FormatOpt,
+) -> None:
     """Compare a supplier's stock counts with ours; print and write the discrepancy report."""
     settings = get_settings()
     with LoadRun(settings.loads_dir, "supplier-sync", path) as run, unit_of_work(settings) as session:
-        result = suppliers.sync_stock(session, path, run=run, now=_now(), progress=progress_enabled())
+        result = suppliers.sync_stock(session, path, run=run, now=system_clock(), progress=progress_enabled())
     report = run.finish()
-    table = Table("supplier", "benefit", "ours", "theirs", "difference", "outcome")
-    for ln in result.lines:
-        table.add_row(
-            ln.supplier_id,
-            ln.benefit_id,
-            f"{ln.ours:,}",
-            "—" if ln.theirs is None else f"{ln.theirs:,}",
-            "—" if ln.difference is None else f"{ln.difference:+,}",
-            ln.outcome,
-        )
-    out.print(table)
+    columns = (
+        Col("supplier_id", "supplier"),
+        Col("benefit_id", "benefit"),
+        Col("ours"),
+        Col("theirs", empty="—"),
+        Col("difference", empty="—", show=lambda d: f"{d:+,}"),
+        Col("outcome"),
+    )
+    print_rows(
+        columns,
+        ((x.supplier_id, x.benefit_id, x.ours, x.theirs, x.difference, x.outcome) for x in result.lines),
+        fmt,
+    )
     line = (
         f"compared {len(result.lines)}, discrepancies {len(result.discrepancies)}, rejected {report.rejected}"
     )
     line += f" (report: {result.report_path}"
     line += f"; rejects: {report.rejects_path})" if report.rejects_path else ")"
-    out.print(line)
+    note(fmt, line)
     if report.rejected:
         raise typer.Exit(EXIT_REJECTS)
 
@@ -256,7 +277,7 @@ def suppliers_results(
     """Load a supplier's issue results (they count in the scorecard)."""
     settings = get_settings()
     with LoadRun(settings.loads_dir, "issue-results", path) as run, unit_of_work(settings) as session:
-        suppliers.load_results(session, path, run=run, at=_now(), progress=progress_enabled())
+        suppliers.load_results(session, path, run=run, at=system_clock(), progress=progress_enabled())
     report = run.finish()
     out.print(report.summary_line())
     if report.rejected:
@@ -272,6 +293,7 @@ def suppliers_scorecard(
     apply: bool = typer.Option(
         False, "--apply", help="Escalate suppliers to the state their grade calls for."
     ),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Score suppliers on fulfilment, failed issues, stock-outs, sync discrepancies and complaints (A–D)."""
     settings = get_settings()
@@ -281,32 +303,30 @@ def suppliers_scorecard(
         raise AppError(str(exc)) from None
     with unit_of_work(settings) as session:
         lines = suppliers.scorecard(session, until=until, days=days, tz=settings.tz)
-        moved = suppliers.apply_scorecard(session, lines, actor=cli_actor(), now=_now()) if apply else []
-    table = Table(
-        "supplier", "name", "issued", "failed", "success", "stock-outs", "discrepancies", "complaints",
-        "score", "grade", "status", "calls for",
-        title=f"supplier scorecard, {days} days to {until}", title_justify="left",
+        now = system_clock()
+        moved = suppliers.apply_scorecard(session, lines, actor=cli_actor(), now=now) if apply else []
+    columns = (
+        Col("supplier_id", "supplier"), Col("name"), Col("issued"), Col("failed"),
+        Col("success", data=False), Col("success_rate", table=False),
+        Col("stock_outs", "stock-outs", show=str), Col("discrepancies", show=str),
+        Col("complaints", show=str), Col("score", show=str), Col("grade"), Col("status"),
+        Col("recommended", "calls for"),
     )  # fmt: skip
-    for ln in lines:
-        table.add_row(
-            ln.supplier_id,
-            escape(ln.name),
-            f"{ln.issued:,}",
-            f"{ln.failed:,}",
-            f"{ln.success_rate * 100:.1f}%",
-            str(ln.stock_outs),
-            str(ln.discrepancies),
-            str(ln.complaints),
-            str(ln.score),
-            ln.grade,
-            ln.status,
-            ln.recommended,
-        )
-    out.print(table)
+    print_rows(
+        columns,
+        (
+            (ln.supplier_id, ln.name, ln.issued, ln.failed, f"{ln.success_rate * 100:.1f}%",
+             ln.success_rate.quantize(Decimal("0.0001")), ln.stock_outs, ln.discrepancies,
+             ln.complaints, ln.score, ln.grade, ln.status, ln.recommended)
+            for ln in lines
+        ),
+        fmt,
+        title=f"supplier scorecard, {days} days to {until}",
+    )  # fmt: skip
     for ln in moved:
-        out.print(f"{ln.supplier_id}: {ln.status} → {ln.recommended}")
+        note(fmt, f"{ln.supplier_id}: {ln.status} → {ln.recommended}")
     if apply and not moved:
-        out.print("no supplier changed state")
+        note(fmt, "no supplier changed state")
 
 
 @suppliers_app.command("status")
@@ -318,7 +338,7 @@ def suppliers_status(
     """Put a supplier in a state by hand (e.g. lift a suspension after rectification); audited."""
     with unit_of_work() as session:
         changed = suppliers.set_status(
-            session, supplier_id, status, reason=reason, actor=cli_actor(), now=_now()
+            session, supplier_id, status, reason=reason, actor=cli_actor(), now=system_clock()
         )
     out.print(f"supplier {supplier_id} is {status}" + ("" if changed else " (unchanged)"))
 
@@ -332,58 +352,69 @@ def coupons_list(
     campaign: str = typer.Option(None, "--campaign"),
     status: str = typer.Option(None, "--status", help=", ".join(COUPON_STATUSES)),
     limit: int = typer.Option(200, "--limit", min=1),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Coupons, oldest first (bank-local times)."""
     if status and status not in COUPON_STATUSES:
         raise AppError(f"--status: {status!r} is not one of {', '.join(COUPON_STATUSES)}")
     if not (customer or campaign):
         raise AppError("give --customer or --campaign")
-    with unit_of_work() as session:
+    settings = get_settings()
+    with unit_of_work(settings) as session:
         rows = service.list_coupons(
             session, customer_id=customer, campaign=campaign, status=status, limit=limit
         )
-    table = Table("id", "customer", "campaign · rule", "benefit", "value", "stage", "status", "granted",
-                  "claim by", "valid")  # fmt: skip
+    columns = (
+        Col("id", show=str), Col("customer_id", "customer"), Col("campaign", table=False),
+        Col("rule", table=False), Col("campaign_rule", "campaign · rule", data=False),
+        Col("benefit_id", "benefit"), Col("value", data=False), Col("face_value", table=False),
+        Col("discount_rate", table=False), Col("stage", show=str), Col("status"),
+        Col("granted_at", "granted", empty="—"), Col("claim_by", "claim by", empty="—"),
+        Col("valid", data=False), Col("valid_from", table=False), Col("valid_to", table=False),
+    )  # fmt: skip
+    listed: list[dict[str, object]] = []
     for c in rows:
         value = format_cny(c.face_value_fen) if c.face_value_fen else ""
         if c.discount_rate is not None:
             value = f"×{c.discount_rate.normalize()}"
-        table.add_row(
-            str(c.id),
-            c.customer_id,
-            f"{c.campaign} · {c.rule}",
-            c.benefit_id,
-            value,
-            str(c.stage) if c.stage is not None else "",
-            c.status,
-            _local(c.granted_at),
-            _local(c.claim_by),
-            f"{_local(c.valid_from)} – {_local(c.valid_to)}",
-        )
-    out.print(table)
-    out.print(f"{len(rows)} coupons")
+        listed.append({
+            "id": c.id, "customer_id": c.customer_id, "campaign": c.campaign, "rule": c.rule,
+            "campaign_rule": f"{c.campaign} · {c.rule}", "benefit_id": c.benefit_id, "value": value,
+            "face_value": from_fen(c.face_value_fen) if c.face_value_fen is not None else None,
+            "discount_rate": c.discount_rate.normalize() if c.discount_rate is not None else None,
+            "stage": c.stage, "status": c.status, "granted_at": c.granted_at, "claim_by": c.claim_by,
+            "valid": f"{_local(c.valid_from)} – {_local(c.valid_to)}", "valid_from": c.valid_from,
+            "valid_to": c.valid_to,
+        })  # fmt: skip
+    print_rows(columns, listed, fmt, tz=settings.tz)
+    note(fmt, f"{len(rows)} coupons")
 
 
 @coupons_app.command("show")
-def coupons_show(coupon_id: int = typer.Argument(...)) -> None:
-    """A coupon and its history."""
-    with unit_of_work() as session:
+def coupons_show(coupon_id: int = typer.Argument(...), fmt: OutputFormat = FormatOpt) -> None:
+    """A coupon and its history (with csv and json, the history's rows)."""
+    settings = get_settings()
+    with unit_of_work(settings) as session:
         c = ledger.get_coupon(session, coupon_id)
         history = ledger.coupon_history(session, coupon_id)
-    out.print(f"coupon {c.id} · {c.benefit_id} for {c.customer_id} · {c.status} · key {c.grant_key}")
-    table = Table("at", "action", "from", "to", "actor", "detail")
-    for e in history:
-        table.add_row(
-            _local(e.at), e.action, e.from_status or "", e.to_status, escape(e.actor), escape(e.detail)
-        )
-    out.print(table)
+    note(fmt, escape(f"coupon {c.id} · {c.benefit_id} for {c.customer_id} · {c.status} · key {c.grant_key}"))
+    columns = (
+        Col("at", empty="—"), Col("action"), Col("from_status", "from"), Col("to_status", "to"), Col("actor"),
+        Col("detail"),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        ((e.at, e.action, e.from_status, e.to_status, e.actor, e.detail) for e in history),
+        fmt,
+        tz=settings.tz,
+    )
 
 
 @coupons_app.command("claim")
 def coupons_claim(coupon_id: int = typer.Argument(...)) -> None:
     """Claim a granted coupon for its customer (active at once once it has taken effect); audited."""
     with unit_of_work() as session:
-        c = ledger.claim(session, coupon_id, now=_now(), actor=cli_actor())
+        c = ledger.claim(session, coupon_id, now=system_clock(), actor=cli_actor())
     out.print(f"coupon {c.id} is {c.status}")
 
 
@@ -391,7 +422,7 @@ def coupons_claim(coupon_id: int = typer.Argument(...)) -> None:
 def coupons_redeem(coupon_id: int = typer.Argument(...)) -> None:
     """Redeem an active coupon (exactly once); audited."""
     with unit_of_work() as session:
-        c = ledger.redeem(session, coupon_id, now=_now(), actor=cli_actor())
+        c = ledger.redeem(session, coupon_id, now=system_clock(), actor=cli_actor())
     out.print(f"coupon {c.id} is {c.status}")
 
 
@@ -402,7 +433,7 @@ def coupons_revoke(
 ) -> None:
     """Revoke a coupon not yet redeemed; audited."""
     with unit_of_work() as session:
-        c = ledger.revoke(session, coupon_id, now=_now(), actor=cli_actor(), reason=reason)
+        c = ledger.revoke(session, coupon_id, now=system_clock(), actor=cli_actor(), reason=reason)
     out.print(f"coupon {c.id} is {c.status}")
 
 
@@ -410,7 +441,7 @@ def coupons_revoke(
 def coupons_sweep() -> None:
     """Activate claimed coupons that took effect; expire those past their claim window or validity."""
     with unit_of_work() as session:
-        result = ledger.sweep(session, now=_now())
+        result = ledger.sweep(session, now=system_clock())
     out.print(f"activated {result.activated}, expired {result.expired}")
 
 
@@ -418,19 +449,29 @@ def coupons_sweep() -> None:
 
 
 @points_app.command("balance")
-def points_balance(customer_id: str = typer.Argument(...)) -> None:
-    """A customer's points balance and latest postings."""
-    with unit_of_work() as session:
+def points_balance(customer_id: str = typer.Argument(...), fmt: OutputFormat = FormatOpt) -> None:
+    """A customer's points balance and latest postings (with csv and json, the postings' rows)."""
+    settings = get_settings()
+    with unit_of_work(settings) as session:
         balance = ledger.balance(session, customer_id)
         rows = ledger.postings(session, customer_id)
-    table = Table("posting", "at", "kind", "amount", "reference")
+    columns = (
+        Col("id", "posting", show=str), Col("created_at", "at", empty="—"), Col("kind"),
+        Col("direction", table=False), Col("amount", data=False), Col("points", table=False),
+        Col("ref", "reference", data=False), Col("reference", table=False), Col("reverses_id", table=False),
+    )  # fmt: skip
+    listed: list[dict[str, object]] = []
     for p in rows:
         sign = "+" if p.direction == "credit" else "−"
         ref = p.reference + (f" (reverses {p.reverses_id})" if p.reverses_id else "")
-        table.add_row(str(p.id), _local(p.created_at), p.kind, f"{sign}{p.amount:,}", escape(ref))
-    if rows:
-        out.print(table)
-    out.print(f"{customer_id}: {balance:,} points")
+        listed.append({
+            "id": p.id, "created_at": p.created_at, "kind": p.kind, "direction": p.direction,
+            "amount": f"{sign}{p.amount:,}", "points": p.amount if p.direction == "credit" else -p.amount,
+            "ref": ref, "reference": p.reference, "reverses_id": p.reverses_id,
+        })  # fmt: skip
+    if rows or fmt is not OutputFormat.table:
+        print_rows(columns, listed, fmt, tz=settings.tz)
+    note(fmt, f"{customer_id}: {balance:,} points")
 
 
 @points_app.command("verify")
@@ -456,7 +497,7 @@ def points_reverse(
     from omnibank.audit import service as audit
 
     with unit_of_work() as session:
-        r = ledger.reverse(session, posting_id=posting_id, now=_now(), reason=reason)
+        r = ledger.reverse(session, posting_id=posting_id, now=system_clock(), reason=reason)
         if not r.duplicate:
             audit.record(
                 session,
@@ -492,7 +533,7 @@ def budgets_set(
             BudgetKey(campaign, rule or None, branch or None),
             count=count,
             money_fen=money_fen,
-            now=_now(),
+            now=system_clock(),
         )
         out.print(f"budget {b.id}: {_budget_text(b)}")
 
@@ -507,23 +548,31 @@ def _budget_text(b: Budget) -> str:
 
 
 @budgets_app.command("list")
-def budgets_list(campaign: str = typer.Option(None, "--campaign")) -> None:
+def budgets_list(campaign: str = typer.Option(None, "--campaign"), fmt: OutputFormat = FormatOpt) -> None:
     """Budgets with what is used and left."""
     from sqlalchemy import select
+
+    def money(fen: int | None) -> Decimal | None:
+        return None if fen is None else from_fen(fen)
 
     with unit_of_work() as session:
         stmt = select(Budget).order_by(Budget.id)
         if campaign:
             stmt = stmt.where(Budget.campaign == campaign)
-        rows = list(session.scalars(stmt))
-        table = Table("budget", "scope", "items used", "items left", "face value used", "face value left")
-        for b in rows:
-            table.add_row(
-                b.id,
-                b.scope,
-                f"{b.count_used:,}",
-                "—" if b.count_left is None else f"{b.count_left:,}",
-                format_cny(b.money_used_fen),
-                "—" if b.money_left_fen is None else format_cny(b.money_left_fen),
-            )
-    out.print(table)
+        listed = [
+            {
+                "id": b.id, "scope": b.scope, "campaign": b.campaign, "rule": b.rule,
+                "branch_id": b.branch_id,
+                "count_limit": b.count_limit, "count_used": b.count_used, "count_left": b.count_left,
+                "money_limit": money(b.money_limit_fen), "money_used": money(b.money_used_fen),
+                "money_left": money(b.money_left_fen),
+            }
+            for b in session.scalars(stmt)
+        ]  # fmt: skip
+    columns = (
+        Col("id", "budget"), Col("scope"), Col("campaign", table=False), Col("rule", table=False),
+        Col("branch_id", table=False), Col("count_limit", table=False), Col("count_used", "items used"),
+        Col("count_left", "items left", empty="—"), Col("money_limit", table=False),
+        Col("money_used", "face value used"), Col("money_left", "face value left", empty="—"),
+    )  # fmt: skip
+    print_rows(columns, listed, fmt)

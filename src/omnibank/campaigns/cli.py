@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from omnibank.campaigns.audience import eligible_today
 from omnibank.campaigns.simulate import SimulationReport
 from omnibank.config import Settings, get_settings
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, print_rows
 
-app = typer.Typer(help="Campaigns whose rules are data: validate, simulate (backtest).", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 @app.command("validate")
@@ -71,6 +71,8 @@ def simulate_cmd(
 
 
 def print_report(report: SimulationReport, out_file: Path | None) -> None:
+    from rich.table import Table
+
     table = Table(
         "rule",
         "month",
@@ -124,7 +126,7 @@ def stop_cmd(campaign_id: str = typer.Argument(..., help="The campaign id.")) ->
 
 
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(fmt: OutputFormat = FormatOpt) -> None:
     """Live campaigns with the events applied and the grants made."""
     from sqlalchemy import func, select
 
@@ -138,13 +140,16 @@ def list_cmd() -> None:
                 select(CampaignGrant.campaign, func.count()).group_by(CampaignGrant.campaign)
             ).all()
         )
-    if not rows:
-        out.print("no live campaigns (omnibank campaign start FILE.yaml)")
-        return
-    table = Table("campaign", "name", "status", "events applied", "grants")
-    for r in rows:
-        table.add_row(r.id, r.name, r.status, f"{r.events:,}", f"{grants.get(r.id, 0):,}")
-    out.print(table)
+    columns = (
+        Col("id", "campaign"), Col("name"), Col("status"), Col("events_applied", "events applied"),
+        Col("grants"),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        ((r.id, r.name, r.status, r.events, grants.get(r.id, 0)) for r in rows),
+        fmt,
+        empty="no live campaigns (omnibank campaign start FILE.yaml)",
+    )
 
 
 @app.command("run")
@@ -188,7 +193,8 @@ def grants_cmd(
     campaign_id: str = typer.Option(None, "--campaign", help="Only this campaign."),
     customer_id: str = typer.Option(None, "--customer", help="Only this customer."),
     out_file: Path = typer.Option(None, "--out", help="Write them as grants.jsonl instead of a table."),
-    limit: int = typer.Option(50, "--limit", min=1, help="Rows to show (the table)."),
+    limit: int = typer.Option(50, "--limit", min=1, help="Rows to show (not with --out)."),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Grants made by live campaigns."""
     import orjson
@@ -211,19 +217,25 @@ def grants_cmd(
                 fh.write(orjson.dumps(_contract(g, settings)) + b"\n")
         out.print(f"wrote {len(rows):,} grants to {out_file}")
         return
-    table = Table("granted (bank-local)", "campaign", "rule", "customer", "benefit", "face value", "stage")
-    for g in rows:
-        c = _contract(g, settings)
-        table.add_row(
-            str(c["granted_at"])[:16].replace("T", " "),
-            g.campaign,
-            g.rule,
-            g.customer_id,
-            g.benefit,
-            str(c.get("face_value", "")),
-            str(g.stage or ""),
-        )
-    out.print(table)
+    from omnibank.kit.money import from_fen
+
+    columns = (
+        Col("granted_at", "granted (bank-local)"), Col("campaign"), Col("rule"),
+        Col("customer_id", "customer"), Col("benefit"), Col("valid_from", table=False),
+        Col("valid_to", table=False), Col("claim_by", table=False), Col("face_value", "face value", show=str),
+        Col("discount_rate", table=False), Col("stage", show=str), Col("key", table=False),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        (
+            (g.granted_at, g.campaign, g.rule, g.customer_id, g.benefit, g.valid_from, g.valid_to, g.claim_by,
+             from_fen(g.face_value_fen) if g.face_value_fen is not None else None,
+             g.discount_rate.normalize() if g.discount_rate is not None else None, g.stage, g.key)
+            for g in rows
+        ),
+        fmt,
+        tz=settings.tz,
+    )  # fmt: skip
 
 
 def _contract(g, settings: Settings) -> dict[str, object]:  # type: ignore[no-untyped-def]

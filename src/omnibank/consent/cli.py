@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
@@ -11,11 +10,9 @@ from omnibank.consent import service
 from omnibank.consent.models import CONSENT_CHANNELS, PURPOSES
 from omnibank.db import unit_of_work
 from omnibank.kit.console import out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
-app = typer.Typer(
-    help=f"Consent per customer and purpose ({', '.join(PURPOSES)}): grant, revoke, show (audited).",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 CustomerArg = typer.Argument(..., help="The bank's customer number, e.g. C000001.")
 PurposeArg = typer.Argument(..., help=f"One of: {', '.join(PURPOSES)}.")
@@ -65,34 +62,53 @@ def revoke(
 
 
 @app.command("show")
-def show(customer_id: str = CustomerArg) -> None:
-    """The current answer per purpose and the whole history of the customer's consent."""
+def show(
+    customer_id: str = CustomerArg,
+    fmt: OutputFormat = FormatOpt,
+    history: bool = typer.Option(
+        False, "--history", help="With csv and json: the history's records instead of the answer per purpose."
+    ),
+) -> None:
+    """The current answer per purpose and the whole history of the customer's consent (with csv and json,
+    the answer per purpose, or with --history the records)."""
     tz = get_settings().tz
     with unit_of_work() as session:
         states = service.current(session, customer_id)
         records = service.history(session, customer_id)
-    now = Table("purpose", "allowed", "because", title=f"consent of {customer_id}", title_justify="left")
-    for st in states:
-        if st.latest is not None:
-            when = st.latest.at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-            because = f"{'granted' if st.latest.granted else 'revoked'} {when} via {st.latest.channel}"
-        elif st.purpose == "marketing":
-            because = "no record: the customer file's marketing flag"
-        else:
-            because = "no record: the default for this purpose"
-        now.add_row(st.purpose, "yes" if st.allowed else "no", because)
-    out.print(now)
-    hist = Table("record", "time (bank-local)", "purpose", "change", "channel", "evidence", "by",
-                 title="history", title_justify="left")  # fmt: skip
-    for r in records:
-        hist.add_row(
-            str(r.id),
-            r.at.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S"),
-            r.purpose,
-            "granted" if r.granted else "revoked",
-            r.channel,
-            r.evidence,
-            r.actor,
-        )
-    out.print(hist)
-    out.print(f"{len(records)} record{'s' if len(records) != 1 else ''}")
+    machine = fmt is not OutputFormat.table
+    if not machine or not history:
+        rows = []
+        for st in states:
+            if st.latest is not None:
+                when = st.latest.at.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+                because = f"{'granted' if st.latest.granted else 'revoked'} {when} via {st.latest.channel}"
+            elif st.purpose == "marketing":
+                because = "no record: the customer file's marketing flag"
+            else:
+                because = "no record: the default for this purpose"
+            latest = st.latest
+            rows.append((customer_id, st.purpose, st.allowed, because, latest.id if latest else None,
+                         latest.at if latest else None, latest.channel if latest else None))  # fmt: skip
+        now_columns = (
+            Col("customer_id", table=False), Col("purpose"), Col("allowed"), Col("because"),
+            Col("record_id", table=False), Col("recorded_at", table=False), Col("channel", table=False),
+        )  # fmt: skip
+        print_rows(now_columns, rows, fmt, title=f"consent of {customer_id}", tz=tz)
+    if not machine or history:
+        hist_columns = (
+            Col("id", "record", show=str), Col("customer_id", table=False),
+            Col("at", "time (bank-local)", show=lambda t: t.strftime("%Y-%m-%d %H:%M:%S")), Col("purpose"),
+            Col("change"), Col("channel"), Col("evidence"), Col("actor", "by"),
+        )  # fmt: skip
+        print_rows(
+            hist_columns,
+            (
+                (r.id, customer_id, r.at, r.purpose, "granted" if r.granted else "revoked", r.channel,
+                 r.evidence, r.actor)
+                for r in records
+            ),
+            fmt,
+            title="history",
+            tz=tz,
+        )  # fmt: skip
+    note(fmt, f"{len(records)} record{'s' if len(records) != 1 else ''}")

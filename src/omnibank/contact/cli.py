@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date, datetime, time, timedelta
 
 import typer
-from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
@@ -15,11 +14,9 @@ from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import system_clock
 from omnibank.kit.console import out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
-app = typer.Typer(
-    help="Contact policy: do-not-disturb, the outbox of messages and their dispatch to channels.",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 dnd_app = typer.Typer(help="Do-not-disturb: customers not to be contacted (marketing or service).",
                       no_args_is_help=True)  # fmt: skip
 app.add_typer(dnd_app, name="dnd")
@@ -88,6 +85,7 @@ def dnd_list(
     customer_id: str | None = typer.Option(None, "--customer", help="Only this customer."),
     history: bool = typer.Option(False, "--history", help="Also ended and removed entries."),
     limit: int = typer.Option(100, "--limit", min=1, max=100_000),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Do-not-disturb entries, newest first (open ones by default)."""
     now = system_clock()
@@ -95,14 +93,22 @@ def dnd_list(
         rows = service.list_dnd(
             session, customer_id=customer_id, active_at=None if history else now, limit=limit
         )
-    table = Table("entry", "customer", "channel", "since", "until", "reason", "by", "removed",
-                  title="do-not-disturb", title_justify="left")  # fmt: skip
-    for r in rows:
-        removed = f"{_local(r.removed_at)} by {r.removed_by}" if r.removed_at else ""
-        table.add_row(str(r.id), r.customer_id, r.channel, _local(r.since), _local(r.until) or "open",
-                      r.reason, r.created_by, removed)  # fmt: skip
-    out.print(table)
-    out.print(f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
+    columns = (
+        Col("id", "entry", show=str), Col("customer_id", "customer"), Col("channel"), Col("since"),
+        Col("until", empty="open"), Col("reason"), Col("created_by", "by"), Col("removed", data=False),
+        Col("removed_at", table=False), Col("removed_by", table=False),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        (
+            (r.id, r.customer_id, r.channel, r.since, r.until, r.reason, r.created_by,
+             f"{_local(r.removed_at)} by {r.removed_by}" if r.removed_at else "", r.removed_at, r.removed_by)
+            for r in rows
+        ),
+        fmt,
+        title="do-not-disturb",
+    )  # fmt: skip
+    note(fmt, f"{len(rows)} entr{'y' if len(rows) == 1 else 'ies'}")
 
 
 @app.command("outbox")
@@ -111,6 +117,7 @@ def outbox(
     customer_id: str | None = typer.Option(None, "--customer", help="Only this customer."),
     journey: str | None = typer.Option(None, "--journey", help="Only this journey."),
     limit: int = typer.Option(50, "--limit", min=1, max=100_000),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Messages in the outbox, newest first, with their decision and what became of them (no personal
     data: customer numbers and template names only)."""
@@ -118,15 +125,26 @@ def outbox(
         rows = service.list_messages(session, status=status, customer_id=customer_id, journey=journey,
                                      limit=limit)  # fmt: skip
         counts = service.status_counts(session, journey=journey)
-    table = Table("id", "customer", "channel", "purpose", "journey/step", "template", "status", "reason",
-                  "asked (bank-local)", "goes / went", title="outbox", title_justify="left")  # fmt: skip
-    for m in rows:
-        where = "/".join(x for x in (m.journey, m.step) if x)
-        table.add_row(str(m.id), m.customer_id, m.channel, m.purpose, where, m.template or "", m.status,
-                      m.reason or "", _local(m.asked_at), _local(m.sent_at or m.scheduled_for))  # fmt: skip
-    out.print(table)
+    columns = (
+        Col("id", show=str), Col("customer_id", "customer"), Col("channel"), Col("purpose"),
+        Col("journey_step", "journey/step", data=False), Col("journey", table=False),
+        Col("step", table=False), Col("template"), Col("status"), Col("reason"),
+        Col("asked_at", "asked (bank-local)"), Col("goes_went", "goes / went", data=False),
+        Col("scheduled_for", table=False), Col("sent_at", table=False),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        (
+            (m.id, m.customer_id, m.channel, m.purpose, "/".join(x for x in (m.journey, m.step) if x),
+             m.journey, m.step, m.template, m.status, m.reason, m.asked_at, m.sent_at or m.scheduled_for,
+             m.scheduled_for, m.sent_at)
+            for m in rows
+        ),
+        fmt,
+        title="outbox",
+    )  # fmt: skip
     total = ", ".join(f"{counts[s]} {s}" for s in STATUSES if counts.get(s))
-    out.print(f"{len(rows)} shown; in all: {total or 'none'}")
+    note(fmt, f"{len(rows)} shown; in all: {total or 'none'}")
 
 
 @app.command("dispatch")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from omnibank.audit.service import cli_actor
@@ -14,16 +15,13 @@ from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.kit.masking import mask_card_id
 from omnibank.security import get_cipher
 from omnibank.segments.service import segments_of
 from omnibank.tags.service import tags_of
 
-app = typer.Typer(
-    help="Customers: find by phone or ID number, show the profile (masked), merge two into one, "
-    "export or erase one on the customer's request.",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 def _plain(key: str, value: object) -> str:
@@ -38,6 +36,7 @@ def _plain(key: str, value: object) -> str:
 def find(
     phone: str = typer.Option(None, "--phone", help="11-digit mobile number."),
     id_number: str = typer.Option(None, "--id-number", help="18-character resident ID number."),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Find customers by exact phone or ID number (through the blind index; the search is audited)."""
     if bool(phone) == bool(id_number):
@@ -45,14 +44,18 @@ def find(
     cipher = get_cipher()
     with unit_of_work() as session:
         found = service.find_customers(session, cipher, actor=cli_actor(), phone=phone, id_number=id_number)
-        table = Table("customer_id", "branch", "rm", "registered")
-        for c in found:
-            table.add_row(c.customer_id, c.branch_id, c.rm_id or "", str(c.registered_at))
+        rows = [(c.customer_id, c.branch_id, c.rm_id, c.registered_at) for c in found]
     if not found:
-        out.print("no customer matches")
+        note(fmt, "no customer matches")
         raise typer.Exit(1)
-    out.print(table)
-    out.print(f"{len(found)} match{'es' if len(found) != 1 else ''}")
+    columns = (
+        Col("customer_id"),
+        Col("branch_id", "branch"),
+        Col("rm_id", "rm"),
+        Col("registered_at", "registered"),
+    )
+    print_rows(columns, rows, fmt)
+    note(fmt, f"{len(found)} match{'es' if len(found) != 1 else ''}")
 
 
 @app.command("show")
@@ -91,12 +94,12 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
     if ident.merged_ids:
         rows.append(("merged from", ", ".join(ident.merged_ids)))
     for k, val in rows:
-        table.add_row(k, val)
+        table.add_row(k, escape(val))
     out.print(table)
     ids = Table("kind", "value", "source", "first seen", title="identifiers", title_justify="left")
     for i in ident.identifiers:
         seen = i.since.astimezone(settings.tz).strftime("%Y-%m-%d") if i.since else ""
-        ids.add_row(i.kind, i.value, i.source, seen)
+        ids.add_row(i.kind, escape(i.value), escape(i.source), seen)
     out.print(ids)
     if tags:
         out.print("tags: " + " · ".join(f"{t} [dim]({cat}, since {since})[/dim]" for t, cat, since in tags))
@@ -120,9 +123,9 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
                 details = f"(merged {e['customer_id']}) {details}"
             ev.add_row(
                 e["ts"].astimezone(settings.tz).strftime("%Y-%m-%d %H:%M"),
-                e["type"],
-                e.get("channel") or "",
-                details,
+                escape(e["type"]),
+                escape(e.get("channel") or ""),
+                escape(details),
             )
         out.print(ev)
     else:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import fcntl
+import functools
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings, get_settings
@@ -98,20 +100,37 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(7312001)"))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, revision)
-    _migrated.add(settings.db_url)
+    if revision == "head":
+        _migrated.add(settings.db_url)
 
 
 def current_revision(settings: Settings | None = None) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
+    """The store's migration revision (None: an empty store). Read with one query rather than through
+    Alembic, whose import (~130 ms) every command used to pay to learn that nothing needed migrating."""
     with get_engine(settings).connect() as conn:
-        return MigrationContext.configure(conn).get_current_revision()
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
 
 
+_REVISION = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:["']([^"']+)["']|None)""", re.M)
+
+
+@functools.cache
 def head_revision() -> str | None:
-    from alembic.script import ScriptDirectory
-
-    return ScriptDirectory.from_config(alembic_config(get_settings())).get_current_head()
+    """The newest migration: the revision no other migration names as its ``down_revision``, read from
+    the migration files themselves (one linear history; ``tests/test_migrations.py`` checks this against
+    Alembic's own answer)."""
+    revisions: set[str] = set()
+    parents: set[str] = set()
+    for path in (migrations_dir() / "versions").glob("*.py"):
+        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
+            if value:
+                (revisions if kind == "revision" else parents).add(value)
+    heads = revisions - parents
+    if len(heads) > 1:
+        raise ConfigError(f"the migrations have more than one head: {', '.join(sorted(heads))}")
+    return next(iter(heads), None)
 
 
 def ensure_schema(settings: Settings | None = None) -> None:

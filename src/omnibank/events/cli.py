@@ -8,7 +8,7 @@ from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.kit.console import err, out
 
-app = typer.Typer(help="The event log (append-only Parquet under the data home).", no_args_is_help=True)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 @app.command("mirror")

@@ -10,9 +10,7 @@ from omnibank.ingest.service import load_file
 from omnibank.kit.console import out, progress_enabled
 from omnibank.kit.loading import LoadReport
 
-app = typer.Typer(
-    help="Load the data contract's files (orgs, staff, customers, events).", no_args_is_help=True
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 EXIT_REJECTS = 3  # the file loaded, but some rows were rejected
 FileArg = typer.Argument(..., help="The file to load (UTF-8).", show_default=False)

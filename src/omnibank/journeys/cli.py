@@ -6,15 +6,13 @@ from datetime import datetime
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from omnibank.config import get_settings
 from omnibank.errors import AppError, InputRefused
 from omnibank.kit.console import err, out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
-app = typer.Typer(
-    help="Journeys across channels: validate, simulate, start, stop, list, report.", no_args_is_help=True
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 def _journey_files(path: Path) -> list[Path]:
@@ -103,7 +101,7 @@ def print_simulation(report: object, *, title: str = "simulated") -> None:
     from omnibank.journeys.simulate import SimulationReport
 
     assert isinstance(report, SimulationReport)
-    from rich.table import Column
+    from rich.table import Column, Table
 
     table = Table(
         Column("journey", no_wrap=True), "entered", "control", "reached", "deferred", "leads",
@@ -177,7 +175,7 @@ def stop_cmd(journey_id: str = typer.Argument(..., help="The journey id.")) -> N
 
 
 @app.command("list")
-def list_cmd() -> None:
+def list_cmd(fmt: OutputFormat = FormatOpt) -> None:
     """Journeys with their entries by status."""
     from sqlalchemy import func, select
 
@@ -194,16 +192,13 @@ def list_cmd() -> None:
                 )
             )
         }
-    if not rows:
-        out.print("no journeys (omnibank journey start FILE.yaml)")
-        return
-    table = Table("journey", "name", "status", "active", "control", "done", "converted", "exited")
-    for r in rows:
-        table.add_row(
-            r.id, r.name, r.status,
-            *(f"{counts.get((r.id, s), 0):,}" for s in ("active", "control", "done", "converted", "exited")),
-        )  # fmt: skip
-    out.print(table)
+    states = ("active", "control", "done", "converted", "exited")
+    print_rows(
+        (Col("id", "journey"), Col("name"), Col("status"), *(Col(s) for s in states)),
+        ((r.id, r.name, r.status, *(counts.get((r.id, s), 0) for s in states)) for r in rows),
+        fmt,
+        empty="no journeys (omnibank journey start FILE.yaml)",
+    )
 
 
 def worker(
@@ -211,8 +206,9 @@ def worker(
     batch: int = typer.Option(500, "--batch", min=1, max=10_000, help="Entries claimed per transaction."),
     interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds to sleep when idle."),
 ) -> None:
-    """Run journeys: apply new events, enter customers, execute due steps through the contact policy,
-    dispatch the outbox, escalate overdue leads. Several workers may run at once (PostgreSQL)."""
+    """Run journeys and the outbox in the background. It applies new events, enters customers, executes due
+    steps through the contact policy, dispatches the outbox and escalates overdue leads. Several workers may
+    run at once (PostgreSQL)."""
     from omnibank.journeys import runtime
 
     settings = get_settings()
@@ -230,31 +226,70 @@ def worker(
     runtime.work(settings, once=once, batch=batch, interval=interval, on_loop=show)
 
 
+_REPORT_COLUMNS = (
+    Col("journey", table=False), Col("entered", table=False), Col("control", table=False),
+    Col("treated", table=False), Col("converted", table=False), Col("converted_control", table=False),
+    Col("rate", table=False), Col("control_rate", table=False), Col("uplift", table=False),
+    Col("step"), Col("sent"), Col("deferred"), Col("suppressed_text", "suppressed", data=False),
+    Col("suppressed", table=False), Col("suppressed_by_reason", table=False), Col("delivered"),
+    Col("clicked"), Col("failed"), Col("done"),
+)  # fmt: skip
+
+
 @app.command("report")
-def report_cmd(journey_id: str = typer.Argument(None, help="One journey (default: all).")) -> None:
+def report_cmd(
+    journey_id: str = typer.Argument(None, help="One journey (default: all)."), fmt: OutputFormat = FormatOpt
+) -> None:
     """Attribution per journey and step: entered, sent, deferred, suppressed by reason, delivered,
-    converted within the window, uplift against the control group."""
+    converted within the window, uplift against the control group (csv and json: a row per journey and
+    step, the journey's figures repeated on each; rates as decimals, 0.125 = 12.5%)."""
+    from decimal import Decimal
+
     from omnibank.db import unit_of_work
-    from omnibank.journeys.report import attribution
+    from omnibank.journeys.report import JourneyFigures, attribution
 
     with unit_of_work() as session:
         figures = attribution(session, journey_id)
-    if not figures:
-        out.print("nothing recorded yet (omnibank journey start FILE.yaml, then omnibank worker)")
-        return
 
     def pct(v: float | None) -> str:
         return "–" if v is None else f"{v * 100:.1f}%"
 
+    def ratio(n: int, d: int) -> Decimal | None:
+        return Decimal(n) / Decimal(d) if d else None
+
+    def rows_of(f: JourneyFigures) -> list[dict[str, object]]:
+        rate, control_rate = ratio(f.converted, f.treated), ratio(f.converted_control, f.control)
+        uplift = rate - control_rate if rate is not None and control_rate is not None else None
+        places = Decimal("0.0001")
+        journey: dict[str, object] = {
+            "journey": f.journey, "entered": f.entered, "control": f.control, "treated": f.treated,
+            "converted": f.converted, "converted_control": f.converted_control,
+            **{k: None if v is None else v.quantize(places)
+               for k, v in (("rate", rate), ("control_rate", control_rate), ("uplift", uplift))},
+        }  # fmt: skip
+        rows = []
+        for s in f.steps.values():
+            reasons = sorted(s.suppressed.items())
+            rows.append({
+                **journey, "step": s.step, "sent": s.sent, "deferred": s.deferred,
+                "suppressed_text": ", ".join(f"{k} {v:,}" for k, v in reasons) or "0",
+                "suppressed": sum(s.suppressed.values()),
+                "suppressed_by_reason": ";".join(f"{k}={v}" for k, v in reasons) or None,
+                "delivered": s.delivered, "clicked": s.clicked, "failed": s.failed, "done": s.done,
+            })  # fmt: skip
+        return rows or [{**journey, **{c.key: None for c in _REPORT_COLUMNS if c.key not in journey}}]
+
+    empty = "nothing recorded yet (omnibank journey start FILE.yaml, then omnibank worker)"
+    if fmt is not OutputFormat.table:
+        print_rows(_REPORT_COLUMNS, [r for f in figures for r in rows_of(f)], fmt, empty=empty)
+    elif not figures:
+        out.print(empty)
     for f in figures:
-        out.print(
+        note(
+            fmt,
             f"[bold]{f.journey}[/bold]: entered {f.entered:,} (control {f.control:,}); converted "
             f"{f.converted:,} of {f.treated:,} treated ({pct(f.rate)}) vs {f.converted_control:,} of "
-            f"{f.control:,} control ({pct(f.control_rate)}); uplift {pct(f.uplift)}"
+            f"{f.control:,} control ({pct(f.control_rate)}); uplift {pct(f.uplift)}",
         )
-        table = Table("step", "sent", "deferred", "suppressed", "delivered", "clicked", "failed", "done")
-        for s in f.steps.values():
-            suppressed = ", ".join(f"{k} {v:,}" for k, v in sorted(s.suppressed.items())) or "0"
-            table.add_row(s.step, f"{s.sent:,}", f"{s.deferred:,}", suppressed, f"{s.delivered:,}",
-                          f"{s.clicked:,}", f"{s.failed:,}", f"{s.done:,}")  # fmt: skip
-        out.print(table)
+        if fmt is OutputFormat.table:
+            print_rows(_REPORT_COLUMNS, [r for r in rows_of(f) if r["step"] is not None], fmt)

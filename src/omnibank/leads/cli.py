@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.text import Text
 
 from omnibank.audit import service as audit
 from omnibank.audit.service import cli_actor
@@ -19,17 +18,16 @@ from omnibank.config import Settings, get_settings
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.events.emit import Emitted
+from omnibank.kit.clock import system_clock
 from omnibank.kit.console import err, out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.leads import repository, service
 from omnibank.leads.models import LEAD_STATUSES
 from omnibank.leads.repository import Viewer
 from omnibank.leads.service import Event, LeadRead, LeadRequest
 from omnibank.security import get_cipher
 
-app = typer.Typer(
-    help="Leads for branch staff: the RM's list, follow-up (contacted, won, lost), escalation.",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 _DURATION = re.compile(r"(\d+)\s*([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -51,10 +49,6 @@ def parse_duration(text: str, option: str) -> timedelta:
     if total > timedelta(days=366):
         raise AppError(f"{option}: {text!r} is more than a year")
     return total
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 def _local(settings: Settings, moment: datetime | None) -> str:
@@ -95,6 +89,7 @@ def list_cmd(
     status: str = typer.Option(None, "--status", help="Only this status: new, contacted, won or lost."),
     overdue: bool = typer.Option(False, "--overdue", help="Only leads still new past their due time."),
     limit: int = typer.Option(200, "--limit", min=1, max=10_000, help="Rows to show."),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """What a member of staff follows up: their own leads, the queue of their unit (a team member serves the
     sub-branch above the team) and, for a branch manager, the leads escalated to them. Names and phones
@@ -102,7 +97,7 @@ def list_cmd(
     if status is not None and status not in LEAD_STATUSES:
         raise AppError(f"--status: {status!r} is not a lead status; use {', '.join(LEAD_STATUSES)}")
     settings = get_settings()
-    now = _now()
+    now = system_clock()
     with unit_of_work(settings) as session:
         leads = repository.page(session, Viewer(staff_id=staff), now=now, status=status, overdue=overdue,
                                 limit=limit)  # fmt: skip
@@ -112,22 +107,25 @@ def list_cmd(
             detail={"staff_id": staff, "shown": sorted({x.customer_id for x in leads}),
                     "fields": ["name", "phone"]}, at=now,
         )  # fmt: skip
-    if not leads:
-        out.print(f"no leads for {staff}" + (f" with status {status}" if status else "") + (
-            " overdue" if overdue else ""))  # fmt: skip
-        return
-    table = Table("lead", "customer", "name", "phone", "product", "source", "status", "due", "owner", "",
-                  box=box.SIMPLE_HEAD)  # fmt: skip
+    columns = (
+        Col("lead_id", "lead"), Col("customer_id", "customer"), Col("name"), Col("phone"),
+        Col("product_id", "product"), Col("source"), Col("status"), Col("due_at", "due", empty="—"),
+        Col("owner", data=False), Col("owner_staff_id", table=False), Col("org_id", table=False),
+        Col("flags", "", data=False), Col("overdue", table=False), Col("escalated_to", table=False),
+    )  # fmt: skip
+    rows = []
     for lead in leads:
         m = masked.get(lead.customer_id, repository.Masked("", ""))
-        table.add_row(
-            lead.lead_id, lead.customer_id, escape(m.name), m.phone, lead.product_id or "",
-            escape(lead.source), lead.status, _local(settings, lead.due_at),
-            lead.owner_staff_id or f"(queue {lead.org_id})", _flags(lead, now),
-        )  # fmt: skip
+        rows.append((
+            lead.lead_id, lead.customer_id, m.name, m.phone, lead.product_id, lead.source, lead.status,
+            lead.due_at, lead.owner_staff_id or f"(queue {lead.org_id})", lead.owner_staff_id, lead.org_id,
+            Text.from_markup(_flags(lead, now)), lead.overdue(now), lead.escalated_to,
+        ))  # fmt: skip
+    nothing = f"no leads for {staff}" + (f" with status {status}" if status else "") + (
+        " overdue" if overdue else "")  # fmt: skip
     # a row per lead, unsqueezed: a narrow terminal wraps the lines rather than cutting ids short
-    Console(highlight=False, soft_wrap=True, width=max(out.width, _WIDE)).print(table)
-    out.print(f"{len(leads)} leads")
+    if print_rows(columns, rows, fmt, empty=nothing, tz=settings.tz, box=box.SIMPLE_HEAD, min_width=_WIDE):
+        note(fmt, f"{len(leads)} leads")
 
 
 @app.command("show")
@@ -137,7 +135,7 @@ def show_cmd(
 ) -> None:
     """One lead and its history (the customer masked)."""
     settings = get_settings()
-    now = _now()
+    now = system_clock()
     with unit_of_work(settings) as session:
         lead = repository.get(session, Viewer(staff_id=staff), lead_id)
         masked = repository.masked_customers(session, get_cipher(settings), [lead.customer_id])
@@ -173,7 +171,7 @@ def set_cmd(
     if status not in MOVES:
         raise AppError(f"status: {status!r} is not a move; use contacted, won or lost")
     settings = get_settings()
-    now = _now()
+    now = system_clock()
     with unit_of_work(settings) as session:
         before = repository.get(session, Viewer(staff_id=staff), lead_id)
         change = service.set_status(
@@ -193,7 +191,7 @@ def add_cmd(
 ) -> None:
     """Add a lead by hand: it goes to the customer's RM, else to the queue of the customer's branch."""
     settings = get_settings()
-    now = _now()
+    now = system_clock()
     wanted = LeadRequest(
         key=key or f"manual:{secrets.token_hex(8)}", customer_id=customer, source="manual",
         product_id=product, note=note, due_in=parse_duration(due_in, "--due-in"),
@@ -212,7 +210,7 @@ def add_cmd(
 def escalate_cmd() -> None:
     """Hand every lead still new past its due time to the nearest branch manager (once each)."""
     settings = get_settings()
-    now = _now()
+    now = system_clock()
     with unit_of_work(settings) as session:
         result = service.escalate_overdue(session, now=now, actor=cli_actor())
     _emit(settings, result.events)

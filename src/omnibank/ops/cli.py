@@ -67,7 +67,7 @@ def backup_cmd(
     ),
     pg_bin: Path = PgBinOpt,
 ) -> None:
-    """Back up the operational store and the event log consistently (the keys go apart, to --keys-out)."""
+    """Back up the store and the event log, consistently. The keys go apart, to --keys-out."""
     settings = get_settings()
     with _Bar() as bar:
         report = ops.backup(settings, folder, keys_out=keys_out, progress=bar, pg_bin=pg_bin)
@@ -95,7 +95,7 @@ def restore_cmd(
     ),
     pg_bin: Path = PgBinOpt,
 ) -> None:
-    """Restore a backup into the configured data home and store, after verifying every checksum.
+    """Restore a backup, after verifying every checksum. It goes into the configured data home and store.
 
     Run it with the platform stopped. A refused restore changes nothing."""
     settings = get_settings()

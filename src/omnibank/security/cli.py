@@ -4,47 +4,60 @@ from __future__ import annotations
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.kit.console import err, out, progress_enabled
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.security import rotate as rot
 
-app = typer.Typer(
-    help="Encryption keys: status, rotate (re-encrypt every personal field), retire old keys.",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 @app.command("status")
-def status() -> None:
-    """Key ids, which one is active, and how many ciphertexts each key still encrypts."""
+def status(fmt: OutputFormat = FormatOpt) -> None:
+    """Key ids, which one is active, and how many ciphertexts each key still encrypts (with csv and json: a
+    row per field and key)."""
     settings = get_settings()
     ring = rot.load_ring(settings)
     with unit_of_work(settings) as session:
         usage = rot.key_usage(session, ring)
     source = "OMNIBANK_MASTER_KEY" if settings.master_key else str(settings.key_file)
-    keys = Table("key", "active", "ciphertexts", title=f"key ring ({source})", title_justify="left")
-    for kid in ring.data_keys:
-        keys.add_row(kid, "yes" if kid == ring.active else "", str(usage.by_key[kid]))
-    out.print(keys)
-    fields = Table("field", *ring.data_keys, title="ciphertexts per field and key", title_justify="left")
-    for column, per in usage.by_column.items():
-        fields.add_row(column, *(str(per[kid]) for kid in ring.data_keys))
-    out.print(fields)
+    if fmt is OutputFormat.table:
+        from rich.table import Table
+
+        keys = Table("key", "active", "ciphertexts", title=f"key ring ({source})", title_justify="left")
+        for kid in ring.data_keys:
+            keys.add_row(kid, "yes" if kid == ring.active else "", str(usage.by_key[kid]))
+        out.print(keys)
+        fields = Table("field", *ring.data_keys, title="ciphertexts per field and key", title_justify="left")
+        for column, per in usage.by_column.items():
+            fields.add_row(column, *(str(per[kid]) for kid in ring.data_keys))
+        out.print(fields)
+    else:
+        print_rows(
+            (Col("field"), Col("key"), Col("active"), Col("ciphertexts")),
+            (
+                (column, kid, kid == ring.active, per[kid])
+                for column, per in usage.by_column.items()
+                for kid in ring.data_keys
+            ),
+            fmt,
+            title=f"key ring ({source})",
+        )
     if usage.other:
-        out.print(f"[red]{usage.other} ciphertexts use a key that is not in the ring[/red]")
+        note(fmt, f"[red]{usage.other} ciphertexts use a key that is not in the ring[/red]")
     stale = usage.stale(ring.active)
     if stale:
-        out.print(
+        note(
+            fmt,
             f"{stale} ciphertexts are not under the active key {ring.active!r}: "
-            "finish with `omnibank keys rotate --resume`"
+            "finish with `omnibank keys rotate --resume`",
         )
     else:
-        out.print(f"all {usage.total} ciphertexts are under the active key {ring.active!r}")
-    out.print("blind index key: one, not rotated (its digests are also stored in the immutable event log)")
+        note(fmt, f"all {usage.total} ciphertexts are under the active key {ring.active!r}")
+    note(fmt, "blind index key: one, not rotated (its digests are also stored in the immutable event log)")
 
 
 @app.command("rotate")

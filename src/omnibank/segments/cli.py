@@ -6,7 +6,6 @@ from datetime import date
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
@@ -14,12 +13,10 @@ from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.segments import service
 
-app = typer.Typer(
-    help="Segments (客群) in the expression language, e.g. \"age >= 60 AND events('app.login', 90) = 0\".",
-    no_args_is_help=True,
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 AsOfOpt = typer.Option(
     None, "--as-of", help="Evaluate as of this bank-local date (YYYY-MM-DD); default today."
@@ -58,8 +55,10 @@ def preview(
     expression: str = Expr,
     as_of: str = AsOfOpt,
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=1000, help="How many customers to show."),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Show the first matching customers, personal fields masked (the view is audited)."""
+    from omnibank.kit.money import parse_cny
     from omnibank.security import get_cipher
 
     settings = get_settings()
@@ -68,11 +67,21 @@ def preview(
         total, rows = service.preview(
             session, settings, get_cipher(settings), expression, as_of=day, limit=limit, actor=cli_actor()
         )
-    table = Table("customer_id", "name", "gender", "age", "branch", "aum (CNY)", "occupation")
-    for r in rows:
-        table.add_row(r.customer_id, r.name, r.gender, str(r.age), r.branch_id, r.aum, r.occupation)
-    out.print(table)
-    out.print(f"{len(rows)} of {total:,} matching customers as of {day}")
+    columns = (
+        Col("customer_id"), Col("name"), Col("gender"), Col("age", show=str), Col("branch_id", "branch"),
+        Col("aum", "aum (CNY)"), Col("occupation"),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        (
+            # the service hands aum formatted for people ("51,645.21"); read back exactly
+            (r.customer_id, r.name, r.gender, r.age, r.branch_id, parse_cny(r.aum.replace(",", "")),
+             r.occupation)
+            for r in rows
+        ),
+        fmt,
+    )  # fmt: skip
+    note(fmt, f"{len(rows)} of {total:,} matching customers as of {day}")
 
 
 @app.command("export")
@@ -102,18 +111,20 @@ def save(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(fmt: OutputFormat = FormatOpt) -> None:
     """List saved segments with their latest snapshot."""
     with unit_of_work() as session:
         infos = service.list_segments(session)
-    if not infos:
-        out.print('no saved segments yet (omnibank segment save NAME "EXPR")')
-        return
-    table = Table("name", "expression", "members", "last snapshot", "description")
-    for i in infos:
-        members = f"{i.members:,}" if i.members is not None else "—"
-        table.add_row(i.name, i.expression, members, str(i.last_snapshot or "—"), i.description)
-    out.print(table)
+    columns = (
+        Col("name"), Col("expression"), Col("members", empty="—"),
+        Col("last_snapshot", "last snapshot", empty="—"), Col("description"),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        ((i.name, i.expression, i.members, i.last_snapshot, i.description) for i in infos),
+        fmt,
+        empty='no saved segments yet (omnibank segment save NAME "EXPR")',
+    )
 
 
 @app.command("delete")
@@ -150,8 +161,10 @@ def snapshot(
 def matrix(
     where: str = typer.Option(None, "--where", help="Only customers matching this expression."),
     as_of: str = AsOfOpt,
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
-    """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments) as a grid."""
+    """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments) as a grid (csv and
+    json: a row per non-empty lifecycle stage and wealth tier, a column per occupation)."""
     settings = get_settings()
     day = as_of_date(as_of)
     with unit_of_work(settings) as session:
@@ -162,14 +175,17 @@ def matrix(
         "self_employed": "self",
         "employee": "staff",
     }
-    table = Table(
-        "lifecycle · wealth",
-        *(short.get(o, o) for o in m.occupations),
-        "total",
-        title=f"customers as of {day}",
-        title_justify="left",
+    def count(n: int) -> str:
+        return f"{n:,}" if n else "·"
+
+    columns = (
+        Col("segment", "lifecycle · wealth", data=False, no_wrap=True),
+        Col("lifecycle", table=False),
+        Col("wealth", table=False),
+        *(Col(o, short.get(o, o), show=count) for o in m.occupations),
+        Col("total"),
     )
-    table.columns[0].no_wrap = True
+    rows: list[list[object]] = []
     cells = 0
     for lc in m.lifecycle:
         for w in m.wealth:
@@ -178,6 +194,6 @@ def matrix(
                 continue
             cells += sum(1 for n in row if n)
             label = f"{lc.removeprefix('lifecycle_')} · {w.removeprefix('wealth_')}"
-            table.add_row(label, *(f"{n:,}" if n else "·" for n in row), f"{sum(row):,}")
-    out.print(table)
-    out.print(f"{m.total:,} customers in {cells} non-empty segments")
+            rows.append([label, None if lc == "—" else lc, None if w == "—" else w, *row, sum(row)])
+    print_rows(columns, rows, fmt, title=f"customers as of {day}")
+    note(fmt, f"{m.total:,} customers in {cells} non-empty segments")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -21,11 +22,9 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -41,24 +40,35 @@ from omnibank.segments.compile import Compiled, Dialect, compile_expression, quo
 from omnibank.segments.expr import CUSTOMER_FIELDS, EVENT_FIELDS, CustomerFacts, Expression, Vocabulary, parse
 from omnibank.tags.models import TagDefinition
 
-PROFILE_SCHEMA = pa.schema(
-    [
-        ("customer_id", pa.string()),
-        ("gender", pa.string()),
-        ("birth_date", pa.date32()),
-        ("branch_id", pa.string()),
-        ("rm_id", pa.string()),
-        ("aum_fen", pa.int64()),
-        ("occupation", pa.string()),
-        ("risk_tolerance", pa.string()),
-        ("channel_pref", pa.string()),
-        ("marketing_consent", pa.bool_()),
-        ("registered_at", pa.date32()),
-        ("org_path", pa.string()),
-    ]
-)
-TAGS_SCHEMA = pa.schema([("customer_id", pa.string()), ("tag", pa.string())])
-MERGES_SCHEMA = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@functools.cache
+def snapshot_schemas() -> tuple[pa.Schema, pa.Schema, pa.Schema]:
+    """The snapshot files' schemas: profiles, tags, merges (pyarrow is imported when a snapshot is built,
+    not by every command that counts a segment over one already built)."""
+    import pyarrow as pa
+
+    profiles = pa.schema(
+        [
+            ("customer_id", pa.string()),
+            ("gender", pa.string()),
+            ("birth_date", pa.date32()),
+            ("branch_id", pa.string()),
+            ("rm_id", pa.string()),
+            ("aum_fen", pa.int64()),
+            ("occupation", pa.string()),
+            ("risk_tolerance", pa.string()),
+            ("channel_pref", pa.string()),
+            ("marketing_consent", pa.bool_()),
+            ("registered_at", pa.date32()),
+            ("org_path", pa.string()),
+        ]
+    )
+    tags = pa.schema([("customer_id", pa.string()), ("tag", pa.string())])
+    merges = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
+    return profiles, tags, merges
 
 # marketing_consent is the effective consent (the latest consent record, else the customer file's flag);
 # erased customers are no one's target any more
@@ -122,6 +132,8 @@ def _snapshots_dir(settings: Settings) -> Path:
 def _fetch_table(session: Session, sql: str, schema: pa.Schema, batch: int = 200_000) -> pa.Table:
     """Stream a query's rows into an Arrow table of ``schema`` (SQLite gives dates as text, booleans as
     integers: cast here)."""
+    import pyarrow as pa
+
     result = session.connection().exec_driver_sql(sql)
     chunks: list[pa.RecordBatch] = []
     while rows := result.fetchmany(batch):
@@ -157,9 +169,12 @@ def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = Fa
     folder = root / f"v{time.time_ns()}"
     tmp = folder.with_suffix(".tmp")
     tmp.mkdir()
-    pq.write_table(_fetch_table(session, _PROFILES_SQL, PROFILE_SCHEMA), tmp / "profiles.parquet")
-    pq.write_table(_fetch_table(session, _TAGS_SQL, TAGS_SCHEMA), tmp / "tags.parquet")
-    pq.write_table(_fetch_table(session, _MERGES_SQL, MERGES_SCHEMA), tmp / "merges.parquet")
+    import pyarrow.parquet as pq
+
+    profiles, tags, merges = snapshot_schemas()
+    pq.write_table(_fetch_table(session, _PROFILES_SQL, profiles), tmp / "profiles.parquet")
+    pq.write_table(_fetch_table(session, _TAGS_SQL, tags), tmp / "tags.parquet")
+    pq.write_table(_fetch_table(session, _MERGES_SQL, merges), tmp / "merges.parquet")
     tmp.rename(folder)
     state_tmp = root / f"state.{os.getpid()}.tmp"
     state_tmp.write_text(json.dumps({"folder": folder.name, "versions": now_versions}))
@@ -227,7 +242,8 @@ class DuckEngine:
             if files == self._events:
                 return
             merges = self.snapshot.merges
-            has_merges = pq.ParquetFile(merges).metadata.num_rows > 0
+            row = self.con.execute(f"SELECT count(*) FROM read_parquet({quote(str(merges))})").fetchone()
+            has_merges = bool(row and row[0])
             relation = _events_relation(self.settings, merges if has_merges else None)
             self.con.execute(f"CREATE OR REPLACE VIEW events AS {relation}")
             self._events = files
@@ -257,6 +273,8 @@ class DuckEngine:
     def replace_tag(self, tag: str, ids: pa.Array) -> None:
         """Within this engine only: ``tag`` is now carried by exactly ``ids`` (tags computed in order
         see the tags computed before them)."""
+        import pyarrow as pa
+
         self._need(tags_table=True)
         self.con.execute("DELETE FROM tags WHERE tag = ?", [tag])
         new = pa.table({"customer_id": ids.cast(pa.string()), "tag": pa.array([tag] * len(ids), pa.string())})
@@ -352,6 +370,8 @@ class StoreEngine:
         return int(str(n))
 
     def ids(self, expression: Expression, as_of: date) -> pa.Array:
+        import pyarrow as pa
+
         sql = compile_expression(expression, as_of, "postgres").ids_sql(ctes=self.ctes)
         return pa.array([r[0] for r in self._rows(sql)], pa.string())
 
@@ -392,6 +412,8 @@ def customer_facts(session: Session, settings: Settings, customer_ids: list[str]
     events: dict[str, list[dict[str, object]]] = {}
     log = EventLog(settings)
     if log.files() and owner:
+        import pyarrow as pa
+
         con = log.connect()
         try:
             con.register("_ids", pa.table({"customer_id": pa.array(list(owner), pa.string())}))

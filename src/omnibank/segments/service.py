@@ -5,10 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from sqlalchemy import Table, delete, func, select
 from sqlalchemy.orm import Session
 
@@ -26,6 +24,9 @@ from omnibank.segments.engine import StoreEngine, duck_engine, parse_in
 from omnibank.segments.expr import TAG_PATTERN, And, Expression, InOrg
 from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
 from omnibank.tags.models import TagDefinition
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 _MEMBERS: Table = SegmentMember.__table__  # type: ignore[assignment]
 _CHANGES: Table = SegmentChange.__table__  # type: ignore[assignment]
@@ -162,7 +163,6 @@ def export(session: Session, settings: Settings, text: str, *, as_of: date, out:
     if out.is_dir():
         raise AppError(f"{out}: is a folder; give a file name")
     ids = member_ids(session, settings, parse_in(session, text), as_of)
-    table = pa.table({"customer_id": ids})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     if suffix == ".csv":
@@ -170,7 +170,10 @@ def export(session: Session, settings: Settings, text: str, *, as_of: date, out:
             fh.write("customer_id\n")
             fh.writelines(f"{cid}\n" for cid in ids.to_pylist())
     else:
-        pq.write_table(table, tmp)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"customer_id": ids}), tmp)
     tmp.replace(out)
     audit.record(
         session,
@@ -254,6 +257,9 @@ class SnapshotResult:
 
 def snapshot(session: Session, settings: Settings, name: str, *, as_of: date, actor: str) -> SnapshotResult:
     """Evaluate a saved segment and record who entered and who left since its last snapshot."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     seg = get(session, name)
     expression = parse_in(session, seg.expression)
     now = datetime.now(UTC)
@@ -348,6 +354,8 @@ def matrix(session: Session, settings: Settings, *, where: str | None, as_of: da
     filter_sql = ""
     with duck_engine(session, settings) as duck:
         if where:
+            import pyarrow as pa
+
             ids = duck.ids(parse_in(session, where), as_of)
             duck.con.register("_scope", pa.table({"customer_id": ids}))
             filter_sql = "WHERE p.customer_id IN (SELECT customer_id FROM _scope)"

@@ -5,19 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 from sqlalchemy import func, select
 
 from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.kit.console import err, out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.segments.cli import AsOfOpt, as_of_date
 from omnibank.tags import service
 from omnibank.tags.models import CustomerTag, TagDefinition
 
-app = typer.Typer(
-    help="Tags (标签): definitions in YAML, computed in batch with history.", no_args_is_help=True
-)
+app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 @app.command("load")
@@ -36,6 +34,7 @@ def load(
 def compute(
     as_of: str = AsOfOpt,
     only: list[str] = typer.Option(None, "--tag", help="Compute only this tag (repeatable)."),
+    fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Compute every tag as of a date; who gained and who lost each is kept."""
     settings = get_settings()
@@ -44,25 +43,28 @@ def compute(
         report = service.compute_tags(
             session, settings, as_of=day, only=only or None, on_tag=lambda t: err.print(f"computing {t}…")
         )
-    table = Table("tag", "customers", "gained", "lost", title=f"tags as of {day}", title_justify="left")
-    for r in report.results:
-        table.add_row(r.tag, f"{r.members:,}", f"{r.gained:,}", f"{r.lost:,}")
-    out.print(table)
-    out.print(f"computed {len(report.results)} tags: {report.gained:,} gained, {report.lost:,} lost")
+    columns = (Col("tag"), Col("customers"), Col("gained"), Col("lost"))
+    print_rows(
+        columns,
+        ((r.tag, r.members, r.gained, r.lost) for r in report.results),
+        fmt,
+        title=f"tags as of {day}",
+    )
+    note(fmt, f"computed {len(report.results)} tags: {report.gained:,} gained, {report.lost:,} lost")
 
 
 @app.command("list")
-def list_() -> None:
+def list_(fmt: OutputFormat = FormatOpt) -> None:
     """List tag definitions with how many customers carry each."""
     with unit_of_work() as session:
         defs = list(
             session.scalars(select(TagDefinition).order_by(TagDefinition.category, TagDefinition.name))
         )
         counts = dict(session.execute(select(CustomerTag.tag, func.count()).group_by(CustomerTag.tag)).all())
-    if not defs:
-        out.print("no tag definitions yet (omnibank tags load examples/tags)")
-        return
-    table = Table("category", "tag", "customers", "description", "expression")
-    for d in defs:
-        table.add_row(d.category, d.name, f"{counts.get(d.name, 0):,}", d.description, d.expression)
-    out.print(table)
+    columns = (Col("category"), Col("tag"), Col("customers"), Col("description"), Col("expression"))
+    print_rows(
+        columns,
+        ((d.category, d.name, counts.get(d.name, 0), d.description, d.expression) for d in defs),
+        fmt,
+        empty="no tag definitions yet (omnibank tags load examples/tags)",
+    )

@@ -3,25 +3,21 @@
 from __future__ import annotations
 
 import sys
-from datetime import UTC, datetime
 
 import typer
-from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
+from omnibank.kit.clock import system_clock
 from omnibank.kit.console import out
+from omnibank.kit.listing import Col, FormatOpt, OutputFormat, print_rows
 from omnibank.users import service
 from omnibank.users.models import USER_ROLES
 from omnibank.users.permissions import SCOPES
 
-user_app = typer.Typer(help="Staff accounts that sign in to the API.", no_args_is_help=True)
-token_app = typer.Typer(help="API tokens for integrations (scoped, expiring).", no_args_is_help=True)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
+user_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+token_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -63,7 +59,7 @@ def user_create(
             session,
             role=role,
             password=password,
-            now=_now(),
+            now=system_clock(),
             actor=cli_actor(),
             staff_id=staff,
             supplier_id=supplier,
@@ -74,28 +70,35 @@ def user_create(
 
 
 @user_app.command("list")
-def user_list() -> None:
+def user_list(fmt: OutputFormat = FormatOpt) -> None:
     """Every account with its role, staff member and state."""
-    now = _now()
+    now = system_clock()
+    rows = []
     with unit_of_work() as session:
-        table = Table("username", "role", "staff", "supplier", "state", "last login")
         for u in service.list_users(session):
+            locked_out = not u.disabled and u.locked_until is not None and u.locked_until > now
             if u.disabled:
-                state = "locked"
-            elif u.locked_until is not None and u.locked_until > now:
-                state = f"locked out until {u.locked_until.isoformat(timespec='minutes')}"
+                state, text = "locked", "locked"
+            elif locked_out and u.locked_until is not None:
+                state, text = "locked_out", f"locked out until {u.locked_until.isoformat(timespec='minutes')}"
             else:
-                state = "active"
+                state, text = "active", "active"
             last = u.last_login_at.isoformat(timespec="minutes") if u.last_login_at else ""
-            table.add_row(u.username, u.role, u.staff_id or "", u.supplier_id or "", state, last)
-    out.print(table)
+            rows.append((u.username, u.role, u.staff_id, u.supplier_id, text, state,
+                         u.locked_until if locked_out else None, last, u.last_login_at))  # fmt: skip
+    columns = (
+        Col("username"), Col("role"), Col("staff_id", "staff"), Col("supplier_id", "supplier"),
+        Col("state_text", "state", data=False), Col("state", table=False), Col("locked_until", table=False),
+        Col("last_login", "last login", data=False), Col("last_login_at", table=False),
+    )  # fmt: skip
+    print_rows(columns, rows, fmt)
 
 
 @user_app.command("lock")
 def user_lock(username: str = typer.Argument(...)) -> None:
     """Lock an account: it cannot sign in and its sessions are revoked."""
     with unit_of_work() as session:
-        service.set_locked(session, username, locked=True, now=_now(), actor=cli_actor())
+        service.set_locked(session, username, locked=True, now=system_clock(), actor=cli_actor())
     out.print(f"user {username} locked")
 
 
@@ -103,7 +106,7 @@ def user_lock(username: str = typer.Argument(...)) -> None:
 def user_unlock(username: str = typer.Argument(...)) -> None:
     """Unlock an account (also clears a lock-out after failed sign-ins)."""
     with unit_of_work() as session:
-        service.set_locked(session, username, locked=False, now=_now(), actor=cli_actor())
+        service.set_locked(session, username, locked=False, now=system_clock(), actor=cli_actor())
     out.print(f"user {username} unlocked")
 
 
@@ -119,7 +122,8 @@ def token_create(
     lifetime = service.parse_duration(expires)
     with unit_of_work() as session:
         token, plaintext = service.create_api_token(
-            session, name=name, scopes=parsed, lifetime=lifetime, now=_now(), actor=cli_actor(), org_id=org
+            session, name=name, scopes=parsed, lifetime=lifetime, now=system_clock(), actor=cli_actor(),
+            org_id=org,
         )
         until = token.expires_at.isoformat(timespec="minutes")
     out.print(plaintext)
@@ -129,28 +133,29 @@ def token_create(
 
 
 @token_app.command("list")
-def token_list() -> None:
+def token_list(fmt: OutputFormat = FormatOpt) -> None:
     """Every token: name, scopes, expiry, state (never the token)."""
-    now = _now()
+    now = system_clock()
+    rows = []
     with unit_of_work() as session:
-        table = Table("name", "prefix", "scopes", "org", "expires", "state", "last used")
         for t in service.list_api_tokens(session):
             state = "revoked" if t.revoked_at else "expired" if t.expires_at <= now else "active"
-            table.add_row(
-                t.name,
-                f"omb_{t.prefix}_…",
-                t.scopes,
-                t.org_id or "whole bank",
-                t.expires_at.isoformat(timespec="minutes"),
-                state,
-                t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "",
-            )
-    out.print(table)
+            rows.append((
+                t.name, f"omb_{t.prefix}_…", t.prefix, t.scopes, t.org_id,
+                t.expires_at.isoformat(timespec="minutes"), t.expires_at, state,
+                t.last_used_at.isoformat(timespec="minutes") if t.last_used_at else "", t.last_used_at,
+            ))  # fmt: skip
+    columns = (
+        Col("name"), Col("shown_prefix", "prefix", data=False), Col("prefix", table=False), Col("scopes"),
+        Col("org_id", "org", empty="whole bank"), Col("expires", data=False), Col("expires_at", table=False),
+        Col("state"), Col("last_used", "last used", data=False), Col("last_used_at", table=False),
+    )  # fmt: skip
+    print_rows(columns, rows, fmt)
 
 
 @token_app.command("revoke")
 def token_revoke(name: str = typer.Argument(...)) -> None:
     """Revoke a token at once."""
     with unit_of_work() as session:
-        service.revoke_api_token(session, name, now=_now(), actor=cli_actor())
+        service.revoke_api_token(session, name, now=system_clock(), actor=cli_actor())
     out.print(f"token {name} revoked")

@@ -3,6 +3,7 @@ tokens for integrations. Flushes only; the caller commits."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 import secrets
@@ -37,7 +38,14 @@ _ALGORITHM = "HS256"
 _ISSUER = "omnibank"
 
 _hasher = PasswordHasher()  # argon2id with the library's recommended cost
-_DUMMY_HASH = _hasher.hash("not a password of anyone")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users (the same cost as a real one); made on first use, not at
+    import: it costs ~180 ms, which every CLI command importing this module used to pay."""
+    return _hasher.hash("not a password of anyone")
+
 _COMMON = frozenset(
     {"password1234", "passw0rd1234", "123456789012", "qwertyuiop12", "omnibank1234", "administrator"}
 )
@@ -194,7 +202,7 @@ def authenticate(session: Session, *, username: str, password: str, now: datetim
     refused); the fifth in a row locks the account for 15 minutes. An unknown user costs the same hash."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
-        _verify(_DUMMY_HASH, password)
+        _verify(_dummy_hash(), password)
         return LoginOutcome(None, "bad_credentials")
     if user.disabled:
         return LoginOutcome(None, "locked")
