@@ -440,26 +440,45 @@ class SweepResult:
 
 def sweep(session: Session, *, now: datetime, actor: str = "system:sweep") -> SweepResult:
     """Activate claimed coupons that have taken effect; expire granted coupons past their claim window and
-    claimed or active ones past their validity."""
-    activated = expired = 0
-    due_active = select(Coupon.id).where(Coupon.status == "claimed", Coupon.valid_from <= now)
-    for cid in list(session.scalars(due_active)):
-        try:
-            transition(session, cid, "activate", now=now, actor=actor)
-            activated += 1
-        except CouponRefused:
-            pass  # moved meanwhile
-    due_expiry = select(Coupon.id).where(
-        ((Coupon.status == "granted") & (Coupon.claim_by < now))
-        | (Coupon.status.in_(("claimed", "active")) & (Coupon.valid_to < now))
+    claimed or active ones past their validity.
+
+    Each move is one compare-and-set UPDATE over every coupon due for it (RETURNING the ids moved) and one
+    insert of their history rows: the same moves, in the same order (activate first, so a coupon that took
+    effect and ended since the last sweep is activated, then expired), as coupon by coupon through
+    :func:`transition`, which cost five statements a coupon (a year of the 20,000-customer demo bank
+    expires ~20,000 coupons: a minute that way, a fraction of a second this way). A coupon moved meanwhile
+    by another transaction no longer matches its UPDATE's status and is left alone."""
+    table = _COUPONS
+    activated = _sweep_move(session, "activate", "claimed", table.c.valid_from <= now, now, actor)
+    expired = sum(
+        _sweep_move(session, "expire", before, due < now, now, actor)
+        for before, due in (
+            ("granted", table.c.claim_by),
+            ("claimed", table.c.valid_to),
+            ("active", table.c.valid_to),
+        )
     )
-    for cid in list(session.scalars(due_expiry)):
-        try:
-            transition(session, cid, "expire", now=now, actor=actor)
-            expired += 1
-        except CouponRefused:
-            pass
     return SweepResult(activated, expired)
+
+
+def _sweep_move(session: Session, action: str, before: str, due: Any, now: datetime, actor: str) -> int:
+    """Move every coupon in status ``before`` meeting ``due`` by ``action``; how many moved."""
+    table = _COUPONS
+    target = ACTIONS[action][1]
+    moved = [
+        row[0]
+        for row in session.execute(
+            update(table)
+            .where(table.c.status == before, due)
+            .values(status=target, status_at=now)
+            .returning(table.c.id)
+        )
+    ]
+    rows = [{"coupon_id": cid, "action": action, "from_status": before, "to_status": target, "at": now,
+             "actor": actor, "detail": "{}"} for cid in sorted(moved)]  # fmt: skip
+    for i in range(0, len(rows), 5000):
+        session.execute(insert(_EVENTS), rows[i : i + 5000])
+    return len(moved)
 
 
 def coupon_history(session: Session, coupon_id: int) -> list[CouponEvent]:

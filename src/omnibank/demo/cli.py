@@ -1,19 +1,19 @@
-"""`omnibank demo`: a synthetic bank, generated deterministically and loaded."""
+"""`omnibank demo`: a synthetic bank, generated deterministically, loaded, and run through its year."""
 
 from __future__ import annotations
 
 import time
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from omnibank.campaigns.audience import eligible_today
 from omnibank.config import Settings
+from omnibank.demo.year import EXAMPLES
 from omnibank.kit.console import err, out, progress_enabled
 
-app = typer.Typer(help="A synthetic demo bank (衡水银行): generate the contract files and load them.")
+app = typer.Typer()  # help: omnibank.cli.COMMANDS
 
 CustomersOpt = typer.Option(20_000, "--customers", min=10, help="How many customers.")
 SeedOpt = typer.Option(2026, "--seed", help="Random seed: the same seed gives the same bank.")
@@ -38,46 +38,69 @@ def demo(
     start: str = StartOpt,
     days: int = DaysOpt,
 ) -> None:
-    """Generate the demo bank into the data home and load it: orgs, staff, customers, a year of events."""
+    """Generate the demo bank into the data home, load it and run its year: catalogue and budgets, live
+    campaigns and coupons, journeys with the worker, leads followed up, suppliers scored, points."""
     if ctx.invoked_subcommand is not None:
         return
     from omnibank.config import get_settings
+    from omnibank.db import unit_of_work
+    from omnibank.demo import living, summary
     from omnibank.demo.generator import generate
+    from omnibank.demo.year import Calendar, Phases
     from omnibank.ingest.service import KINDS, load_file
 
     settings = get_settings()
     out_dir = settings.home_dir / "demo" / f"seed{seed}-{customers}"
     t0 = time.perf_counter()
+    cal = Calendar.of(_start(start), days, settings.tz)
+    phases = Phases()
     err.print(f"generating the demo bank ({customers:,} customers, seed {seed}) into {out_dir}")
-    summary = generate(
-        out_dir, customers=customers, seed=seed, start=_start(start), days=days, progress=progress_enabled()
-    )
+    with phases("generate"):
+        bank = generate(out_dir, customers=customers, seed=seed, start=cal.first, days=days,
+                        progress=progress_enabled())  # fmt: skip
+        feed = living.split_events(bank.events_jsonl, cal, out_dir / "feed")
     table = Table(
         "file", "loaded", "rejected", "duplicates", "seconds", title="demo bank loaded", title_justify="left"
     )
-    for kind, path in zip(KINDS, summary.paths, strict=True):
-        t = time.perf_counter()
-        report = load_file(kind, path, settings=settings, progress=progress_enabled())
-        table.add_row(
-            path.name,
-            f"{report.loaded:,}",
-            f"{report.rejected:,}",
-            f"{report.duplicates:,}",
-            f"{time.perf_counter() - t:.1f}",
-        )
+    with phases("load"):
+        for kind, path in zip(KINDS, (*bank.paths[:3], feed.history), strict=True):
+            if path is None:
+                continue
+            t = time.perf_counter()
+            report = load_file(kind, path, settings=settings, progress=progress_enabled())
+            table.add_row(path.name, f"{report.loaded:,}", f"{report.rejected:,}", f"{report.duplicates:,}",
+                          f"{time.perf_counter() - t:.1f}")  # fmt: skip
     out.print(table)
-    _tags_and_segments(settings, as_of=_start(start) + timedelta(days=days - 1))
-    _campaigns(settings)
-    _journeys(settings, since=_start(start) + timedelta(days=max(days - 90, 0)))
+    already = living.lived(settings)
+    if already:
+        out.print(f"this bank has lived its year already (data home {settings.home_dir}): nothing more to do")
+    else:
+        out.print(
+            f"living the year: campaigns live from {cal.first}, journeys from {cal.launched:%Y-%m-%d %H:%M}, "
+            f"the events since ({feed.arriving_events:,}) arriving before each of the worker's looks"
+        )
+        year = living.live_year(settings, cal=cal, seed=seed, feed=feed, folder=out_dir, phases=phases,
+                                customers=customers, progress=lambda msg: err.print(msg))  # fmt: skip
+        out.print(year.line())
+    with phases("tags & segments"):
+        _tags_and_segments(settings, as_of=cal.last)
+    with unit_of_work(settings) as session:
+        state = summary.read(session, settings, last=cal.last)
+    summary.print_state(state, first=cal.first, last=cal.last, launch=cal.launch)
+    timing = Table("phase", "seconds", title="phases", title_justify="left")
+    for name, seconds in phases.seconds.items():
+        timing.add_row(name, f"{seconds:.1f}")
+    out.print(timing)
     out.print(
-        f"demo bank ready in {time.perf_counter() - t0:.0f} s: {summary.orgs} orgs, {summary.staff} staff, "
-        f"{summary.customers:,} customers, {sum(summary.events_by_type.values()):,} events "
-        f"(data home {settings.home_dir})"
+        f"demo bank ready in {time.perf_counter() - t0:.0f} s: {bank.orgs} orgs, {bank.staff} staff, "
+        f"{bank.customers:,} customers, {sum(bank.events_by_type.values()):,} events "
+        f"(data home {settings.home_dir}; its clock stands at {cal.end:%Y-%m-%d %H:%M})"
     )
-    out.print("try: omnibank org tree · omnibank customer show C000001 · omnibank segment matrix")
+    out.print("try:")
+    for command in summary.try_commands(state, last=cal.last):
+        out.print(f"  {command}")
 
 
-EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 EXAMPLE_TAGS = EXAMPLES / "tags"
 EXAMPLE_SEGMENTS = {
     "silver_digital_help": ("silver_75_plus OR digital_divide", "银发助老: 75+ or not using the app"),
@@ -148,49 +171,3 @@ def generate_cmd(
         f"wrote {summary.orgs} orgs, {summary.staff} staff, {summary.customers:,} customers, "
         f"{events:,} events to {out_dir} in {time.perf_counter() - t0:.1f} s"
     )
-
-
-def _campaigns(settings: Settings) -> None:
-    """Backtest the example campaigns over the demo bank's event log and print what they would cost."""
-    from omnibank.campaigns.simulate import simulate
-    from omnibank.campaigns.spec import load_campaign
-
-    folder = EXAMPLES / "campaigns"
-    if not folder.is_dir():
-        return
-    table = Table("campaign", "rule", "grants", "face value (CNY)", "refused", title="example campaigns "
-                  "simulated over the demo year (nothing issued)", title_justify="left")  # fmt: skip
-    for path in sorted(folder.glob("*.yaml")):
-        spec = load_campaign(path)
-        report = simulate(spec, settings, events=None, eligible=eligible_today(settings, spec))
-        for rule in spec.rules:
-            cells = [v for (r, _m), v in report.by_rule_month.items() if r == rule.id]
-            refused = sum(n for (r, _why), n in report.refusals.items() if r == rule.id)
-            table.add_row(
-                spec.id,
-                rule.id,
-                f"{sum(c[0] for c in cells):,}",
-                f"{sum(c[1] for c in cells):,.2f}",
-                f"{refused:,}",
-            )
-    out.print(table)
-
-
-def _journeys(settings: Settings, *, since: date) -> None:
-    """Simulate the example journeys together over the demo's last 90 days, as if launched then (one contact
-    policy, shared caps), and print the sends, the suppressions by reason and the leads per branch (nothing
-    is sent or stored)."""
-    from datetime import datetime
-
-    from omnibank.journeys.cli import print_simulation
-    from omnibank.journeys.simulate import simulate
-    from omnibank.journeys.spec import load_journey
-
-    folder = EXAMPLES / "journeys"
-    if not folder.is_dir():
-        return
-    specs = [load_journey(p) for p in sorted(folder.glob("*.yaml"))]
-    t = time.perf_counter()
-    launch = datetime.combine(since, datetime.min.time(), tzinfo=settings.tz)
-    report = simulate(specs, settings, events=None, since=launch)
-    print_simulation(report, title=f"launched {since}, simulated in {time.perf_counter() - t:.1f} s,")
