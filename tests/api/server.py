@@ -22,8 +22,11 @@ def free_port() -> int:
 def serve(app: FastAPI) -> Iterator[str]:
     """Serve ``app`` (its lifespan included) until the block ends; yields the base URL."""
     port = free_port()
+    # idle connections stay open: the concurrency tests open 200 and hold them at a barrier, which on a busy
+    # machine takes longer than uvicorn's default 5 s keep-alive (it then resets them)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False,
+                       timeout_keep_alive=120)  # fmt: skip
     )
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()
