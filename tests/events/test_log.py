@@ -8,6 +8,8 @@ from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 from omnibank.config import Settings
 from omnibank.events.loader import load_events
 from omnibank.events.log import COLUMN_NAMES, FINAL, READY, STAGING, EventLog
@@ -172,3 +174,15 @@ def test_concurrent_loads_of_overlapping_files_store_each_id_once(
     assert sorted(stored(settings)) == [f"e{i:04d}" for i in range(900)]
     assert sum(r.loaded for r in reports) == 900
     assert sum(r.duplicates for r in reports) == 300
+
+
+def test_log_files_sort_in_the_order_their_loads_started(
+    settings: Settings, cipher: FieldCipher, tmp_path: Path, time_machine
+) -> None:
+    # three loads into the same month, a millisecond apart: whatever the random part of their ids, the log's
+    # files sort as the loads happened (campaign run and the worker apply pending files in that order)
+    for i in range(3):
+        time_machine.move_to(datetime.fromisoformat(f"2026-03-02T10:00:00.00{i}+08:00"), tick=False)
+        load_events(settings, jsonl(tmp_path / f"l{i}.jsonl", event(f"e{i}")), cipher=cipher, progress=False)
+    ids = [pq.read_table(f, columns=["event_id"]).column(0).to_pylist() for f in EventLog(settings).files()]
+    assert ids == [["e0"], ["e1"], ["e2"]]

@@ -11,7 +11,7 @@ import csv
 import io
 import json
 import re
-import uuid
+import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -75,12 +75,20 @@ def open_source(path: Path) -> IO[bytes]:
         raise InputRefused(f"{path}: cannot be read ({exc.strerror})") from exc
 
 
+def new_load_id(started: datetime) -> str:
+    """A load's id: its start in milliseconds (12 hex digits), then 4 random ones. The event log's files are
+    named by it, so they sort in the order their loads started: ``campaign run`` and the worker apply pending
+    files in that order, the same from one run to the next (random ids applied a month's files in an order
+    that changed from run to run)."""
+    return f"{int(started.timestamp() * 1000):012x}{secrets.token_hex(2)}"
+
+
 class LoadRun:
     """One load: its folder, its rejects file (created on the first reject) and its report."""
 
     def __init__(self, loads_dir: Path, kind: str, source: Path):
         started = datetime.now(UTC)
-        self.load_id = uuid.uuid4().hex[:12]
+        self.load_id = new_load_id(started)
         self.dir = loads_dir / f"{started:%Y%m%dT%H%M%SZ}-{kind}-{self.load_id}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.report = LoadReport(
