@@ -35,9 +35,9 @@ from collections import Counter, defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
-from sqlalchemy import func, select, text, update
+from sqlalchemy import Table, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
@@ -464,32 +464,49 @@ def _claim(
     return out
 
 
+_MESSAGES = cast(Table, ContactMessage.__table__)
+
+
 def _apply(session: Session, outcomes: Sequence[Outcome], *, now: datetime, counts: Counter[str]) -> None:
+    """Record what the adapters did: one compare-and-set UPDATE (from ``queued``) per kind of outcome over
+    all its messages, RETURNING the ids it moved, then the gateways' references in one executemany. An
+    UPDATE a message cost ~1.7 ms each (the worker hands thousands at a time to the channels)."""
+    table = _MESSAGES
+    kinds: dict[tuple[str, str | None], list[int]] = defaultdict(list)
     for o in outcomes:
-        values: dict[str, Any] = {
-            "sent_at": now,
-            "claimed_until": None,
-            "updated_at": now,
-            "provider_ref": o.provider_ref,
-        }
         if o.status == "failed":
-            values.update(status="failed", failed_at=now, reason=(o.reason or "failed")[:MAX_REASON])
-            values["events_pending"] = True
+            kinds[("failed", (o.reason or "failed")[:MAX_REASON])].append(o.message_id)
         elif o.status == "delivered":
-            values.update(status="clicked" if o.clicked else "delivered", delivered_at=now)
-            if o.clicked:
-                values["clicked_at"] = now
-            values["events_pending"] = True
+            kinds[("clicked" if o.clicked else "delivered", None)].append(o.message_id)
         else:
-            values["status"] = "sent"
-        changed = session.execute(
-            update(ContactMessage)
-            .where(ContactMessage.id == o.message_id, ContactMessage.status == "queued")
-            .values(**values)
-            .execution_options(synchronize_session=False)
+            kinds[("sent", None)].append(o.message_id)
+    moved: set[int] = set()
+    for (status, reason), ids in kinds.items():
+        values: dict[str, Any] = {"status": status, "sent_at": now, "claimed_until": None, "updated_at": now}
+        if status == "failed":
+            values.update(failed_at=now, reason=reason, events_pending=True)
+        elif status in ("delivered", "clicked"):
+            values.update(delivered_at=now, events_pending=True)
+            if status == "clicked":
+                values["clicked_at"] = now
+        for i in range(0, len(ids), _CHUNK):
+            got = session.execute(
+                update(table)
+                .where(table.c.id.in_(ids[i : i + _CHUNK]), table.c.status == "queued")
+                .values(**values)
+                .returning(table.c.id)
+            ).scalars().all()
+            moved.update(got)
+            counts[status] += len(got)
+    refs = [
+        {"mid": o.message_id, "ref": o.provider_ref[:128]}
+        for o in outcomes
+        if o.provider_ref and o.message_id in moved
+    ]
+    if refs:
+        session.execute(
+            update(table).where(table.c.id == bindparam("mid")).values(provider_ref=bindparam("ref")), refs
         )
-        if changed.rowcount:  # type: ignore[attr-defined]
-            counts[values["status"]] += 1
 
 
 def dispatch(
