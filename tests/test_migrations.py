@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, Table, insert, select
@@ -14,6 +15,9 @@ from omnibank.campaigns.models import Campaign, CampaignGrant
 from omnibank.db import get_engine, unit_of_work
 from omnibank.db.base import Base
 from omnibank.models import import_all_models
+
+# each test here starts from an empty store and migrates it itself
+pytestmark = pytest.mark.empty_store
 
 
 def test_migrated_schema_matches_the_models(env) -> None:

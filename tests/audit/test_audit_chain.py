@@ -238,6 +238,7 @@ def test_concurrent_appenders_keep_one_unbroken_chain(env) -> None:
 
 
 @pytest.mark.skipif(ON_POSTGRES, reason="needs a store that is still at revision 0005 (a fresh SQLite file)")
+@pytest.mark.empty_store
 def test_entries_written_before_the_chain_are_chained_by_the_upgrade(cli) -> None:
     from sqlalchemy import Column, MetaData, Table, insert
 

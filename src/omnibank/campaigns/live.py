@@ -14,6 +14,7 @@ late (after later events were applied) counts when it arrives, on its own bank-l
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from sqlalchemy.orm import Session
 from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Grant, Refusal
 from omnibank.campaigns.models import Campaign, CampaignCustomerState, CampaignGrant, CampaignOffset
 from omnibank.campaigns.source import read_events
-from omnibank.campaigns.spec import CampaignSpec, compile_campaign
+from omnibank.campaigns.spec import CampaignSpec, Compiled, compile_campaign
 from omnibank.config import Settings
 from omnibank.db.ids import one_of
 from omnibank.errors import AppError, NotFound
@@ -159,7 +160,16 @@ def stop(session: Session, campaign_id: str) -> None:
 
 
 def spec_of(row: Campaign) -> CampaignSpec:
-    return CampaignSpec.model_validate(yaml.safe_load(row.definition))
+    return _definition(row.definition)[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _definition(text: str) -> tuple[CampaignSpec, Compiled]:
+    """A stored definition parsed and compiled, once per process: a live run applies the log file by file,
+    and parsing the YAML again for each (~0.1 s in pure-Python YAML) was most of a small file's cost. Both
+    are frozen, so sharing them is safe."""
+    spec = CampaignSpec.model_validate(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    return spec, compile_campaign(spec)
 
 
 @dataclass
@@ -188,7 +198,7 @@ def apply_file(
         raise AppError(f"campaign {campaign_id!r} is not active")
     if session.get(CampaignOffset, (campaign_id, rel_path)) is not None:
         return  # another run applied it meanwhile
-    decider = Decider(compile_campaign(spec_of(row)), settings.tz, eligible=eligible)
+    decider = Decider(_definition(row.definition)[1], settings.tz, eligible=eligible)
     state = CampaignState()
     load_totals(row.totals, state)
     path = EventLog(settings).dir / rel_path

@@ -34,7 +34,7 @@ from omnibank.campaigns.engine import CampaignState, Decider, Event, Grant, Refu
 from omnibank.campaigns.source import SourceStats, event_sql, events_from, wanted_fields
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.config import Settings
-from omnibank.events.log import configure
+from omnibank.events.log import duck
 
 PARALLEL_FROM = 200_000  # events: below this, worker processes cost more than they save
 WARM_FROM_BYTES = 256 << 20  # an events file this large is split: its workers start before DuckDB reads it
@@ -87,8 +87,7 @@ def simulate(
     report = SimulationReport(campaign=spec.id)
     wanted = wanted_fields(decider.columns)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    con = duckdb.connect()
-    configure(con, settings)
+    con = duck(settings)
     split = workers > 1 and independent(spec)
     # a large file will be split: start the workers now, so their start-up overlaps DuckDB's work
     warm = start_pool(workers) if split and events is not None and _size(events) >= WARM_FROM_BYTES else None

@@ -21,7 +21,7 @@ import pyarrow as pa
 from omnibank.campaigns.engine import Event
 from omnibank.config import Settings
 from omnibank.errors import InputRefused
-from omnibank.events.log import JSON_FIELD_TYPES, TYPED_FIELDS, EventLog, configure, sql_string
+from omnibank.events.log import JSON_FIELD_TYPES, TYPED_FIELDS, EventLog, duck, sql_string
 
 FIELDS = ("channel", *TYPED_FIELDS, "weekday")  # what an Event's fields may hold
 
@@ -235,8 +235,7 @@ def read_events(
     log's ``files``, or (both None) from the whole event log."""
     stats = stats if stats is not None else SourceStats()
     wanted = wanted_fields(fields)
-    con = duckdb.connect()
-    configure(con, settings)
+    con = duck(settings)
     try:
         sql = event_sql(
             con, settings, types=types, wanted=wanted, holders=holders, path=path, files=files, stats=stats

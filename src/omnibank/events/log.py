@@ -26,6 +26,7 @@ from __future__ import annotations
 import fcntl
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -117,6 +118,24 @@ def sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+_shared: tuple[int, duckdb.DuckDBPyConnection] | None = None
+_shared_lock = threading.Lock()
+
+
+def duck(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """A new connection, configured for ``settings`` (:func:`configure`), to this process's in-memory DuckDB
+    database: opening a database costs ~35 ms, a connection to an open one ~0.02 ms, and a live campaign or
+    journey reads the log file by file. Its temporary tables, registered views and session settings (the
+    time zone) are its own; closing it leaves the database open for the next."""
+    global _shared
+    with _shared_lock:
+        if _shared is None or _shared[0] != os.getpid():  # a forked child opens its own
+            _shared = (os.getpid(), duckdb.connect(":memory:"))
+        con = _shared[1].cursor()
+    configure(con, settings)
+    return con
+
+
 def configure(con: duckdb.DuckDBPyConnection, settings: Settings, *, temp_dir: Path | None = None) -> None:
     """Bank time zone and bounded memory for a DuckDB connection that works on the event log."""
     con.execute(f"SET TimeZone = {sql_string(settings.timezone)}")
@@ -183,9 +202,7 @@ class EventLog:
 
     def connect(self) -> duckdb.DuckDBPyConnection:
         """An in-memory DuckDB connection in the bank's time zone with bounded memory."""
-        con = duckdb.connect(":memory:")
-        configure(con, self.settings)
-        return con
+        return duck(self.settings)
 
     def count(self) -> int:
         """Events in the log."""

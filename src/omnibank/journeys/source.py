@@ -12,11 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import duckdb
-
 from omnibank.config import Settings
 from omnibank.errors import InputRefused
-from omnibank.events.log import JSON_FIELD_TYPES, TYPED_FIELDS, EventLog, configure, sql_string
+from omnibank.events.log import JSON_FIELD_TYPES, TYPED_FIELDS, EventLog, duck, sql_string
 from omnibank.journeys.machine import JourneyEvent
 
 PLATFORM_FIELDS = ("journey", "step", "message_id", "lead_id", "staff_id", "source")
@@ -72,8 +70,7 @@ def read_journey_events(
     time order (then by id) from a JSONL file ``path``, from some of the log's ``files``, or (both None)
     from the whole log. A file's repeated ``event_id`` counts once; unusable lines are skipped
     (``omnibank load events`` reports them)."""
-    con = duckdb.connect()
-    configure(con, settings)
+    con = duck(settings)
     try:
         if path is not None:
             if not path.is_file():
