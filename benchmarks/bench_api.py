@@ -48,8 +48,9 @@ T = TypeVar("T")
 TARGET_RATE = 1500
 
 # The statements the API runs for the three requests on PostgreSQL (the fast path, one round trip each, plus
-# the read of the benefit's terms and a coupon id before an issue), with the same values where it can; the
-# audit entries' chaining, batched in the background, is left out (a few statements per batch).
+# the read of the benefit's terms and a coupon id before an issue), with the same values where it can (an
+# audit entry each, with a MAC of the right length); the audit entries' chaining and sealing, batched in the
+# background, is left out (a few statements per batch).
 PGBENCH_SCRIPT = """\\set c random(1, 1000)
 \\set n :n + 1
 SELECT nextval(pg_get_serial_sequence('coupons', 'id')) AS coupon_id, face_value_fen, claim_days, valid_days
@@ -59,11 +60,12 @@ SELECT omnibank_grant_fast(:coupon_id::bigint, 'pgbench:' || :client_id::text ||
   :valid_days::integer, now(), now() + interval '30 days', now() + interval '30 days', 'token:pgbench',
   '{"key": "x"}', ARRAY['api', 'api/rule:manual'], NULL, 'token:pgbench',
   'k-' || :client_id::text || '-' || :n::text, repeat('0', 64), now() - interval '24 hours',
-  repeat('x', 330));
+  repeat('x', 330), 'api:127.0.0.1', repeat('x', 110),
+  'm1:' || md5(random()::text) || ':' || repeat('0', 64), NULL);
 SELECT * FROM omnibank_coupon_move(:coupon_id::bigint, 'claim', now(), 'token:pgbench', NULL, NULL,
-  'api:127.0.0.1', NULL, NULL, NULL, NULL);
+  'api:127.0.0.1', NULL, NULL, NULL, NULL, 'm1d:' || md5(random()::text) || ':' || repeat('0', 64), NULL);
 SELECT * FROM omnibank_coupon_move(:coupon_id::bigint, 'redeem', now(), 'token:pgbench', NULL, NULL,
-  'api:127.0.0.1', NULL, NULL, NULL, NULL);
+  'api:127.0.0.1', NULL, NULL, NULL, NULL, 'm1d:' || md5(random()::text) || ':' || repeat('0', 64), NULL);
 """
 
 
@@ -120,6 +122,7 @@ benefits:
             lifetime=timedelta(days=1),
             now=now,
             actor="bench",
+            bank_wide=True,
         )
     db.dispose_engines()
     return token

@@ -82,7 +82,6 @@ def main() -> int:
     os.environ["OMNIBANK_HOME"] = str(home)
     os.environ.pop("OMNIBANK_DATABASE_URL", None)
 
-
     from omnibank import config
     from omnibank.campaigns.simulate import simulate
     from omnibank.campaigns.spec import load_campaign

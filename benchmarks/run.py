@@ -37,8 +37,14 @@ def main() -> int:
             "--live-customers",
             str(100_000 // scale),
         ],
-        [sys.executable, str(HERE / "bench_contact.py"), "--sends", str(1_000_000 // scale),
-         "--customers", str(200_000 // scale)],  # fmt: skip
+        [
+            sys.executable,
+            str(HERE / "bench_contact.py"),
+            "--sends",
+            str(1_000_000 // scale),
+            "--customers",
+            str(200_000 // scale),
+        ],  # fmt: skip
     ]
     pg = os.environ.get("OMNIBANK_BENCH_DATABASE_URL")
     if pg:

@@ -91,7 +91,7 @@ def test_segment_preview_list_and_matrix(cli, bank) -> None:
     r = ok(cli, "segment", "preview", "in_org('S0101')", "--as-of", "2026-03-01", "--format", "json")
     assert "2 of 2 matching customers" in r.stderr and "matching" not in r.stdout
 
-    ok(cli, "segment", "save", "silver", "age >= 60", "-d", "银发客群, \"六十岁以上\"")
+    ok(cli, "segment", "save", "silver", "age >= 60", "-d", '银发客群, "六十岁以上"')
     (saved,) = rows(cli, "segment", "list")
     assert saved == {
         "name": "silver", "expression": "age >= 60", "members": None, "last_snapshot": None,

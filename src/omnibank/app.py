@@ -21,12 +21,14 @@ from omnibank import __version__
 from omnibank.api import errors
 from omnibank.api.auth import PrincipalCache
 from omnibank.api.fastlane import CouponLane
+from omnibank.api.logs import install_redaction
 from omnibank.api.middleware import BodyLimit, SecurityHeaders
 from omnibank.api.ratelimit import TokenBucket
 from omnibank.benefits.fastpath import FastPath
 from omnibank.config import Settings, get_settings
 from omnibank.db import current_revision, get_engine, unit_of_work
 from omnibank.kit.clock import system_clock
+from omnibank.kit.private import ensure_home, private_files
 
 API_PREFIX = "/api/v1"
 #: allocations between two collections of the youngest generation in a server process (default 700)
@@ -54,12 +56,14 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     from omnibank.users.endpoints import router as users_router
 
     settings = settings or get_settings()
+    private_files()  # the server's files (store, event log, loads of sent events) are 0600, folders 0700
+    ensure_home(settings.home_dir)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         """While the server runs on PostgreSQL: a background thread chains the audit entries its requests
         append, and the coupon fast path has its pool of connections."""
-        from omnibank.audit.service import start_chainer, stop_chainer
+        from omnibank.audit.service import Checkpoints, start_chainer, stop_chainer
 
         # sync endpoints run on the thread pool: as many threads as the database pool has connections for
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
@@ -71,9 +75,16 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
             gc.set_threshold(GC_THRESHOLD, *gc.get_threshold()[1:])
         engine = get_engine(settings)
         if engine.dialect.name == "sqlite":  # one writer at a time: entries are chained in their transaction
-            yield
+            exporting = Checkpoints.of(settings) is not None  # audit checkpoints, at their interval
+            if exporting:
+                start_chainer(engine, interval=settings.audit_checkpoint_seconds, settings=settings)
+            try:
+                yield
+            finally:
+                if exporting:
+                    stop_chainer(engine)
             return
-        start_chainer(engine)
+        start_chainer(engine, settings=settings)
         fast = FastPath(settings.db_url, size=settings.api_db_connections)
         await fast.open()
         _app.state.fast_path = fast
@@ -116,6 +127,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.lane_served = 0  # coupon requests the lane served (omnibank.api.fastlane)
     app.state.fast_path = None
     errors.install(app)
+    install_redaction()  # no query string reaches a log line as given (the access log's included)
     # the coupon routes first: FastAPI tries the routers in order, and these carry most of the traffic
     for router in (benefits_router, users_router, customers_router, segments_router, events_router,
                    campaigns_router, journeys_router, contact_router, leads_router,

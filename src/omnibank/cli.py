@@ -86,7 +86,12 @@ COMMANDS: dict[str, Lazy] = {
         "Encryption keys: status, rotate, retire. Rotation re-encrypts every personal field.",
     ),
     "backup": Lazy("omnibank.ops.cli:backup_cmd", "Back up the store and the event log, consistently."),
-    "restore": Lazy("omnibank.ops.cli:restore_cmd", "Restore a backup, after verifying every checksum."),
+    "restore": Lazy(
+        "omnibank.ops.cli:restore_cmd", "Restore a backup, after verifying its signature and every checksum."
+    ),
+    "backup-sign": Lazy(
+        "omnibank.ops.cli:backup_sign_cmd", "Sign the manifest of a backup made before backups were signed."
+    ),
     "version": Lazy("omnibank.cli:version", "Print the version."),
 }
 
@@ -130,6 +135,9 @@ class _Root(TyperGroup):
             self._listing = False
 
     def invoke(self, ctx: Any) -> Any:
+        from omnibank.kit.private import private_files
+
+        private_files()  # every file a command creates is 0600, every folder 0700 (omnibank.kit.private)
         try:
             return super().invoke(ctx)
         except AppError as exc:

@@ -30,7 +30,17 @@ class Settings(BaseSettings):
     master_key: SecretStr | None = Field(
         default=None, description="Base64 of a 32-byte master key; default a key file created in the home."
     )
+    key_path: Path | None = Field(
+        default=None,
+        description="The key ring file; default <home>/keys/master.key. Keep it off the data volume (a "
+        "secrets mount, say): whoever holds it and the data files can read and rewrite everything.",
+    )
     actor: str | None = Field(default=None, description="Who the CLI acts as, for the audit trail.")
+    event_registry: Path | None = Field(
+        default=None,
+        description="The bank's event-type registry (YAML, see examples/events/registry.yaml): which fields "
+        "of its own event types are personal data, kept out of the event log.",
+    )
     api_cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed to call the API from a browser (JSON list); none by default.",
@@ -68,6 +78,19 @@ class Settings(BaseSettings):
         le=60,
         description="How long an API server reuses a checked token (0: never); a revocation or lock made "
         "by another process takes effect within it.",
+    )
+
+    # audit checkpoints (omnibank.audit): exported by a running server or worker, kept off the data volume
+    audit_checkpoint_path: Path | None = Field(
+        default=None,
+        description="A file outside the data home that a running server or worker appends an audit "
+        "checkpoint to (one JSON line) every OMNIBANK_AUDIT_CHECKPOINT_SECONDS.",
+    )
+    audit_checkpoint_url: str | None = Field(
+        default=None, description="An http(s) URL a running server or worker POSTs each audit checkpoint to."
+    )
+    audit_checkpoint_seconds: float = Field(
+        default=300.0, ge=1, le=86_400, description="Seconds between audit checkpoints (path or URL)."
     )
 
     # contact policy (omnibank.contact)
@@ -130,6 +153,26 @@ class Settings(BaseSettings):
             raise ValueError("needed when OMNIBANK_CONTACT_WEBHOOKS is set: webhook bodies are signed")
         return value
 
+    @field_validator("audit_checkpoint_path")
+    @classmethod
+    def _checkpoint_path(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().resolve()
+        home = Path(info.data.get("home") or ".omnibank").expanduser().resolve()
+        if path == home or home in path.parents:
+            raise ValueError(f"{path} is inside the data home {home}: keep checkpoints off the data volume")
+        return path
+
+    @field_validator("audit_checkpoint_url")
+    @classmethod
+    def _checkpoint_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.netloc:
+                raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
@@ -163,6 +206,8 @@ class Settings(BaseSettings):
 
     @property
     def key_file(self) -> Path:
+        if self.key_path is not None:
+            return self.key_path.expanduser().resolve()
         return self.home_dir / "keys" / "master.key"
 
 

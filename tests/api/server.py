@@ -25,8 +25,15 @@ def serve(app: FastAPI) -> Iterator[str]:
     # idle connections stay open: the concurrency tests open 200 and hold them at a barrier, which on a busy
     # machine takes longer than uvicorn's default 5 s keep-alive (it then resets them)
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False,
-                       timeout_keep_alive=120)  # fmt: skip
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_keep_alive=120,
+        )  # fmt: skip
     )
     thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     thread.start()

@@ -39,7 +39,7 @@ def uncached(env, tmp_path: Path) -> Iterator[Bank]:
 def _token(bank: Bank, name: str = "bi", lifetime: timedelta = timedelta(days=1)) -> dict[str, str]:
     with unit_of_work(bank.settings) as session:
         _, plaintext = users.create_api_token(session, name=name, scopes=["benefits:read"], lifetime=lifetime,
-                                              now=bank.clock.now, actor="test")  # fmt: skip
+                                              now=bank.clock.now, actor="test", bank_wide=True)  # fmt: skip
     return {"Authorization": f"Bearer {plaintext}"}
 
 

@@ -34,13 +34,54 @@ def test_360_view_is_masked_and_audited(bank: Bank) -> None:
 def test_list_and_search_are_masked_and_audited(bank: Bank) -> None:
     listed = bank.get("rm_a", "/api/v1/customers")
     assert CA1["phone"] not in listed.text and "138****0001" in listed.text
-    found = bank.get("rm_a", "/api/v1/customers", params={"phone": CA1["phone"]})
+    found = bank.post("rm_a", "/api/v1/customers/search", json={"phone": CA1["phone"]})
     assert [c["customer_id"] for c in found.json()["items"]] == ["CA1"]
     assert CA1["phone"] not in found.text
+    by_id = bank.post("rm_a", "/api/v1/customers/search", json={"id_number": CA1["id_number"].lower()})
+    assert [c["customer_id"] for c in by_id.json()["items"]] == ["CA1"]
     assert _entries(bank, "customer.list")[0].actor == "user:rm_a"
     finds = _entries(bank, "customer.find")
-    assert len(finds) == 1 and CA1["phone"] not in finds[0].detail
+    assert len(finds) == 2 and not [f for f in finds if CA1["phone"] in f.detail]
     assert finds[0].source.startswith("api:")
+
+
+def test_a_search_takes_one_number_in_the_body_never_in_the_url(bank: Bank) -> None:
+    for body in ({}, {"phone": CA1["phone"], "id_number": CA1["id_number"]}, {"phone": "abc"},
+                 {"id_number": "123"}, {"phone": CA1["phone"], "extra": 1}):  # fmt: skip
+        r = bank.post("rm_a", "/api/v1/customers/search", json=body)
+        assert r.status_code == 422 and r.json()["code"] == "invalid_request", body
+    for query in ({"phone": CA1["phone"]}, {"id_number": CA1["id_number"]}):
+        r = bank.get("rm_a", "/api/v1/customers", params=query)
+        assert r.status_code == 422 and r.json()["details"][0]["type"] == "search_by_post"
+        assert CA1["phone"] not in r.text and CA1["id_number"] not in r.text
+    assert _entries(bank, "customer.find") == []
+
+
+def test_the_360_view_shows_the_age_never_the_birth_date(bank: Bank) -> None:
+    # CA1 was born on 1960-01-01; the bank's clock says 2026-03-02
+    for who in ("rm_a", "bm_a", "admin"):  # with the reveal permission too: a view is not a reveal
+        r = bank.get(who, "/api/v1/customers/CA1")
+        body = r.json()
+        assert body["age"] == 66 and "birth_date" not in body
+        assert "1960-01-01" not in r.text and "19600101" not in r.text
+        # the masked ID number keeps its first and last four characters only
+        assert body["id_number"] == CA1["id_number"][:4] + "*" * 10 + CA1["id_number"][-4:]
+    for path in ("/api/v1/customers", "/api/v1/leads"):
+        assert "1960-01-01" not in bank.get("rm_a", path).text
+    preview = bank.post("rm_a", "/api/v1/segments/preview", json={"expression": "age > 60"}).json()
+    assert preview["rows"][0]["age"] == 66 and "birth_date" not in preview["rows"][0]
+
+
+def test_the_birth_date_is_revealed_with_the_permission_and_a_reason_audited(bank: Bank) -> None:
+    body = {"field": "birth_date", "reason": "pension product suitability check"}
+    assert bank.post("rm_a", "/api/v1/customers/CA1/reveal", json=body).status_code == 403
+    r = bank.post("bm_a", "/api/v1/customers/CA1/reveal", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"customer_id": "CA1", "field": "birth_date", "value": "1960-01-01"}
+    (entry,) = _entries(bank, "customer.reveal")
+    assert (entry.actor, entry.subject_id) == ("user:bm_a", "CA1")
+    assert json.loads(entry.detail)["revealed"] == ["birth_date"] and "pension" in entry.reason
+    assert "1960" not in entry.detail
 
 
 def test_reveal_needs_the_permission(bank: Bank) -> None:

@@ -56,6 +56,20 @@ def test_the_lane_answers_as_the_endpoints_do(bank: Bank) -> None:
 
 
 @pg
+def test_a_signed_out_session_is_not_served_by_the_lane(bank: Bank) -> None:
+    tokens = bank.login("rm_a")
+    bearer = {"Authorization": f"Bearer {tokens['access_token']}"}
+    body = {"customer_id": "CA1", "benefit_id": "voucher"}
+    assert bank.client.post("/api/v1/coupons", json=body, headers=bearer).status_code == 201
+    assert bank.client.post("/api/v1/coupons", json=body, headers=bearer).status_code == 201
+    assert _served(bank) == 1  # the second request: the token was cached, the session live
+    out = bank.client.post("/api/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
+    assert out.json() == {"revoked": True}
+    refused = bank.client.post("/api/v1/coupons", json=body, headers=bearer)
+    assert refused.status_code == 401 and _served(bank) == 1
+
+
+@pg
 def test_unusual_requests_reach_the_endpoints(bank: Bank) -> None:
     _issue(bank)  # caches rm_a's token
     served = _served(bank)

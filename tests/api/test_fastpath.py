@@ -15,6 +15,7 @@ from omnibank.audit.models import AuditEntry
 from omnibank.benefits import ledger, suppliers
 from omnibank.benefits.fastpath import FastPath
 from omnibank.benefits.models import Benefit, BenefitStock, Budget, CouponEvent
+from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
 from tests.api.bank import Bank
 
@@ -105,7 +106,7 @@ def test_each_path_gives_the_same_answers_and_stores_the_same(bank: Bank) -> Non
     ]  # fmt: skip
     assert f_history[0][4] == '{"key": "same-fast"}' and g_history[0][4] == '{"key": "same-general"}'
     assert f_trail == g_trail  # who, what, the detail (as the same JSON text) and from where
-    assert [t[1] for t in f_trail] == ["coupon.claim", "coupon.redeem"]
+    assert [t[1] for t in f_trail] == ["coupon.grant", "coupon.claim", "coupon.redeem"]
     assert all(t[3] == "api:testclient" for t in f_trail)
     with unit_of_work(bank.settings) as session:  # the fast path's entries join the hash chain
         audit.chain(session)
@@ -190,10 +191,15 @@ def test_a_changed_benefit_is_priced_afresh(bank: Bank) -> None:
 def test_scope_and_suppliers_on_the_fast_path(bank: Bank) -> None:
     fast = _fast(bank)
     assert _issue(bank, "rm_a", customer_id="CB1").status_code == 404  # another branch's customer
-    assert fast.declined["customer_not_visible"] == 1
+    # 管户: another RM's customer in the unit a team RM serves is not theirs; an unassigned one is
+    assert _issue(bank, "rm_team", customer_id="CA1").status_code == 404
+    assert fast.declined["customer_not_visible"] == 2
+    with unit_of_work(bank.settings) as session:
+        session.execute(update(Customer).where(Customer.customer_id == "CA2").values(rm_id=None))
+    assert _issue(bank, "rm_team", customer_id="CA2").status_code == 201
     theirs = _issue(bank, "rm_b", customer_id="CB1").json()["id"]
-    ours = _issue(bank, "rm_team", customer_id="CA1").json()["id"]  # a team RM serves its sub-branch
-    assert fast.served["issue"] == 2
+    ours = _issue(bank, "rm_a", customer_id="CA1").json()["id"]
+    assert fast.served["issue"] == 3
     assert bank.post("rm_a", f"/api/v1/coupons/{theirs}/claim").status_code == 404
     assert fast.declined["coupon_not_visible"] == 1
     with unit_of_work(bank.settings) as session:

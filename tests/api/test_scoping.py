@@ -1,12 +1,17 @@
-"""An RM sees only the customers of their org subtree, through every customer endpoint: get, search by
-phone and by ID number, list, count, segment count/preview/export, points and coupons. Whole-bank roles see
-everyone; auditors and suppliers see no customer."""
+"""Who sees which customers, through every customer endpoint: get, search by phone and by ID number, list,
+count, segment count/preview/export, points, coupons and leads. An RM (管户) sees their own customers and the
+unassigned ones of their unit (the queue); branch managers and service agents their org subtree; whole-bank
+roles everyone; auditors and suppliers no customer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from omnibank.ingest.service import load_file
 from tests.api.bank import ALL, BRANCH_A_RM, CUSTOMERS, Bank
+from tests.factories import customer_row, customers_csv
 
 PHONE = {r["customer_id"]: r["phone"] for r in CUSTOMERS}
 ID_NO = {r["customer_id"]: r["id_number"] for r in CUSTOMERS}
@@ -31,12 +36,12 @@ def test_rm_gets_own_customers(bank: Bank) -> None:
 
 @pytest.mark.parametrize("cid", OTHERS)
 def test_rm_search_by_phone_and_id_number_finds_nothing_outside(bank: Bank, cid: str) -> None:
-    by_phone = bank.get("rm_a", "/api/v1/customers", params={"phone": PHONE[cid]}).json()
-    by_id = bank.get("rm_a", "/api/v1/customers", params={"id_number": ID_NO[cid]}).json()
+    by_phone = bank.post("rm_a", "/api/v1/customers/search", json={"phone": PHONE[cid]}).json()
+    by_id = bank.post("rm_a", "/api/v1/customers/search", json={"id_number": ID_NO[cid]}).json()
     assert by_phone["items"] == [] and by_phone["total"] == 0
     assert by_id["items"] == [] and by_id["total"] == 0
     # the same searches by an admin do find the customer: the scope, not the search, hid it
-    assert _ids(bank.get("admin", "/api/v1/customers", params={"phone": PHONE[cid]}).json()) == {cid}
+    assert _ids(bank.post("admin", "/api/v1/customers/search", json={"phone": PHONE[cid]}).json()) == {cid}
 
 
 def test_list_and_count_are_scoped(bank: Bank) -> None:
@@ -103,12 +108,59 @@ def test_auditors_and_suppliers_read_no_customer(bank: Bank, who: str) -> None:
     assert bank.post(who, "/api/v1/segments/count", json={"expression": "age > 0"}).status_code == 403
 
 
-def test_an_rm_in_a_team_serves_the_customers_of_the_unit_the_team_belongs_to(bank: Bank) -> None:
-    # customers are held by branches and sub-branches; RMs sit in teams below them (as in the demo bank)
-    assert _ids(bank.get("rm_team", "/api/v1/customers").json()) == BRANCH_A_RM
-    assert bank.get("rm_team", "/api/v1/customers/count").json() == {"count": 2}
-    assert bank.get("rm_team", "/api/v1/customers/CA1").status_code == 200
-    assert bank.get("rm_team", "/api/v1/customers/CA3").status_code == 404  # the other sub-branch
-    assert bank.get("rm_team", "/api/v1/customers/CB1").status_code == 404
-    body = {"expression": "age >= 0 OR in_org('B002')"}
-    assert bank.post("rm_team", "/api/v1/segments/count", json=body).json()["count"] == 2
+# 管户: CA4 waits in the queue of sub-branch S0101, CA5 is the team RM's (E00009), CA6 waits in the queue of
+# the other sub-branch S0102; CA1 and CA2 (S0101 and its team) are RM E00001's
+ASSIGNED = [
+    customer_row("CA4", name="孙悟空", branch_id="S0101", rm_id="", phone="13800000006"),
+    customer_row("CA5", name="猪八戒", branch_id="T010101", rm_id="E00009", phone="13800000007"),
+    customer_row("CA6", name="沙和尚", branch_id="S0102", rm_id="", phone="13800000008"),
+]
+SEES = {
+    "rm_team": {"CA4", "CA5"},  # own and the unit's queue: not RM E00001's customers beside them
+    "rm_a": {"CA1", "CA2", "CA4"},
+    "rm_b": {"CB1"},  # CB2 waits at branch B002, above the RM's sub-branch
+    "bm_a": {"CA1", "CA2", "CA3", "CA4", "CA5", "CA6"},  # a manager sees the subtree
+    "agent": {"CA3", "CA6"},  # a service agent serves the whole of their sub-branch
+    "admin": ALL | {"CA4", "CA5", "CA6"},
+}
+
+
+def _assign(bank: Bank, tmp_path: Path) -> None:
+    path = customers_csv(tmp_path / "assigned.csv", [*CUSTOMERS, *ASSIGNED])
+    assert load_file("customers", path, settings=bank.settings, progress=False).rejected == 0
+
+
+@pytest.mark.parametrize("who", sorted(SEES))
+def test_an_rm_sees_own_customers_and_the_queue_of_their_unit_a_manager_the_subtree(
+    bank: Bank, tmp_path: Path, who: str
+) -> None:
+    _assign(bank, tmp_path)
+    sees = SEES[who]
+    assert _ids(bank.get(who, "/api/v1/customers").json()) == sees
+    assert bank.get(who, "/api/v1/customers/count").json() == {"count": len(sees)}
+    everyone = ALL | {"CA4", "CA5", "CA6"}
+    for cid in sorted(everyone):
+        assert bank.get(who, f"/api/v1/customers/{cid}").status_code == (200 if cid in sees else 404), cid
+    phone = PHONE.get("CA1")
+    found = bank.post(who, "/api/v1/customers/search", json={"phone": phone}).json()
+    assert _ids(found) == ({"CA1"} & sees)
+    if who != "agent":  # service agents have no segments
+        body = {"expression": "age >= 0 OR in_org('B002') OR rm_id IS NULL"}
+        assert bank.post(who, "/api/v1/segments/count", json=body).json()["count"] == len(sees)
+        assert set(bank.post(who, "/api/v1/segments/export", json=body).json()["customer_ids"]) == sees
+        preview = bank.post(who, "/api/v1/segments/preview", json={**body, "limit": 20}).json()
+        assert {row["customer_id"] for row in preview["rows"]} == sees
+
+
+def test_an_rm_cannot_act_on_another_rms_customer_of_the_same_unit(bank: Bank, tmp_path: Path) -> None:
+    _assign(bank, tmp_path)
+    assert bank.get("rm_team", "/api/v1/points/CA1").status_code == 404
+    issue = bank.post("rm_team", "/api/v1/coupons", json={"customer_id": "CA1", "benefit_id": "voucher"})
+    assert issue.status_code == 404
+    mine = bank.post("rm_team", "/api/v1/coupons", json={"customer_id": "CA5", "benefit_id": "voucher"})
+    queued = bank.post("rm_team", "/api/v1/coupons", json={"customer_id": "CA4", "benefit_id": "voucher"})
+    assert mine.status_code == queued.status_code == 201
+    other = bank.post("rm_a", "/api/v1/coupons", json={"customer_id": "CA1", "benefit_id": "voucher"}).json()
+    assert bank.post("rm_team", f"/api/v1/coupons/{other['id']}/claim").status_code == 404
+    reveal = {"field": "name", "reason": "customer at the counter"}
+    assert bank.post("bm_a", "/api/v1/customers/CA5/reveal", json=reveal).status_code == 200

@@ -22,6 +22,7 @@ def _token(
             now=bank.clock.now,
             actor="test",
             org_id=org,
+            bank_wide=org is None,
         )
     return plaintext
 

@@ -72,8 +72,9 @@ def test_unknown_role_is_refused(bank: Bank) -> None:
 
 def test_token_create_prints_the_token_once_and_it_works_within_its_scopes(bank: Bank) -> None:
     code, out, _ = _run(
-        "token", "create", "--name", "crm", "--scopes", "customers:read,events:write", "--expires", "90d"
-    )
+        "token", "create", "--name", "crm", "--scopes", "customers:read,events:write", "--expires", "90d",
+        "--bank-wide",
+    )  # fmt: skip
     assert code == 0
     token = out.split()[0]
     assert token.startswith("omb_")

@@ -32,7 +32,7 @@ def _rows() -> list[AuditEntry]:
         return list(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
 
-def test_an_entry_is_appended_unchained_and_verify_chains_it(cli) -> None:
+def test_an_entry_is_appended_unchained_and_verify_only_reads(cli, tmp_path) -> None:
     append(2)
     _append_unchained("S3")
     rows = _rows()
@@ -40,12 +40,17 @@ def test_an_entry_is_appended_unchained_and_verify_chains_it(cli) -> None:
     assert rows[2].hash is None and rows[2].prev_hash is None
     with unit_of_work() as session:
         assert audit.verify(session).unchained == 1
-    r = cli("audit", "verify")
+    r = cli("audit", "verify")  # reads only: the entry stays unchained (its MAC is checked)
     assert r.exit_code == 0, r.stderr
-    assert r.last_line == "audit trail intact: 3 entries"
+    assert r.last_line == "audit trail intact: 2 entries"
+    assert "1 entry committed but not chained yet" in r.stderr
+    assert [r.seq is not None for r in _rows()] == [True, True, False]
+    r = cli("audit", "checkpoint", "--out", str(tmp_path / "checkpoints.jsonl"))  # the platform chains
+    assert r.exit_code == 0, r.stderr
     rows = _rows()
     assert [r.seq for r in rows] == [1, 2, 3]
     assert rows[2].prev_hash == rows[1].hash and rows[2].hash is not None
+    assert cli("audit", "verify").last_line == "audit trail intact: 3 entries"
 
 
 def test_the_triggers_allow_the_one_chaining_and_nothing_else(env) -> None:
@@ -54,6 +59,10 @@ def test_the_triggers_allow_the_one_chaining_and_nothing_else(env) -> None:
         conn.execute(text("UPDATE audit_entries SET actor = 'cli:mallory'"))  # unchained content stays
     with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
         conn.execute(text("UPDATE audit_entries SET seq = 1, prev_hash = 'a', hash = 'b', reason = 'x'"))
+    with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
+        conn.execute(text("UPDATE audit_entries SET seq = 1, prev_hash = 'a', hash = 'b', mac = 'x'"))
+    with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
+        conn.execute(text("UPDATE audit_entries SET mac = NULL"))
     with get_engine().connect() as conn:
         assert audit.chain_pending(conn, wait=True) == 1
     with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
@@ -62,8 +71,12 @@ def test_the_triggers_allow_the_one_chaining_and_nothing_else(env) -> None:
         conn.execute(text("UPDATE audit_entries SET seq = 7"))
     with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
         conn.execute(text("DELETE FROM audit_entries"))
+    for statement in ("UPDATE audit_seals SET head = 'x'", "DELETE FROM audit_seals"):
+        with pytest.raises(DBAPIError, match="append-only"), get_engine().begin() as conn:
+            conn.execute(text(statement))
     with unit_of_work() as session:
-        assert audit.verify(session).entries == 1
+        verdict = audit.verify(session)
+    assert verdict.intact and verdict.entries == 1 and verdict.sealed == 1
 
 
 def test_swapping_two_entries_places_in_the_chain_is_detected(cli) -> None:
@@ -180,7 +193,7 @@ def test_a_trail_chained_under_the_old_lock_upgrades_in_place(cli) -> None:
             row = {"id": i, "at": datetime(2026, 1, 1, 9, i, tzinfo=UTC), "actor": "cli:old", "action": "x.y",
                    "subject_type": "t", "subject_id": f"S{i}", "detail": "{}", "source": "cli",
                    "reason": ""}  # fmt: skip
-            digest = audit.entry_hash(**row, prev_hash=prev)
+            digest = audit.entry_hash(**row, prev_hash=prev, legacy=True)
             conn.execute(insert(old).values(**row, prev_hash=prev, hash=digest))
             prev = digest
     db.upgrade()

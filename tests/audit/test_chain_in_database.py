@@ -12,7 +12,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import insert, select, text
 
+from omnibank import config
 from omnibank.audit import service as audit
+from omnibank.audit.keyed import audit_key
 from omnibank.audit.models import AuditEntry
 from omnibank.db import ensure_schema, unit_of_work
 
@@ -44,10 +46,13 @@ _ENTRY = st.fixed_dictionaries(
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_the_database_hashes_as_python_does(env, entries: list[dict]) -> None:
     ensure_schema()
+    key = audit_key(config.get_settings())
     with unit_of_work() as session:
-        session.execute(text("TRUNCATE audit_entries"))  # the triggers refuse DELETE, not TRUNCATE
+        # the triggers refuse DELETE, not TRUNCATE
+        session.execute(text("TRUNCATE audit_entries, audit_seals"))
         for e in entries:
-            session.execute(insert(AuditEntry).values(**e))
+            session.execute(insert(AuditEntry).values(**e, mac=key.entry_mac(**e)))
+    audit.forget_seals()  # this process's last seal went with the TRUNCATE
     with unit_of_work() as session:
         assert audit.chain(session) == len(entries)
     with unit_of_work() as session:
@@ -56,6 +61,7 @@ def test_the_database_hashes_as_python_does(env, entries: list[dict]) -> None:
         for row in rows:
             assert row.prev_hash == prev
             assert row.hash == audit._hash_of(row, prev_hash=prev), (row.actor, row.detail)
+            assert key.entry_ok(row)
             prev = row.hash
         verdict = audit.verify(session)
     assert verdict.intact and verdict.entries == len(entries) and verdict.unchained == 0
@@ -70,7 +76,10 @@ def test_chaining_continues_from_the_head_and_skips_a_held_lock(env) -> None:
                          at=now + timedelta(seconds=i))  # fmt: skip
     with unit_of_work() as session:  # the unit of work chained them already (no server here)
         assert audit.pending(session) == 0
-        session.execute(insert(AuditEntry).values(at=now, actor="b", action="x.z", subject_type="t"))
+        entry = {"at": now, "actor": "b", "action": "x.z", "subject_type": "t", "subject_id": None,
+                 "detail": "{}", "source": "", "reason": ""}  # fmt: skip
+        key = audit_key(config.get_settings())
+        session.execute(insert(AuditEntry).values(**entry, mac=key.entry_mac(**entry)))
     with unit_of_work() as holder, unit_of_work() as other:
         holder.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": audit.APPEND_LOCK})
         assert audit.chain(other, wait=False) == 0  # another chainer is at work: skip, do not wait

@@ -17,6 +17,7 @@ from omnibank.customers.identity import merged_ids_of, survivor_of
 from omnibank.customers.models import CustomerIdentifier, CustomerMerge
 from omnibank.db import unit_of_work, versions
 from omnibank.events.loader import load_events
+from omnibank.events.protect import Protector
 from omnibank.kit.idcard import id_check_digit
 from omnibank.kit.loading import LoadReport
 from omnibank.kit.masking import mask_card_id
@@ -83,9 +84,24 @@ def anonymous(event_id: str, type_: str = "app.login", **fields: Any) -> dict[st
     return event(event_id, type_, customer_id=None, **fields)
 
 
+def card_token(number: str) -> str:
+    return Protector(get_cipher()).card_token(number)
+
+
 def bindings() -> dict[tuple[str, str], tuple[str, str]]:
+    """The store's bindings, a card by its number: the store holds its token and the number encrypted (and
+    only so)."""
+    cipher = get_cipher()
+    out = {}
     with unit_of_work() as s:
-        return {(r.kind, r.value): (r.customer_id, r.source) for r in s.scalars(select(CustomerIdentifier))}
+        for r in s.scalars(select(CustomerIdentifier)):
+            value = r.value
+            if r.kind == "card_id":
+                assert r.value_enc is not None and r.value.startswith("⟨card:")
+                value = cipher.decrypt(r.value_enc, context=f"customer_identifiers.value:{r.value}")
+                assert r.value == card_token(value)
+            out[(r.kind, value)] = (r.customer_id, r.source)
+    return out
 
 
 # -- learning ------------------------------------------------------------------------------------------------
@@ -119,7 +135,7 @@ def test_card_issued_and_identity_linked_teach_identifiers(env, bank, tmp_path: 
         "skipped": 0,
     }
     with unit_of_work() as s:
-        card = s.get(CustomerIdentifier, ("card_id", CARD_1))
+        card = s.get(CustomerIdentifier, ("card_id", card_token(CARD_1)))
         assert card is not None
         assert card.first_seen_at == datetime(2026, 3, 1, 2, 0, tzinfo=UTC)  # the event's time
     # the identity.linked event is in the log like any other

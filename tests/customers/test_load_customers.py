@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -185,6 +186,8 @@ def test_show_masks_personal_fields_and_is_audited(cli, bank, tmp_path: Path) ->
     assert "138****5678" in res.stdout and "13812345678" not in res.stdout
     assert f"3701**********{idn[-4:]}" in res.stdout and idn not in res.stdout
     assert "523,000.00" in res.stdout and "桃城支行" in res.stdout
+    # the age, never the birth date (it would leave a handful of candidates for the masked ID number)
+    assert re.search(r"\bage\b\W+\d{2}\b", res.stdout) and "1980-05-17" not in res.stdout
     missing = cli("customer", "show", "C404")
     assert missing.exit_code == 1 and "no customer C404" in missing.stderr
     with unit_of_work() as s:

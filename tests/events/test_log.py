@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from omnibank.config import Settings
 from omnibank.events.loader import load_events
 from omnibank.events.log import COLUMN_NAMES, FINAL, READY, STAGING, EventLog
+from omnibank.events.protect import Protector
 from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.loading import LoadReport
 from tests.events.helpers import event, files_under, jsonl, stored, txn
@@ -55,7 +56,7 @@ def test_recent_gives_the_latest_events_first_with_their_set_fields(
         "ts": datetime.fromisoformat("2026-03-02T09:00:00+08:00"),
         "channel": None,
         "amount": Decimal("9.90"),
-        "card_id": "6222000012345678",
+        "card_id": Protector(cipher).card_token("6222000012345678"),  # the log keeps the card's token
         "merchant": "美团外卖",
     }
     assert recent[1]["points"] == 30

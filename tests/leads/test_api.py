@@ -1,4 +1,6 @@
-"""/api/v1/leads: scoped by the org-subtree rule (an RM of another branch sees nothing of a lead), masked,
+"""/api/v1/leads: scoped by the customers rule (an RM sees the leads of their own customers and of the
+unassigned ones of their unit, a manager those of the subtree; an RM of another branch sees nothing of a
+lead), masked,
 status changes with Idempotency-Key, refused moves 409, bad input 4xx."""
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ def _ids(response) -> set[str]:
     return {item["customer_id"] for item in response.json()["items"]}
 
 
-def test_staff_see_the_leads_of_their_subtree_only(bank: Bank) -> None:
+def test_staff_see_the_leads_of_the_customers_they_see_only(bank: Bank) -> None:
     leads = _leads(bank)
-    assert _ids(bank.get("rm_a", URL)) == {"CA1"}  # sub-branch S0101
-    assert _ids(bank.get("rm_team", URL)) == {"CA1"}  # team T010101 serves S0101
+    assert _ids(bank.get("rm_a", URL)) == {"CA1"}  # their own customer
+    assert _ids(bank.get("rm_team", URL)) == set()  # CA1 is RM E00001's, beside them in sub-branch S0101
     assert _ids(bank.get("bm_a", URL)) == {"CA1", "CA3"}  # branch B001
     assert _ids(bank.get("rm_b", URL)) == {"CB1"}
     assert _ids(bank.get("admin", URL)) == {"CA1", "CA3", "CB1"}

@@ -1,5 +1,10 @@
 """Who is calling: a staff member with an access token (JWT) or an integration with an API token; what
-they may do (permissions) and which customers they see (the scope). Also the per-caller rate limit."""
+they may do (permissions) and which customers they see (the scope). Also the per-caller rate limit.
+
+A checked token is cached for ``OMNIBANK_API_AUTH_CACHE_SECONDS`` (the principal: role, org, scopes), but an
+access token's session is read on every request (one primary-key lookup, no cache): sign-out, a refresh
+token presented twice or a lock refuse the session's access tokens at once, in every server process. An API
+token's revocation takes effect at once in the process that made it and within the cache time elsewhere."""
 
 from __future__ import annotations
 
@@ -22,8 +27,8 @@ from omnibank.api.errors import Forbidden, RateLimited, Unauthorized
 from omnibank.api.ratelimit import TokenBucket
 from omnibank.benefits.fastpath import FastPath
 from omnibank.config import Settings
-from omnibank.customers.repository import Scope, scope_root, subtree_scope
-from omnibank.db import unit_of_work
+from omnibank.customers.repository import ASSIGNED_ROLES, Scope, Within, scope_root, staff_scope
+from omnibank.db import get_engine, unit_of_work
 from omnibank.users import service as users
 from omnibank.users.models import ApiToken, User
 from omnibank.users.permissions import NO_CUSTOMER_ROLES, ROLE_PERMISSIONS, WHOLE_BANK_ROLES
@@ -42,6 +47,9 @@ class Principal:
     org_id: str | None
     whole_bank: bool
     supplier_id: str | None = None
+    rm_id: str | None = None  # an RM's staff id: they see their own customers and their unit's queue (管户)
+    user_id: int | None = None  # a user's: with ``session_id``, what every request checks is still live
+    session_id: str | None = None
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
@@ -50,18 +58,21 @@ class Principal:
     def sees_customers(self) -> bool:
         return self.can("customers:read") and (self.role not in NO_CUSTOMER_ROLES)
 
-    def customer_scope(self, session: Session) -> Scope:
-        """The customers this caller sees; built from the org tree in the repository layer."""
-        if not self.sees_customers:
-            return Scope.nothing()
+    def reach(self, session: Session) -> Scope:
+        """The customers this caller acts for (reads them with ``customers:read``, sends their events with
+        ``events:write``); the rule is the repository's."""
         if self.whole_bank:
             return Scope.whole_bank()
-        return subtree_scope(session, self.org_id)
+        return staff_scope(session, org_id=self.org_id, staff_id=self.rm_id, role=self.role or "")
+
+    def customer_scope(self, session: Session) -> Scope:
+        """The customers this caller sees."""
+        return self.reach(session) if self.sees_customers else Scope.nothing()
 
     @property
-    def within(self) -> str | None:
-        """The org a segment expression is restricted to (None: the whole bank)."""
-        return None if self.whole_bank else (self.org_id or "__no_org__")
+    def within(self) -> Within | None:
+        """What a segment expression is restricted to (None: the whole bank)."""
+        return None if self.whole_bank else Within(self.org_id or "__no_org__", rm_id=self.rm_id)
 
 
 def settings_of(request: Request) -> Settings:
@@ -82,7 +93,7 @@ def audit_source(request: Request) -> str:
     return f"api:{client_ip(request)}"
 
 
-def _user_principal(session: Session, user: User) -> Principal:
+def _user_principal(session: Session, user: User, session_id: str) -> Principal:
     org = scope_root(session, users.org_of(session, user))
     return Principal(
         actor=f"user:{user.username}",
@@ -92,6 +103,9 @@ def _user_principal(session: Session, user: User) -> Principal:
         org_id=org,
         whole_bank=user.role in WHOLE_BANK_ROLES,
         supplier_id=user.supplier_id,
+        rm_id=user.staff_id if user.role in ASSIGNED_ROLES else None,
+        user_id=user.id,
+        session_id=session_id,
     )
 
 
@@ -156,9 +170,11 @@ class _Cached:
 class PrincipalCache:
     """Checked tokens, reused for ``seconds`` so a request does not open a transaction to authenticate.
 
-    Staleness is bounded: a token is never accepted past its own expiry; a revocation, lock or change of a
-    user or API token made in this process (through the ORM, by any path) takes effect at once (the cache
-    lapses); one made by another process (a second server worker, the CLI) takes effect within ``seconds``
+    Staleness is bounded: a token is never accepted past its own expiry; an access token's session is
+    checked on every request besides (``authenticate``), so a user's sign-out or lock applies at once
+    everywhere; a revocation, lock or change of a user or API token made in this process (through the ORM,
+    by any path) makes the cache lapse at once; one made by another process (a second server worker, the
+    CLI) reaches the cached principal (an API token's revocation, a role) within ``seconds``
     (``OMNIBANK_API_AUTH_CACHE_SECONDS``, default 5; 0 turns the cache off). The last-used time of an API
     token is written when the cache is refilled, at most every ``seconds`` (it is kept to the minute)."""
 
@@ -217,16 +233,46 @@ def _lookup(token: str, settings: Settings, now: datetime) -> tuple[Principal, d
                 role=None,
                 permissions=frozenset(api_token.scopes.split(",")),
                 org_id=scope_root(session, api_token.org_id),
-                whole_bank=api_token.org_id is None,
+                whole_bank=api_token.org_id is None,  # made so on purpose (token create --bank-wide)
             )
             return principal, api_token.expires_at
         claims = users.decode_access_token(token, settings, now=now)
         if claims is None:
             raise Unauthorized("the access token is invalid or expired", code="invalid_token")
+        sid = claims.get("sid")
         user = session.get(User, int(claims["sub"])) if str(claims["sub"]).isdigit() else None
-        if user is None or user.disabled or (user.locked_until is not None and user.locked_until > now):
-            raise Unauthorized("the account is locked or no longer exists", code="invalid_token")
-        return _user_principal(session, user), datetime.fromtimestamp(int(claims["exp"]), UTC)
+        if (
+            user is None
+            or not isinstance(sid, str)
+            or not users.session_alive(session, user_id=user.id, session_id=sid, now=now)
+        ):
+            raise Unauthorized(_ENDED, code="invalid_token")
+        return _user_principal(session, user, sid), datetime.fromtimestamp(int(claims["exp"]), UTC)
+
+
+_ENDED = "the session has ended (signed out, or the account is locked); sign in again"
+
+
+def _session_alive(settings: Settings, principal: Principal, now: datetime) -> bool:
+    """Whether the session of a user's access token is still live: read from the store on every request,
+    on a connection of the pool, without a unit of work (nothing is written)."""
+    user_id, session_id = principal.user_id, principal.session_id
+    if user_id is None or session_id is None:
+        return False
+    with get_engine(settings).connect() as conn:
+        return users.session_alive(conn, user_id=user_id, session_id=session_id, now=now)
+
+
+async def session_alive(request: Request, principal: Principal, now: datetime) -> bool:
+    """:func:`_session_alive` for a request: on PostgreSQL one statement on a connection of the fast path's
+    pool (autocommit, on the event loop: one round trip), elsewhere in a worker thread."""
+    fast = fast_path_of(request)
+    if fast is None or principal.user_id is None or principal.session_id is None:
+        return await run_in_threadpool(_session_alive, settings_of(request), principal, now)
+    sql = users.session_alive_sql(get_engine(settings_of(request)).dialect)
+    async with fast.pool.connection() as conn:
+        cursor = await conn.execute(sql, {"sid": principal.session_id, "uid": principal.user_id, "now": now})
+        return await cursor.fetchone() is not None
 
 
 async def authenticate(
@@ -245,6 +291,9 @@ async def authenticate(
         principal = await asyncio.shield(_checking(request, key, token))
     else:
         principal = cached
+        if principal.kind == "user" and not await session_alive(request, principal, now):
+            cache.drop(key)
+            raise Unauthorized(_ENDED, code="invalid_token")
         _refresh_if_due(request, cache, key, token)
     # a request the coupon lane passed on has been counted against the caller's rate already
     wait = getattr(request.state, _RATE_CHECKED, _UNCHECKED)
@@ -357,7 +406,8 @@ def fast_path_of(request: Request) -> FastPath | None:
 
 async def scope_orgs(request: Request, principal: Principal) -> list[str] | None:
     """The branches whose customers the caller sees, for the fast path's statements: None for the whole
-    bank, else a list (empty: none). The same scope as ``Principal.customer_scope``; an org's subtree is
+    bank, else a list (empty: none); for an RM (``Principal.rm_id``) the branches whose unassigned customers
+    they see, besides their own. The same scope as ``Principal.customer_scope``; an org's subtree is
     read once per ``api_auth_cache_seconds`` in a process (as a token is), so a change of the org tree
     reaches a running server within that time."""
     if not principal.sees_customers:

@@ -48,11 +48,6 @@ class Forbidden(AppError):
     status = 403
 
 
-class AccountLocked(AppError):
-    code = "account_locked"
-    status = 423
-
-
 class RateLimited(AppError):
     code = "rate_limited"
     status = 429
@@ -74,7 +69,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (410, "Gone (erased)"),
         (413, "The request body is too large"),
         (422, "The request is invalid: details names the fields"),
-        (423, "The account is locked"),
         (429, "Too many requests: see Retry-After"),
     )
 }

@@ -3,16 +3,16 @@ PostgreSQL fast path, past FastAPI's routing and dependency solving.
 
 Measured on the coupon endpoints, FastAPI's per-request machinery (matching the route across the routers,
 solving each level of the dependency tree, validating parameters one by one) was over half of the API's own
-CPU, more than the fast path's database call. The lane does for these three requests what that machinery
-does, in a few lines, and only for a request with nothing unusual about it: a POST to one of the three
-paths, a bearer token already checked (in the principal cache) that holds ``coupons:write``, within its
-rate, a role that may make the request, a JSON body the endpoint's own model accepts. Everything else, and
-every request the fast path declines (nothing written), goes on to FastAPI unchanged (its body replayed),
-where the endpoint answers as it always does: errors, replays, refusals, authentication. So the lane adds
-no answer of its own; ``tests/api/test_fastlane.py`` checks it answers as the endpoints do.
+CPU, more than the fast path's database call. The lane does for these three requests what that machinery does,
+in a few lines, and only for a request with nothing unusual about it: a POST to one of the three paths, a
+bearer token already checked (in the principal cache) that holds ``coupons:write`` (a user's session still
+live), within its rate, a role that may make the request, a JSON body the endpoint's own model accepts.
+Everything else, and every request the fast path declines (nothing written), goes on to FastAPI unchanged (its
+body replayed), where the endpoint answers as it always does: errors, replays, refusals, authentication. So
+the lane adds no answer of its own; ``tests/api/test_fastlane.py`` checks it answers as the endpoints do.
 
-The lane sits inside the hardening middleware (size limit, security headers, CORS), so its answers carry
-the same headers. Without a fast path (SQLite, or the app run without its lifespan) it passes everything on.
+The lane sits inside the hardening middleware (size limit, security headers, CORS), so its answers carry the
+same headers. Without a fast path (SQLite, or the app run without its lifespan) it passes everything on.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnibank.api.auth import cached_caller
+from omnibank.api.auth import cached_caller, now_of, session_alive
 from omnibank.api.errors import store_unavailable
 from omnibank.benefits.endpoints import MAX_COUPON_ID, CouponIssue, fast_issue, fast_move
 
@@ -55,7 +55,12 @@ class CouponLane:
             return
         request = Request(scope, receive)
         principal = cached_caller(request, _PERMISSION)
-        if principal is None or (principal.role == "supplier" and (move is None or move[2] == "claim")):
+        if (
+            principal is None
+            or (principal.role == "supplier" and (move is None or move[2] == "claim"))
+            # a user's session, read on every request (sign-out and locks apply at once)
+            or (principal.kind == "user" and not await session_alive(request, principal, now_of(request)))
+        ):
             await self.app(scope, receive, send)  # the endpoint authenticates, refuses, or says why
             return
         key = request.headers.get("idempotency-key")

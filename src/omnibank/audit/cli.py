@@ -1,9 +1,10 @@
-"""`omnibank audit …`: list the audit trail and verify its hash chain."""
+"""`omnibank audit …`: list the audit trail, verify it and export checkpoints."""
 
 from __future__ import annotations
 
 import json
-from datetime import date, datetime, time
+from datetime import datetime
+from pathlib import Path
 
 import typer
 
@@ -12,6 +13,7 @@ from omnibank.config import get_settings
 from omnibank.db import ensure_schema, get_engine, unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
+from omnibank.kit.dates import parse_moment
 from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
@@ -21,16 +23,7 @@ def _since(value: str | None) -> datetime | None:
     """A bank-local date (from its midnight) or an ISO date-time (bank-local unless it names a zone)."""
     if value is None:
         return None
-    tz = get_settings().tz
-    try:
-        if len(value) == 10:
-            return datetime.combine(date.fromisoformat(value), time(), tzinfo=tz)
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise AppError(
-            f"--since: {value!r} is neither a date (YYYY-MM-DD) nor a date-time (YYYY-MM-DDTHH:MM)"
-        ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+    return parse_moment("--since", value, get_settings().tz)  # 1900-01-01 to 2199-12-31
 
 
 @app.command("list")
@@ -74,19 +67,55 @@ def list_(
 
 
 @app.command("verify")
-def verify() -> None:
-    """Chain what is committed, walk the hash chain; exit 1 naming the first entry that was edited,
-    deleted or re-ordered."""
+def verify(
+    checkpoint: list[Path] = typer.Option(
+        None,
+        "--checkpoint",
+        help="A checkpoint file (of `audit checkpoint` or the server): the trail must "
+        "still hold what it recorded. Repeatable.",
+    ),  # fmt: skip
+) -> None:
+    """Check the trail, reading only: every entry's MAC, the hash chain, the seals, the checkpoints given
+    and the database's protections; exit 1 naming what does not verify."""
     settings = get_settings()
     ensure_schema(settings)
     with get_engine(settings).connect() as conn:
-        verdict = service.verify_all(conn)
+        verdict = service.verify_snapshot(conn, settings, checkpoints=tuple(checkpoint or ()))
+    for warning in verdict.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}")
     if not verdict.intact:
-        err.print(
-            f"[red]audit trail broken:[/red] {verdict.problem} ({verdict.entries} entries before it verify)"
-        )
+        for i, problem in enumerate(verdict.problems):
+            if verdict.broken_at is not None and problem == verdict.problem:
+                problem += f" ({verdict.entries} entries before it verify)"
+            err.print(f"[red]{'audit trail broken' if i == 0 else 'also'}:[/red] {problem}")
         raise typer.Exit(1)
     out.print(f"head {verdict.head}", style="dim")
-    if verdict.unchained:
-        out.print(f"{verdict.unchained} entries committed meanwhile are not chained yet", style="dim")
+    sealed = f"sealed up to entry {verdict.sealed}" if verdict.sealed else "no seal yet"
+    checked = f", {verdict.checkpoints} checkpoints matched" if verdict.checkpoints else ""
+    out.print(f"{sealed}{checked}", style="dim")
     out.print(f"audit trail intact: {verdict.entries} entries")
+
+
+@app.command("checkpoint")
+def checkpoint(
+    out_file: Path = typer.Option(
+        ...,
+        "--out",
+        help="The file to append the checkpoint to (one JSON line), outside the data home.",
+    ),  # fmt: skip
+) -> None:
+    """Chain and seal what is committed, and append a checkpoint (the number of entries, the head hash and
+    their MAC) to a file kept off the data volume; `audit verify --checkpoint FILE` then finds a trail cut
+    short."""
+    settings = get_settings()
+    target = out_file.expanduser().resolve()
+    home = settings.home_dir
+    if target == home or home in target.parents:
+        raise AppError(f"--out {target} is inside the data home {home}: keep checkpoints off the data volume")
+    ensure_schema(settings)
+    with get_engine(settings).connect() as conn:
+        sealed = service.checkpoint(conn, settings, target)
+    if sealed is None:
+        out.print("the audit trail is empty: nothing to checkpoint")
+        return
+    out.print(f"checkpoint appended to {target}: {sealed.seq} entries, head {sealed.head}")

@@ -13,6 +13,7 @@ from omnibank.api.auth import Principal, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.audit import service
 from omnibank.db import unit_of_work
+from omnibank.kit.dates import BankDateTime
 
 router = APIRouter(prefix="/audit", tags=["audit"], responses=ERROR_RESPONSES)
 
@@ -35,10 +36,13 @@ def list_audit(
     principal: Annotated[Principal, Depends(require("audit:read"))],
     actor: Annotated[str | None, Query(max_length=128)] = None,
     subject: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
+    since: BankDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[AuditEntryRead]:
-    """The latest entries, newest first, by actor, subject and/or time."""
+    """The latest entries, newest first, by actor, subject and/or time (``since`` without an offset is
+    bank-local, from 1900-01-01 to 2199-12-31)."""
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=settings_of(request).tz)
     with unit_of_work(settings_of(request)) as session:
         rows = service.list_entries(session, actor=actor, subject=subject, since=since, limit=limit)
         return [

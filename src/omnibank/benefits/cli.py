@@ -17,11 +17,13 @@ from omnibank.benefits.models import COUPON_STATUSES, Budget, Supplier
 from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
+from omnibank.ingest.cli import EncodingOpt
 from omnibank.kit import validate as v
 from omnibank.kit.clock import local_today, system_clock
 from omnibank.kit.console import out, progress_enabled
+from omnibank.kit.dates import check_date
 from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
-from omnibank.kit.loading import LoadRun
+from omnibank.kit.loading import LoadRun, encoding_name
 from omnibank.kit.money import MoneyError, format_cny, from_fen, parse_cny, to_fen
 
 benefits_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
@@ -175,7 +177,8 @@ def benefits_receive(
     at = system_clock()
     if received_on:
         try:
-            at = datetime.combine(v.iso_date("--received-on", received_on), time(0, 0), settings.tz)
+            day = check_date("--received-on", v.iso_date("--received-on", received_on))
+            at = datetime.combine(day, time(0, 0), settings.tz)
         except v.FieldError as exc:
             raise AppError(str(exc)) from None
     with unit_of_work(settings) as session:
@@ -241,11 +244,15 @@ def suppliers_list(fmt: OutputFormat = FormatOpt) -> None:
 def suppliers_sync(
     path: Path = typer.Argument(..., help="CSV: supplier_id,benefit_id,available."),
     fmt: OutputFormat = FormatOpt,
+    encoding: str = EncodingOpt,
 ) -> None:
     """Compare a supplier's stock counts with ours; print and write the discrepancy report."""
     settings = get_settings()
+    encoding = encoding_name(encoding)
     with LoadRun(settings.loads_dir, "supplier-sync", path) as run, unit_of_work(settings) as session:
-        result = suppliers.sync_stock(session, path, run=run, now=system_clock(), progress=progress_enabled())
+        result = suppliers.sync_stock(
+            session, path, run=run, now=system_clock(), progress=progress_enabled(), encoding=encoding
+        )
     report = run.finish()
     columns = (
         Col("supplier_id", "supplier"),
@@ -273,11 +280,15 @@ def suppliers_sync(
 @suppliers_app.command("results")
 def suppliers_results(
     path: Path = typer.Argument(..., help="CSV: coupon_id,result,reason (ok or failed)."),
+    encoding: str = EncodingOpt,
 ) -> None:
     """Load a supplier's issue results (they count in the scorecard)."""
     settings = get_settings()
+    encoding = encoding_name(encoding)
     with LoadRun(settings.loads_dir, "issue-results", path) as run, unit_of_work(settings) as session:
-        suppliers.load_results(session, path, run=run, at=system_clock(), progress=progress_enabled())
+        suppliers.load_results(
+            session, path, run=run, at=system_clock(), progress=progress_enabled(), encoding=encoding
+        )
     report = run.finish()
     out.print(report.summary_line())
     if report.rejected:
@@ -298,7 +309,7 @@ def suppliers_scorecard(
     """Score suppliers on fulfilment, failed issues, stock-outs, sync discrepancies and complaints (A–D)."""
     settings = get_settings()
     try:
-        until = v.iso_date("--as-of", as_of) if as_of else local_today(settings.tz)
+        until = check_date("--as-of", v.iso_date("--as-of", as_of)) if as_of else local_today(settings.tz)
     except v.FieldError as exc:
         raise AppError(str(exc)) from None
     with unit_of_work(settings) as session:

@@ -28,6 +28,8 @@ from omnibank.api.auth import (
 )
 from omnibank.api.errors import ERROR_RESPONSES, Forbidden
 from omnibank.api.idempotency import KEY_PATTERN, after_write, request_hash, run_write
+from omnibank.audit import service as audit
+from omnibank.audit.keyed import audit_key
 from omnibank.audit.service import wake_chainer
 from omnibank.benefits import ledger, service
 from omnibank.benefits.fastpath import Declined, FastPath, Idem
@@ -205,6 +207,7 @@ async def issue_coupon(
         raise Forbidden("a supplier cannot issue coupons")
     settings = settings_of(request)
     now = now_of(request)
+    source = audit_source(request)
     key = _grant_key(principal, body, idempotency_key)
     done = await fast_issue(request, principal, body, idempotency_key, key=key, now=now)
     if done is not None:
@@ -220,6 +223,11 @@ async def issue_coupon(
         if result.coupon is None:
             raise Conflict(f"the grant was refused: {result.reason}", code="grant_refused",
                            details={"reason": result.reason})  # fmt: skip
+        if result.issued:
+            audit.record(
+                session, actor=principal.actor, action="coupon.grant", subject_type="coupon",
+                subject_id=str(result.coupon.id), detail=_grant_detail(result.coupon), source=source, at=now,
+            )  # fmt: skip
         return (201 if result.issued else 200), _coupon_out(result.coupon, duplicate=not result.issued)
 
     try:
@@ -231,6 +239,12 @@ async def issue_coupon(
         if refused.details.get("reason") == "out_of_stock":  # the refusal rolled the count back with it
             await run_in_threadpool(_count_stock_out, settings, body.benefit_id, now)
         raise
+
+
+def _grant_detail(coupon: CouponRead) -> dict[str, Any]:
+    """The detail of a coupon issue's audit entry (the same on both paths)."""
+    return {"benefit": coupon.benefit_id, "campaign": coupon.campaign, "customer_id": coupon.customer_id,
+            "rule": coupon.rule, "status": coupon.status}  # fmt: skip
 
 
 def _grant_key(principal: Principal, body: CouponIssue, idempotency_key: str | None) -> str:
@@ -262,13 +276,20 @@ async def fast_issue(
         rule=body.rule, customer_id=body.customer_id, benefit_id=body.benefit_id, at=now, zone=settings.tz,
     )  # fmt: skip
     out = _coupon_out(coupon).model_dump(mode="json")
+    source, detail = audit_source(request), audit.detail_text(_grant_detail(coupon))
+    mac = audit_key(settings).entry_mac(
+        at=now, actor=principal.actor, action="coupon.grant", subject_type="coupon",
+        subject_id=str(coupon.id), detail=detail, source=source, reason="",
+    )  # fmt: skip
     try:
         orgs = await scope_orgs(request, principal)
         await fast.grant(coupon, terms, actor=principal.actor, orgs=orgs, idem=idem,
-                         response=json.dumps(out, ensure_ascii=False))  # fmt: skip
+                         response=json.dumps(out, ensure_ascii=False), source=source, audit_detail=detail,
+                         mac=mac, rm=principal.rm_id)  # fmt: skip
     except Declined:
         request.state.fast_declined = True
         return None  # the general path decides afresh: a refusal, a replay or the coupon issued before
+    wake_chainer(settings)
     if idem:
         await after_write(settings, now)
     return JSONResponse(out, status_code=201)
@@ -362,11 +383,16 @@ async def fast_move(
         return None
     fast, settings, now, idem = start
     supplier = principal.supplier_id if principal.role == "supplier" else None
+    source = audit_source(request)
+    mac = audit_key(settings).entry_mac(  # of all but the detail, which the database reads from the coupon
+        at=now, actor=principal.actor, action=f"coupon.{action}", subject_type="coupon",
+        subject_id=str(coupon_id), detail=None, source=source, reason="",
+    )  # fmt: skip
     try:
         moved = await fast.move(
             coupon_id, action, now=now, actor=principal.actor,
             orgs=None if supplier else await scope_orgs(request, principal), supplier=supplier,
-            source=audit_source(request), idem=idem,
+            source=source, idem=idem, mac=mac, rm=None if supplier else principal.rm_id,
             respond=lambda c: json.dumps(_coupon_out(c).model_dump(mode="json"), ensure_ascii=False),
         )  # fmt: skip
     except Declined:

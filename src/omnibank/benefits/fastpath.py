@@ -51,8 +51,8 @@ ID_BLOCK = 100
 #: how long a process prices issues of a benefit by the terms it read (the grant function checks they
 #: still hold and declines if not; the terms are then read again)
 TERMS_SECONDS = 5.0
-_GRANT = "SELECT omnibank_grant_fast(" + ", ".join(["%s"] * 22) + ")"
-_MOVE = "SELECT * FROM omnibank_coupon_move(" + ", ".join(["%s"] * 11) + ")"
+_GRANT = "SELECT omnibank_grant_fast(" + ", ".join(["%s"] * 26) + ")"
+_MOVE = "SELECT * FROM omnibank_coupon_move(" + ", ".join(["%s"] * 13) + ")"
 _STORE = "UPDATE idempotency_keys SET response_status = %s, response_body = %s WHERE actor = %s AND key = %s"
 
 
@@ -199,9 +199,16 @@ class FastPath:
         orgs: Sequence[str] | None,
         idem: Idem | None,
         response: str,
+        source: str,
+        audit_detail: str,
+        mac: str,
+        rm: str | None = None,
     ) -> None:
         """Issue ``coupon`` (from :meth:`planned`) with its stock and the budgets defined for its campaign and
-        rule; with ``idem`` the key stores ``response`` (201). Declined: nothing was written."""
+        rule, and its audit entry (``coupon.grant`` from ``source``, with ``audit_detail`` and the entry's
+        ``mac``); with ``idem`` the key stores ``response`` (201). The caller sees the customers of ``orgs``
+        (None: the whole bank), or as the RM ``rm`` their own and the unassigned ones of ``orgs`` (管户).
+        Declined: nothing was written."""
         budgets = sorted({BudgetKey(coupon.campaign).id, BudgetKey(coupon.campaign, rule=coupon.rule).id})
         detail = json.dumps({"key": coupon.grant_key}, ensure_ascii=False)
         params = (
@@ -209,7 +216,7 @@ class FastPath:
             terms.face_value_fen, terms.discount_rate, terms.claim_days, terms.valid_days, coupon.granted_at,
             coupon.claim_by, coupon.valid_to, actor, detail, budgets, None if orgs is None else list(orgs),
             idem.actor if idem else None, idem.key if idem else None, idem.digest if idem else None,
-            idem.cutoff if idem else None, response,
+            idem.cutoff if idem else None, response, source, audit_detail, mac, rm,
         )  # fmt: skip
         try:
             async with self.pool.connection() as conn:
@@ -237,14 +244,18 @@ class FastPath:
         source: str,
         idem: Idem | None,
         respond: Callable[[CouponRead], str],
+        mac: str,
+        rm: str | None = None,
     ) -> CouponRead:
         """Claim or redeem a coupon the caller may act on (a supplier: its own benefits' coupons; staff:
-        their customers'), with its history and audit entry. With ``idem`` the key keeps ``respond(coupon)``
-        (200), in the same transaction. Declined: nothing was written."""
+        their customers'), with its history and audit entry (carrying ``mac``, the application's MAC of all
+        but its detail, which the database reads from the coupon); ``orgs`` and ``rm`` as for :meth:`grant`.
+        With ``idem`` the key keeps
+        ``respond(coupon)`` (200), in the same transaction. Declined: nothing was written."""
         params = (
             coupon_id, action, now, actor, None if orgs is None else list(orgs), supplier, source,
             idem.actor if idem else None, idem.key if idem else None, idem.digest if idem else None,
-            idem.cutoff if idem else None,
+            idem.cutoff if idem else None, mac, rm,
         )  # fmt: skip
         try:
             async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:

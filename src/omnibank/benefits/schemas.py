@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from omnibank.benefits.models import BENEFIT_TYPES, TIERS
+from omnibank.kit.dates import BankDate, BankDateTime
 
 BenefitType = Literal[
     "voucher", "membership", "e_card", "instant_discount", "points", "installment_discount", "physical_gift"
@@ -54,7 +55,7 @@ class LotCreate(_Model):
     ref: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$", description="Delivery or order number.")
     quantity: int = Field(gt=0)
     unit_cost: Money
-    received_at: date | datetime
+    received_at: BankDate | BankDateTime
 
 
 class BenefitCreate(_Model):

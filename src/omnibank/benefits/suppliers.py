@@ -92,14 +92,22 @@ class SyncResult:
 
 
 def sync_stock(
-    session: Session, path: Path, *, run: LoadRun, now: datetime, progress: bool = True
+    session: Session,
+    path: Path,
+    *,
+    run: LoadRun,
+    now: datetime,
+    progress: bool = True,
+    encoding: str = "utf-8",
 ) -> SyncResult:
     """Compare a supplier's stock file with our available stock; record the sync and write the report."""
     benefits = {b.id: b for b in session.scalars(select(Benefit))}
     suppliers = set(session.scalars(select(Supplier.id)))
     available = dict(session.execute(select(BenefitStock.benefit_id, BenefitStock.available)).all())
     theirs: dict[str, tuple[str, int, int]] = {}  # benefit → (supplier, count, line)
-    with csv_source(path, required=SYNC_COLUMNS, description="supplier stock", progress=progress) as records:
+    with csv_source(
+        path, required=SYNC_COLUMNS, description="supplier stock", progress=progress, encoding=encoding
+    ) as records:
         for rec in records:
             if rec.error or rec.values is None:
                 run.reject(rec.line, rec.error or "unreadable", mask_free_text(rec.raw))
@@ -192,10 +200,20 @@ def record_fulfilment(session: Session, *, coupon_id: int, ok: bool, reason: str
     session.flush()
 
 
-def load_results(session: Session, path: Path, *, run: LoadRun, at: datetime, progress: bool = True) -> int:
+def load_results(
+    session: Session,
+    path: Path,
+    *,
+    run: LoadRun,
+    at: datetime,
+    progress: bool = True,
+    encoding: str = "utf-8",
+) -> int:
     """Load a supplier's issue results ``coupon_id,result,reason`` (result ``ok`` or ``failed``)."""
     loaded = 0
-    with csv_source(path, required=RESULT_COLUMNS, description="issue results", progress=progress) as records:
+    with csv_source(
+        path, required=RESULT_COLUMNS, description="issue results", progress=progress, encoding=encoding
+    ) as records:
         for rec in records:
             if rec.error or rec.values is None:
                 run.reject(rec.line, rec.error or "unreadable", mask_free_text(rec.raw))

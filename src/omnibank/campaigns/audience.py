@@ -10,6 +10,7 @@ remember ``marketing_consent = true`` in the eligibility.
 from __future__ import annotations
 
 from datetime import date
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
@@ -20,6 +21,9 @@ from omnibank.db import unit_of_work
 from omnibank.kit.clock import local_today
 from omnibank.segments import service as segments
 
+if TYPE_CHECKING:
+    from omnibank.customers.repository import Within
+
 
 def eligible(
     session: Session,
@@ -28,7 +32,7 @@ def eligible(
     *,
     as_of: date,
     segment: str | None = None,
-    within: str | None = None,
+    within: str | Within | None = None,
 ) -> frozenset[str] | None:
     """The ids of the customers who may take part, or None for "anyone" (no condition at all)."""
     texts = [t for t in (spec.eligibility, segment) if t]

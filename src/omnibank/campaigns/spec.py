@@ -23,7 +23,6 @@ budgets limit the items (and face value) per rule and per campaign.
 from __future__ import annotations
 
 import json
-from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Literal
@@ -32,6 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from omnibank.errors import InputRefused
+from omnibank.kit.dates import BankDate
 from omnibank.segments.expr import (
     EVENT_FIELDS,
     TYPE_PATTERN,
@@ -159,8 +159,8 @@ class Rule(_Model):
 
 
 class CampaignPeriod(_Model):
-    start: date
-    end: date
+    start: BankDate
+    end: BankDate
 
     @model_validator(mode="after")
     def _order(self) -> CampaignPeriod:

@@ -14,6 +14,7 @@ from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import system_clock
 from omnibank.kit.console import out
+from omnibank.kit.dates import check_date
 from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
@@ -35,11 +36,13 @@ def _until(text: str | None) -> datetime | None:
     except ValueError:
         pass
     else:
+        check_date("--until", day)
         return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise AppError(f"--until: {value!r} is not a date YYYY-MM-DD or an ISO datetime") from None
+    check_date("--until", moment)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=tz)
 
 

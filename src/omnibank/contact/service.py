@@ -490,12 +490,16 @@ def _apply(session: Session, outcomes: Sequence[Outcome], *, now: datetime, coun
             if status == "clicked":
                 values["clicked_at"] = now
         for i in range(0, len(ids), _CHUNK):
-            got = session.execute(
-                update(table)
-                .where(table.c.id.in_(ids[i : i + _CHUNK]), table.c.status == "queued")
-                .values(**values)
-                .returning(table.c.id)
-            ).scalars().all()
+            got = (
+                session.execute(
+                    update(table)
+                    .where(table.c.id.in_(ids[i : i + _CHUNK]), table.c.status == "queued")
+                    .values(**values)
+                    .returning(table.c.id)
+                )
+                .scalars()
+                .all()
+            )
             moved.update(got)
             counts[status] += len(got)
     refs = [

@@ -24,9 +24,12 @@ from omnibank.tags.service import tags_of
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 
-def _plain(key: str, value: object) -> str:
-    if key == "card_id":
-        return mask_card_id(str(value))
+def _plain(key: str, value: object, cards: dict[str, str] | None = None) -> str:
+    if key == "card_id":  # events hold a card's token: shown as the bound card, masked
+        text = str(value)
+        if cards and text in cards:
+            return cards[text]
+        return identity.short_token(text) if text.startswith("⟨") else mask_card_id(text)
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -76,7 +79,7 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
     rows = [
         ("name", p.name),
         ("gender", p.gender),
-        ("birth date", f"{p.birth_date} (age {p.age})"),
+        ("age", str(p.age)),  # never the birth date: with the masked ID number it gives the number away
         ("phone", p.phone),
         ("id number", p.id_number),
         ("branch", f"{p.branch_id} {p.branch_name}"),
@@ -115,7 +118,7 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
         )
         for e in recent:
             details = ", ".join(
-                f"{k}={_plain(k, val)}"
+                f"{k}={_plain(k, val, ident.cards)}"
                 for k, val in e.items()
                 if k not in {"event_id", "type", "ts", "channel", "customer_id"}
             )
@@ -178,7 +181,9 @@ def erase(
 ) -> None:
     """Erase one customer's personal data for good (crypto-shred); ledgers keep the customer number."""
     with unit_of_work() as session:
-        r = rights.erase_customer(session, customer_id, actor=cli_actor(), reason=reason)
+        r = rights.erase_customer(
+            session, customer_id, actor=cli_actor(), reason=reason, settings=get_settings()
+        )
     out.print(
         f"erased {r.customer_id}: name, phone and ID number destroyed (ciphertexts and blind indexes), "
         f"{r.identifiers_removed} identifiers removed; ledgers and the audit trail keep {r.customer_id}"

@@ -3,7 +3,9 @@
 * **Identifiers.** Phone and ID number are found through the blind indexes on ``customers`` (never stored
   here, never in plaintext). Card ids (from ``card.issued``), WeChat openids and app user ids (from
   ``identity.linked``) are kept in ``customer_identifiers``, learnt when events are loaded: the first
-  binding of an identifier wins, a later one naming another customer is counted as a conflict.
+  binding of an identifier wins, a later one naming another customer is counted as a conflict. A card id
+  is kept as its token (the event log's, :mod:`omnibank.events.protect`) with the number encrypted beside
+  it, for the masked display.
 * **Resolution.** An event without ``customer_id`` that carries a known identifier is stored under that
   identifier's customer (:class:`Resolver`, used by the event loader).
 * **Merge.** ``merge_customers(A into B)``: B survives; A's identifiers and tags move to B, earlier merges
@@ -247,6 +249,7 @@ BINDINGS_SCHEMA = pa.schema(
         ("event_id", pa.string()),
         ("line_no", pa.int64()),
         ("ts", pa.timestamp("us", tz="UTC")),
+        ("clear", pa.string()),  # a card's number (value is its token): encrypted when it is recorded
     ]
 )
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -263,12 +266,14 @@ class LearnResult:
         return {"learnt": dict(self.learnt), "conflicts": dict(self.conflicts), "skipped": self.skipped}
 
 
-def learn_identifiers(session: Session, bindings: pa.Table) -> LearnResult:
+def learn_identifiers(
+    session: Session, bindings: pa.Table, *, cipher: FieldCipher | None = None
+) -> LearnResult:
     """Record the identifiers that events bind to their customers (``bindings``: :data:`BINDINGS_SCHEMA`).
     An identifier keeps the customer it is bound to in the store, else the one its earliest line names;
     each binding naming another customer is counted as a conflict. Customers merged away count as their
     survivor. Idempotent. The work over the file's lines runs in DuckDB, so a large file costs little
-    Python."""
+    Python. A new card is recorded with its number (``clear``) encrypted by ``cipher``."""
     result = LearnResult()
     if not bindings.num_rows:
         return result
@@ -299,19 +304,19 @@ def learn_identifiers(session: Session, bindings: pa.Table) -> LearnResult:
             f"""
 CREATE TABLE winners AS
 WITH lines AS (
-    SELECT b.kind, b.value, coalesce(m.b, b.customer_id) AS customer_id, b.event_id, b.line_no, b.ts
+    SELECT b.kind, b.value, coalesce(m.b, b.customer_id) AS customer_id, b.event_id, b.line_no, b.ts, b.clear
     FROM bindings b LEFT JOIN merges m ON m.a = b.customer_id
     WHERE {fits}
 ), firsts AS (
     SELECT kind, value, arg_min(customer_id, line_no) AS customer_id, arg_min(event_id, line_no) AS event_id,
-        arg_min(epoch_us(ts), line_no) AS ts_us
+        arg_min(epoch_us(ts), line_no) AS ts_us, arg_min(clear, line_no) AS clear
     FROM lines GROUP BY kind, value
 ), decided AS (
     SELECT f.kind, f.value, coalesce(s.customer_id, f.customer_id) AS customer_id,
-        s.customer_id IS NULL AS new, f.event_id, f.ts_us
+        s.customer_id IS NULL AS new, f.event_id, f.ts_us, f.clear
     FROM firsts f LEFT JOIN stored s USING (kind, value)
 )
-SELECT d.kind, d.value, d.customer_id, d.new, d.event_id, d.ts_us,
+SELECT d.kind, d.value, d.customer_id, d.new, d.event_id, d.ts_us, d.clear,
     count(*) FILTER (WHERE l.customer_id <> d.customer_id) AS conflicts
 FROM decided d JOIN lines l USING (kind, value)
 GROUP BY ALL
@@ -322,18 +327,24 @@ GROUP BY ALL
         ).fetchall():
             result.conflicts[kind] = int(conflicts)
         new = con.sql(
-            "SELECT kind, value, customer_id, event_id, ts_us FROM winners WHERE new ORDER BY kind, value"
+            "SELECT kind, value, customer_id, event_id, ts_us, clear FROM winners WHERE new "
+            "ORDER BY kind, value"
         ).to_arrow_table()
     finally:
         con.close()
     kinds = new.column("kind").to_pylist()
+    values = new.column("value").to_pylist()
     result.learnt.update(kinds)
     insert_new_columns(
         session,
         _IDENTIFIERS,
         {
             "kind": kinds,
-            "value": new.column("value").to_pylist(),
+            "value": values,
+            "value_enc": [
+                _encrypt_card(cipher, v, c) if k == "card_id" else None
+                for k, v, c in zip(kinds, values, new.column("clear").to_pylist(), strict=True)
+            ],
             "customer_id": new.column("customer_id").to_pylist(),
             "source": [f"event:{e}"[:64] for e in new.column("event_id").to_pylist()],
             "first_seen_at": [_EPOCH + timedelta(microseconds=us) for us in new.column("ts_us").to_pylist()],
@@ -343,6 +354,34 @@ GROUP BY ALL
 
 
 _BOUND = select(CustomerIdentifier.value, CustomerIdentifier.customer_id)
+
+
+def card_context(token: str) -> str:
+    """The associated data of a card number's ciphertext: its row."""
+    return f"customer_identifiers.value:{token}"
+
+
+def _encrypt_card(cipher: FieldCipher | None, token: str, number: str | None) -> bytes | None:
+    if number is None:
+        return None
+    if cipher is None:
+        raise ValueError("a card number is learnt: a cipher is needed to keep it encrypted")
+    from omnibank.events.protect import normalise
+
+    return cipher.encrypt(normalise("card", number), context=card_context(token))
+
+
+def card_display(cipher: FieldCipher, row: CustomerIdentifier) -> str:
+    """A card as people see it: its number masked (``6225********5678``), or (number unknown) its token
+    shortened."""
+    if row.value_enc:
+        return mask_card_id(cipher.decrypt(row.value_enc, context=card_context(row.value)))
+    return short_token(row.value)
+
+
+def short_token(token: str) -> str:
+    """``⟨card:1a2b3c4d…⟩``: a token as a listing shows it."""
+    return token[: token.index(":") + 9] + "…⟩" if token.startswith("⟨") and ":" in token else token
 
 
 def _held(session: Session, kind: str) -> int:
@@ -525,6 +564,7 @@ class IdentityView:
     merged_at: datetime | None
     merged_ids: list[str]  # customers merged into this one
     identifiers: list[IdentifierRow]
+    cards: dict[str, str] = field(default_factory=dict)  # a card's token (as events hold it) -> its display
 
 
 def identity_view(session: Session, cipher: FieldCipher, customer_id: str, *, actor: str) -> IdentityView:
@@ -560,8 +600,11 @@ def identity_view(session: Session, cipher: FieldCipher, customer_id: str, *, ac
         session.scalars(select(CustomerIdentifier).where(CustomerIdentifier.customer_id == customer_id)),
         key=lambda r: (order.get(r.kind, 99), r.first_seen_at, r.value),
     )
+    cards: dict[str, str] = {}
     for r in bound:
-        value = mask_card_id(r.value) if r.kind == "card_id" else r.value
+        value = r.value
+        if r.kind == "card_id":
+            value = cards[r.value] = card_display(cipher, r)
         rows.append(IdentifierRow(r.kind, value, r.source, r.first_seen_at))
     return IdentityView(
         customer_id=customer_id,
@@ -569,4 +612,5 @@ def identity_view(session: Session, cipher: FieldCipher, customer_id: str, *, ac
         merged_at=merge.merged_at if merge else None,
         merged_ids=merged_ids,
         identifiers=rows,
+        cards=cards,
     )

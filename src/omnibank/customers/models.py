@@ -65,7 +65,9 @@ IDENTIFIER_KINDS = ("card_id", "wechat_openid", "app_user_id")
 class CustomerIdentifier(Base):
     """An identifier that points at one customer besides ``customer_id``: a card number (from
     ``card.issued``), a WeChat openid or an app user id (from ``identity.linked``). Phone and ID number are
-    looked up through the blind indexes on ``customers`` instead, so they are never stored here."""
+    looked up through the blind indexes on ``customers`` instead, so they are never stored here. A card is
+    kept as its token (``value``, the keyed blind index the event log holds too) and its number encrypted
+    (``value_enc``, bound to ``customer_identifiers.value:<token>``), for the masked display only."""
 
     __tablename__ = "customer_identifiers"
     __table_args__ = (CheckConstraint(one_of("kind", IDENTIFIER_KINDS), name="kind"),)
@@ -75,6 +77,7 @@ class CustomerIdentifier(Base):
     customer_id: Mapped[str] = mapped_column(String(32), index=True)
     source: Mapped[str] = mapped_column(String(64))  # e.g. "event:<event_id>" or "merge:<from>"
     first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    value_enc: Mapped[bytes | None] = mapped_column(LargeBinary)  # a card's number, encrypted
 
 
 class CustomerMerge(Base):

@@ -1,12 +1,19 @@
 """Every query of customers that a person or an integration makes goes through here, and with it the
-access rule, once: a caller sees the customers of one org subtree (or, for whole-bank roles, all)."""
+access rule, once:
+
+* whole-bank roles (and bank-wide integration tokens) see every customer;
+* a manager, a service agent or a token limited to an org sees the customers of one org subtree;
+* an RM sees their own customers (``customers.rm_id``, wherever they are held) and the unassigned ones of
+  their unit — the queue (管户). Another RM's customers beside them are not theirs to see.
+
+"Not found" and "not visible" look alike."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from omnibank.customers.models import Customer
@@ -16,13 +23,20 @@ from omnibank.orgs.models import Org
 T = TypeVar("T", bound=Any)
 
 
+#: Roles whose holders are assigned customers (``customers.rm_id``): they see their own and the queue of
+#: their unit, not the whole subtree (a user's role, or a member of staff's in staff.csv)
+ASSIGNED_ROLES = frozenset({"rm", "wealth_manager"})
+
+
 @dataclass(frozen=True)
 class Scope:
     """The customers a caller may see: every one (``org_ids`` None) or those whose branch is one of
-    ``org_ids`` — the subtree under ``root``."""
+    ``org_ids`` — the subtree under ``root``; with ``rm_id`` (an RM), of those only the unassigned ones,
+    plus the RM's own customers wherever they are held."""
 
     org_ids: frozenset[str] | None
     root: str | None = None
+    rm_id: str | None = None
 
     @classmethod
     def whole_bank(cls) -> Scope:
@@ -57,11 +71,34 @@ def subtree_scope(session: Session, org_id: str | None) -> Scope:
     return Scope(frozenset(ids), root=org_id if ids else None)
 
 
+def staff_scope(session: Session, *, org_id: str | None, staff_id: str | None, role: str) -> Scope:
+    """What a member of staff sees, by the role they act in: an assigned role (:data:`ASSIGNED_ROLES`) their
+    own customers and the unassigned ones of the unit they serve (a team member serves the unit above the
+    team: :func:`scope_root`); any other role the unit's whole subtree."""
+    unit = subtree_scope(session, scope_root(session, org_id))
+    if role in ASSIGNED_ROLES and staff_id is not None:
+        return Scope(unit.org_ids, root=unit.root, rm_id=staff_id)
+    return unit
+
+
+@dataclass(frozen=True)
+class Within:
+    """A scope as the segment language restricts an expression to it (without listing the orgs): the
+    subtree under ``org_id``; with ``rm_id``, its unassigned customers and that RM's own. The same rule as
+    :func:`scoped`, which ``tests/api/test_scoping.py`` checks customer by customer."""
+
+    org_id: str
+    rm_id: str | None = None
+
+
 def scoped(stmt: Select[T], scope: Scope) -> Select[T]:
     """``stmt`` (selecting customers) restricted to the scope: the one place the rule is applied."""
     if scope.org_ids is None:
         return stmt
-    return stmt.where(Customer.branch_id.in_(sorted(scope.org_ids)))
+    in_unit = Customer.branch_id.in_(sorted(scope.org_ids))
+    if scope.rm_id is None:
+        return stmt.where(in_unit)
+    return stmt.where(or_(Customer.rm_id == scope.rm_id, and_(Customer.rm_id.is_(None), in_unit)))
 
 
 def get(session: Session, scope: Scope, customer_id: str) -> Customer | None:

@@ -1,5 +1,6 @@
 """Revealing one personal field of one customer: a permission the caller's role must hold (checked at the
-edge), a reason, the caller's scope, and an audit entry that carries the reason."""
+edge), a reason, the caller's scope, and an audit entry that carries the reason. The birth date, which every
+output shows as an age only, is revealed the same way."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from omnibank.errors import AppError, NotFound
 from omnibank.kit.crypto import FieldCipher
 
 MIN_REASON = 5
+REVEALABLE = (*PERSONAL, "birth_date")
 
 
 class RevealRefused(AppError):
@@ -33,9 +35,9 @@ def reveal_field(
     scope: Scope,
     source: str,
 ) -> str:
-    """The plaintext of ``field`` (name, phone or id_number) of a customer the scope sees."""
-    if field not in PERSONAL:
-        raise RevealRefused(f"field {field!r}: one of {', '.join(PERSONAL)}")
+    """The plaintext of ``field`` (name, phone, id_number or birth_date) of a customer the scope sees."""
+    if field not in REVEALABLE:
+        raise RevealRefused(f"field {field!r}: one of {', '.join(REVEALABLE)}")
     if len(reason.strip()) < MIN_REASON:
         raise RevealRefused(
             f"a reason of at least {MIN_REASON} characters is required to reveal personal data",
@@ -46,10 +48,13 @@ def reveal_field(
     if customer is None:
         raise NotFound(f"no customer {customer_id}")
     refuse_erased(customer)
-    blob = {"name": customer.name_enc, "phone": customer.phone_enc, "id_number": customer.id_number_enc}[
-        field
-    ]
-    value = cipher.decrypt(blob, context=f"customers.{field}:{customer_id}")
+    if field == "birth_date":
+        value = customer.birth_date.isoformat()
+    else:
+        blob = {"name": customer.name_enc, "phone": customer.phone_enc, "id_number": customer.id_number_enc}[
+            field
+        ]
+        value = cipher.decrypt(blob, context=f"customers.{field}:{customer_id}")
     audit.record(
         session,
         actor=actor,

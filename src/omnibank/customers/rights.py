@@ -3,7 +3,10 @@
 Erasure crypto-shreds the customer row: the ciphertexts of name, phone and ID number, their blind indexes
 and the row fingerprint (a keyed digest of the personal fields) are overwritten with tombstones (empty
 values), the birth date with a placeholder, and the customer's learnt identifiers (card ids, openids, app
-user ids) are removed. What remains cannot be decrypted, found or linked back to the person. Ledgers
+user ids, a card's number kept encrypted with its token) are removed. What remains cannot be decrypted,
+found or linked back to the person. The event log holds no personal data in plaintext (card numbers, phones,
+ID numbers are keyed tokens there, :mod:`omnibank.events.protect`); an erasure is refused while the log still
+has files written before that protection (``omnibank events protect`` rewrites them). Ledgers
 (coupons, points, campaign grants, consent records, the audit trail) keep the customer number: they are
 the bank's records of what happened and stay intact.
 """
@@ -26,7 +29,7 @@ from omnibank.benefits.models import Coupon, PointsBalance, PointsPosting
 from omnibank.campaigns.models import CampaignGrant
 from omnibank.config import Settings
 from omnibank.consent import service as consent
-from omnibank.customers.identity import merged_ids_of
+from omnibank.customers.identity import card_context, merged_ids_of
 from omnibank.customers.models import Customer, CustomerIdentifier, CustomerMerge
 from omnibank.customers.service import refuse_erased
 from omnibank.db import versions
@@ -130,7 +133,10 @@ def export_customer(
         "profile": profile,
         "merged_into": merge.survivor_id if merge else None,
         "merged_from": merged_from,
-        "identifiers": rows(CustomerIdentifier, CustomerIdentifier.kind, CustomerIdentifier.value),
+        "identifiers": [
+            _identifier(cipher, r)
+            for r in rows(CustomerIdentifier, CustomerIdentifier.kind, CustomerIdentifier.value)
+        ],
         "tags": rows(CustomerTag, CustomerTag.tag),
         "tag_history": rows(CustomerTagChange, CustomerTagChange.id),
         "consent": {
@@ -162,6 +168,15 @@ def export_customer(
     return data
 
 
+def _identifier(cipher: FieldCipher, row: dict[str, Any]) -> dict[str, Any]:
+    """An identifier as exported: a card with its number in clear beside its token (the events hold the
+    token)."""
+    enc = row.pop("value_enc", None)
+    if row.get("kind") == "card_id" and enc:
+        row["card_number"] = cipher.decrypt(enc, context=card_context(row["value"]))
+    return row
+
+
 def write_export(data: dict[str, Any], path: Path) -> None:
     """Write an export as UTF-8 JSON readable by its owner only (it holds personal data in clear)."""
     text = json.dumps(data, ensure_ascii=False, indent=2, default=_json_default)
@@ -174,6 +189,19 @@ def write_export(data: dict[str, Any], path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------- erase
+
+
+def _refuse_unprotected_log(settings: Settings | None) -> None:
+    from omnibank.config import get_settings
+    from omnibank.events.log import EventLog
+
+    legacy = EventLog(settings or get_settings()).unprotected_files()
+    if legacy:
+        raise Conflict(
+            f"the event log still holds {len(legacy)} files written before card numbers and personal data "
+            "were protected in it (plaintext); run `omnibank events protect` first, then erase: "
+            "nothing of the customer must stay readable in the log"
+        )
 
 
 @dataclass(frozen=True)
@@ -191,10 +219,13 @@ def erase_customer(
     reason: str,
     source: str = "cli",
     at: datetime | None = None,
+    settings: Settings | None = None,
 ) -> ErasureResult:
     """Crypto-shred one customer (see the module's docstring); audited with its reason. Refuses an
-    unknown customer and one already erased."""
+    unknown customer, one already erased, and any while the event log still holds files written before
+    its personal data was protected (``settings``: the data home's; by default the configured one)."""
     reason = _reason(reason)
+    _refuse_unprotected_log(settings)
     moment = at or datetime.now(UTC)
     customer = _customer(session, customer_id)
     if customer.erased_at is not None:

@@ -204,6 +204,7 @@ def load_customers(
     today: date,
     progress: bool = True,
     parallel: bool | None = None,
+    encoding: str = "utf-8",
 ) -> LoadReport:
     """Upsert customers by ``customer_id``. A row that breaks the contract is rejected with its reason;
     a row identical to what is stored changes nothing and is counted as a duplicate.
@@ -225,7 +226,10 @@ def load_customers(
         parallel = (os.cpu_count() or 1) > 1 and size >= PARALLEL_MIN_BYTES
     good = changed = 0
     rebuild = _defer_indexes(session, expected_rows=size // _ROW_BYTES)
-    with csv_source(path, required=CUSTOMER_COLUMNS, description="customers", progress=progress) as records:
+    with csv_source(
+        path, required=CUSTOMER_COLUMNS, description="customers", progress=progress, encoding=encoding,
+        personal={"name": mask_name, "phone": mask_phone, "id_number": mask_id_number},
+    ) as records:  # fmt: skip
         batches = _batches(records, _BATCH)
         pool = None
         if parallel:
@@ -315,10 +319,13 @@ def refuse_erased(customer: Customer) -> None:
 
 @dataclass(frozen=True)
 class MaskedProfile:
+    """A customer as every output shows them: personal fields masked, and the age instead of the birth
+    date (with the masked ID number, the birth date and the check digit would leave about nine candidates
+    for the full number); the birth date is revealed like a personal field, with a reason, audited."""
+
     customer_id: str
     name: str
     gender: str
-    birth_date: date
     age: int
     phone: str
     id_number: str
@@ -359,7 +366,6 @@ def masked_profile(
         customer_id=customer.customer_id,
         name=mask_name(dec(customer.name_enc, context=f"customers.name:{customer_id}")),
         gender=customer.gender,
-        birth_date=customer.birth_date,
         age=age_on(customer.birth_date, today),
         phone=mask_phone(dec(customer.phone_enc, context=f"customers.phone:{customer_id}")),
         id_number=mask_id_number(dec(customer.id_number_enc, context=f"customers.id_number:{customer_id}")),

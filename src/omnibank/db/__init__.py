@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fcntl
 import functools
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.config import Settings, get_settings
 from omnibank.errors import ConfigError
+from omnibank.kit.private import ensure_home
 
 _engines: dict[str, Engine] = {}
 _AUDIT_APPENDED = "audit_appended"  # omnibank.audit.service.APPENDED
@@ -44,8 +46,8 @@ def get_engine(settings: Settings | None = None) -> Engine:
     url = settings.db_url
     engine = _engines.get(url)
     if engine is None:
+        ensure_home(settings.home_dir)  # created 0700, or a warning when others can read it
         if url.startswith("sqlite"):
-            settings.home_dir.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url)
             event.listen(engine, "connect", _sqlite_pragmas)
             event.listen(engine, "begin", _sqlite_begin)
@@ -89,9 +91,9 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     from alembic import command
 
     settings = settings or get_settings()
-    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    ensure_home(settings.home_dir)
     lock_path = settings.home_dir / ".migrate.lock"
-    with lock_path.open("w") as lock:
+    with open(os.open(lock_path, os.O_WRONLY | os.O_CREAT, 0o600), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         engine = get_engine(settings)
         cfg = alembic_config(settings)
@@ -158,6 +160,7 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
         if relax:  # on the driver's connection, before any transaction begins, or it is ignored
             conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         session = Session(bind=conn, expire_on_commit=False)
+        session.info["settings"] = settings  # omnibank.audit.service.SETTINGS: whose keys sign its entries
         try:
             yield session
             if session.info.get(_AUDIT_APPENDED) and engine.dialect.name == "sqlite":
@@ -178,4 +181,4 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
         if session.info.get(_AUDIT_APPENDED):
             from omnibank.audit.service import after_commit
 
-            after_commit(conn)  # the audit entries this transaction appended join the hash chain
+            after_commit(conn, settings)  # the audit entries this transaction appended join the hash chain

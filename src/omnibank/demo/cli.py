@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 import time
 from datetime import date
 from pathlib import Path
@@ -22,12 +23,15 @@ DaysOpt = typer.Option(365, "--days", min=1, max=3660, help="Days of events.")
 
 
 def _start(value: str) -> date:
+    from omnibank.kit.dates import check_date
+
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(
             f"{value!r} is not a date in the form YYYY-MM-DD", param_hint="--start"
         ) from None
+    return check_date("--start", day)
 
 
 @app.callback(invoke_without_command=True)
@@ -38,8 +42,9 @@ def demo(
     start: str = StartOpt,
     days: int = DaysOpt,
 ) -> None:
-    """Generate the demo bank into the data home, load it and run its year: catalogue and budgets, live
-    campaigns and coupons, journeys with the worker, leads followed up, suppliers scored, points."""
+    """Generate the demo bank, load it into the data home and run its year: catalogue and budgets, live
+    campaigns and coupons, journeys with the worker, leads followed up, suppliers scored, points. The
+    generated files are written to a temporary folder and removed when the demo ends."""
     if ctx.invoked_subcommand is not None:
         return
     from omnibank.config import get_settings
@@ -50,38 +55,48 @@ def demo(
     from omnibank.ingest.service import KINDS, load_file
 
     settings = get_settings()
-    out_dir = settings.home_dir / "demo" / f"seed{seed}-{customers}"
     t0 = time.perf_counter()
     cal = Calendar.of(_start(start), days, settings.tz)
     phases = Phases()
-    err.print(f"generating the demo bank ({customers:,} customers, seed {seed}) into {out_dir}")
-    with phases("generate"):
-        bank = generate(out_dir, customers=customers, seed=seed, start=cal.first, days=days,
-                        progress=progress_enabled())  # fmt: skip
-        feed = living.split_events(bank.events_jsonl, cal, out_dir / "feed")
-    table = Table(
-        "file", "loaded", "rejected", "duplicates", "seconds", title="demo bank loaded", title_justify="left"
-    )
-    with phases("load"):
-        for kind, path in zip(KINDS, (*bank.paths[:3], feed.history), strict=True):
-            if path is None:
-                continue
-            t = time.perf_counter()
-            report = load_file(kind, path, settings=settings, progress=progress_enabled())
-            table.add_row(path.name, f"{report.loaded:,}", f"{report.rejected:,}", f"{report.duplicates:,}",
-                          f"{time.perf_counter() - t:.1f}")  # fmt: skip
-    out.print(table)
-    already = living.lived(settings)
-    if already:
-        out.print(f"this bank has lived its year already (data home {settings.home_dir}): nothing more to do")
-    else:
-        out.print(
-            f"living the year: campaigns live from {cal.first}, journeys from {cal.launched:%Y-%m-%d %H:%M}, "
-            f"the events since ({feed.arriving_events:,}) arriving before each of the worker's looks"
-        )
-        year = living.live_year(settings, cal=cal, seed=seed, feed=feed, folder=out_dir, phases=phases,
-                                customers=customers, progress=lambda msg: err.print(msg))  # fmt: skip
-        out.print(year.line())
+    left = settings.home_dir / "demo"
+    if left.is_dir():
+        err.print(f"[yellow]warning:[/yellow] {left} holds an earlier demo's contract files (names, phones "
+                  f"and ID numbers in plain text); delete it: rm -r {left}")  # fmt: skip
+    # The contract files and the feed hold (synthetic) names, phones and ID numbers in plain text: they are
+    # written to a private temporary folder outside the data home ($TMPDIR) and removed when the demo ends.
+    with tempfile.TemporaryDirectory(prefix="omnibank-demo-") as scratch:
+        out_dir = Path(scratch) / f"seed{seed}-{customers}"
+        err.print(f"generating the demo bank ({customers:,} customers, seed {seed}) into {out_dir} (removed "
+                  "when the demo ends)")  # fmt: skip
+        with phases("generate"):
+            bank = generate(out_dir, customers=customers, seed=seed, start=cal.first, days=days,
+                            progress=progress_enabled())  # fmt: skip
+            feed = living.split_events(bank.events_jsonl, cal, out_dir / "feed")
+        table = Table("file", "loaded", "rejected", "duplicates", "seconds", title="demo bank loaded",
+                      title_justify="left")  # fmt: skip
+        with phases("load"):
+            for kind, path in zip(KINDS, (*bank.paths[:3], feed.history), strict=True):
+                if path is None:
+                    continue
+                t = time.perf_counter()
+                report = load_file(kind, path, settings=settings, progress=progress_enabled())
+                table.add_row(path.name, f"{report.loaded:,}", f"{report.rejected:,}",
+                              f"{report.duplicates:,}", f"{time.perf_counter() - t:.1f}")  # fmt: skip
+        out.print(table)
+        already = living.lived(settings)
+        if already:
+            out.print(
+                f"this bank has lived its year already (data home {settings.home_dir}): nothing more to do"
+            )
+        else:
+            out.print(
+                f"living the year: campaigns live from {cal.first}, journeys from "
+                f"{cal.launched:%Y-%m-%d %H:%M}, the events since ({feed.arriving_events:,}) arriving before "
+                "each of the worker's looks"
+            )
+            year = living.live_year(settings, cal=cal, seed=seed, feed=feed, folder=out_dir, phases=phases,
+                                    customers=customers, progress=lambda msg: err.print(msg))  # fmt: skip
+            out.print(year.line())
     with phases("tags & segments"):
         _tags_and_segments(settings, as_of=cal.last)
     with unit_of_work(settings) as session:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from omnibank.config import Settings
+from omnibank.kit.private import ensure_home
 
 
 @dataclass(frozen=True)
@@ -39,22 +41,55 @@ def emit(settings: Settings, events: Sequence[Mapping[str, Any]], *, max_rejects
         return Emitted(0, 0, 0)
     from omnibank.ingest.service import load_file
 
-    folder = settings.home_dir / "tmp"
+    # a string holding half a surrogate pair (JSON's "\ud800") cannot be written as UTF-8: refused here,
+    # its line left blank so that the loader's line numbers still give each event's position
+    refused = [Rejected(i, why) for i, event in enumerate(events) if (why := _not_text(event)) is not None]
+    if len(refused) == len(events):
+        return Emitted(0, 0, len(refused), refused[:max_rejects])
+    skip = {r.index for r in refused}
+    folder = ensure_home(settings.home_dir) / "tmp"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"emit-{secrets.token_hex(8)}.jsonl"
     try:
         with path.open("w", encoding="utf-8") as fh:
-            for event in events:
-                fh.write(json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str) + "\n")
+            for i, event in enumerate(events):
+                if i not in skip:
+                    fh.write(json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str))
+                fh.write("\n")
         report = load_file("events", path, settings=settings, progress=False)
     finally:
         path.unlink(missing_ok=True)
+    rejects = sorted([*refused, *_rejects(report.rejects_path, max_rejects)], key=lambda r: r.index)
     return Emitted(
         loaded=report.loaded,
         duplicates=report.duplicates,
-        rejected=report.rejected,
-        rejects=_rejects(report.rejects_path, max_rejects),
+        rejected=report.rejected + len(refused),
+        rejects=rejects[:max_rejects],
     )
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _not_text(event: Any) -> str | None:
+    """Why an event cannot be stored as text (a key or string holding a lone surrogate), or None. Walks
+    the event without recursing (a request may nest as deep as its JSON parser allows)."""
+    pending: list[tuple[str, Any]] = [("", event)]
+    while pending:
+        where, value = pending.pop()
+        if isinstance(value, str):
+            bad = _SURROGATE.search(value)
+            if bad is not None:
+                field = _SURROGATE.sub("\ufffd", where) or "the event"  # a key may be the culprit
+                code = f"U+{ord(bad.group()):04X}"
+                return f"not valid JSON: {field} holds a lone surrogate ({code}), which is not a character"
+        elif isinstance(value, Mapping):
+            for key, item in reversed(list(value.items())):
+                path = f"{where}.{key}" if where else str(key)
+                pending += [(path, item), (path, str(key))]
+        elif isinstance(value, list | tuple):
+            pending += reversed([(f"{where}[{n}]", item) for n, item in enumerate(value)])
+    return None
 
 
 def _rejects(path: str | None, limit: int) -> list[Rejected]:

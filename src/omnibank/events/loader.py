@@ -9,11 +9,14 @@ How a load runs (10M events in about a minute on two cores):
    thread while DuckDB checks the current one.
 2. **Check.** One DuckDB statement parses every line of the batch once (``from_json``) and works out,
    vectorised, either the typed row or the reason the line is rejected: the first failing check, naming
-   the field. Lines DuckDB's lenient JSON reader may have accepted wrongly (NaN, trailing commas) and the
-   rare lines with personal fields are finished in Python. A line without ``customer_id`` that carries an
-   identifier (card id, WeChat openid, app user id, phone, ID number) passes this step; only such lines then
-   go through a second pass that finds their customer (:class:`omnibank.customers.identity.Resolver`) or
-   rejects them.
+   the field. Card numbers become their tokens there (a keyed HMAC, :mod:`omnibank.events.protect`), in
+   the column and in the stored line. Lines DuckDB's lenient JSON reader may have accepted wrongly (NaN,
+   trailing commas) and the rare lines that may hold other personal data (a personal field, or anything a
+   cheap pattern takes for a phone, ID or card number) are finished in Python, which protects the whole
+   line (personal fields by their blind index, the rest scanned). A line without ``customer_id`` that
+   carries an identifier (card id, WeChat openid, app user id, phone, ID number) passes this step; only such
+   lines then go through a second pass that finds their customer
+   (:class:`omnibank.customers.identity.Resolver`) or rejects them.
 3. **Stage.** Good rows go to ``_staging/<load_id>/`` under the event log: the rows as uncompressed Arrow
    files, one per batch and bank-local month, and their (event_id, line_no) as Parquet.
 4. **Finalize** (under the log's lock). One DuckDB statement finds the staged lines not to publish: an id
@@ -55,6 +58,16 @@ from omnibank.customers.identity import (
 )
 from omnibank.errors import AppError, InputRefused
 from omnibank.events.log import COLUMN_NAMES, FINAL, EventLog, configure, sql_string
+from omnibank.events.protect import (
+    PROTECTED_KEY,
+    PROTECTED_VERSION,
+    TEXT_COLUMNS,
+    Protector,
+    Registry,
+    card_payload_sql,
+    needs_python_sql,
+    registry_of,
+)
 from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.loading import CountingReader, LoadReport, LoadRun, open_source, progress_bar
 from omnibank.kit.masking import mask_free_text, mask_id_number, mask_name, mask_phone
@@ -325,9 +338,13 @@ def _types_with(key: str) -> tuple[str, ...]:
     return tuple(t for t, fields in KNOWN_TYPES.items() if any(f.name == key for f in fields))
 
 
-def _validate_sql(load_id: str) -> str:
+def _validate_sql(load_id: str, registry: Registry | None = None) -> str:
     """One statement over the registered ``batch`` (line_no, raw): a row per non-blank line with the
-    typed columns, ``reason`` (NULL when the line is good), and the ``suspect`` and ``pii`` flags."""
+    typed columns, ``reason`` (NULL when the line is good), and the ``suspect`` and ``pii`` flags (``pii``:
+    the line needs the Python pass that protects personal data, :mod:`omnibank.events.protect`). Card
+    numbers come out as their tokens (the function ``omnibank_card_token`` must be registered), and a
+    line without ``pii`` has its card number replaced in ``payload`` already; ``x_card_clear`` is the
+    number itself where a line binds it (kept in memory, to be encrypted in the store)."""
     structure = "{" + ", ".join(f'"{k}": "{"VARCHAR" if k in _TEXT_KEYS else "JSON"}"' for k in _KEYS) + "}"
     fragments = ", ".join(f"fr.{k}::VARCHAR AS f_{k}" for k in _KEYS)
     lenient = " OR ".join(f"regexp_matches(raw, {sql_string(p)})" for p in LENIENT_PATTERNS)
@@ -349,6 +366,15 @@ def _validate_sql(load_id: str) -> str:
     pii = " OR ".join(f"f_{k} IS NOT NULL" for k in PII_KINDS)
     detail = "CASE " + " ".join(f"WHEN {c} THEN {sql_string(r)}" for c, r in _checks()) + " END"
     reason = f"CASE WHEN coalesce({_fine()}, false) THEN NULL ELSE {detail} END"
+    needs_python = needs_python_sql(
+        registry or Registry(), raw="raw", card_text="c_text", card_fragment="f_card_id", type_="type"
+    )
+    fast = card_payload_sql(payload="payload", card_text="c_text", card_token="c_token")
+    outputs = {  # card numbers out: their tokens, in the column and (fast path) in the stored line
+        "card_id": "CASE WHEN card_id IS NOT NULL THEN c_token END AS card_id",
+        "x_card_id": "CASE WHEN x_card_id IS NOT NULL THEN c_token END AS x_card_id",
+        "payload": f"CASE WHEN needs_python OR pii THEN payload ELSE {fast} END AS payload",
+    }
     return f"""
 WITH valid AS (
     SELECT line_no, raw, json_valid(raw) AS ok FROM batch WHERE raw <> ''
@@ -381,12 +407,17 @@ WITH valid AS (
 ), typed AS (
     SELECT *, {", ".join(typed)} FROM typed_strings
 ), identified AS (
-    SELECT *, {", ".join(f"{_identifier_expr(k)} AS x_{k}" for k in RESOLVE_FIELDS)} FROM typed
+    SELECT *, {", ".join(f"{_identifier_expr(k)} AS x_{k}" for k in RESOLVE_FIELDS)},
+        CASE WHEN trim({_string_value("card_id")}) <> '' THEN {_string_value("card_id")} END AS c_text
+    FROM typed
 ), checked AS (
-    SELECT *, {reason} AS reason, ts::DATE AS local_date, raw AS payload, {sql_string(load_id)} AS load_id
+    SELECT *, {reason} AS reason, ts::DATE AS local_date, raw AS payload, {sql_string(load_id)} AS load_id,
+        CASE WHEN c_text IS NOT NULL THEN omnibank_card_token(c_text) END AS c_token,
+        coalesce(x_card_id, card_id) AS x_card_clear, {needs_python} AS needs_python
     FROM identified
 )
-SELECT {", ".join(COLUMN_NAMES)}, reason, suspect, pii, {", ".join(f"x_{k}" for k in RESOLVE_FIELDS)}
+SELECT {", ".join(outputs.get(c, c) for c in COLUMN_NAMES)}, reason, suspect, pii OR needs_python AS pii,
+    {", ".join(outputs.get(f"x_{k}", f"x_{k}") for k in RESOLVE_FIELDS)}, x_card_clear
 FROM checked
 """
 
@@ -546,13 +577,6 @@ def _split_lines(buf: _Buffers, size: int, newline: np.ndarray, first_line: int,
 # -- personal data -----------------------------------------------------------------------------------------
 
 
-def _normalise(kind: str, value: Any) -> str:
-    """A personal value as the customers module indexes it (trimmed; ID numbers in upper case)."""
-    text = value if isinstance(value, str) else _dumps(value)
-    text = text.strip()
-    return text.upper() if kind == "id_number" else text
-
-
 def _loads(text: str) -> Any:
     """Parse a line keeping numbers exact (decimals as Decimal)."""
     return json.loads(text, parse_float=Decimal)
@@ -567,18 +591,6 @@ def _dumps(value: Any) -> str:
     if isinstance(value, Decimal):
         return str(value)
     return json.dumps(value, ensure_ascii=False)
-
-
-def _scrub_payload(text: str, cipher: FieldCipher) -> str:
-    """Replace each personal field by ``<field>_bidx``, its blind index, keeping the key order."""
-    out: dict[str, Any] = {}
-    for key, value in _loads(text).items():
-        kind = PII_KINDS.get(key)
-        if kind is None:
-            out[key] = value
-        else:
-            out[f"{key}_bidx"] = None if value is None else cipher.blind_index(kind, _normalise(kind, value))
-    return _dumps(out)
 
 
 _MASKERS = {"name": mask_name, "phone": mask_phone, "id_number": mask_id_number}
@@ -696,7 +708,9 @@ class _Stager:
         self.parts_dir.mkdir()
         self.con = duckdb.connect(":memory:")
         configure(self.con, settings, temp_dir=folder / "tmp")
-        self.sql = _validate_sql(run.load_id)
+        self.protector = Protector(cipher, registry_of(settings))
+        self.protector.register(self.con)
+        self.sql = _validate_sql(run.load_id, self.protector.registry)
         self.schema: pa.Schema | None = None  # of the log files
         self.staged = 0  # good rows staged
         self.events = 0  # non-blank lines seen
@@ -779,8 +793,12 @@ class _Stager:
                     continue
                 got = rows.filter(pc.is_valid(values))
                 columns = [got.column(c) for c in ("customer_id", "event_id", "line_no", "ts")]
+                # a card's number itself, to be kept encrypted beside its token
+                clear = (
+                    got.column("x_card_clear") if kind == "card_id" else pa.nulls(got.num_rows, pa.string())
+                )
                 table = pa.Table.from_arrays(
-                    [pa.array([kind] * got.num_rows, pa.string()), got.column(column), *columns],
+                    [pa.array([kind] * got.num_rows, pa.string()), got.column(column), *columns, clear],
                     names=BINDINGS_SCHEMA.names,
                 ).cast(BINDINGS_SCHEMA)
                 self.bindings.append(table)
@@ -841,15 +859,38 @@ class _Stager:
         return result.set_column(result.schema.get_field_index("reason"), "reason", fixed)
 
     def _scrub(self, result: pa.Table) -> pa.Table:
-        pii = result.column("pii")
-        if not pc.any(pii).as_py():
-            return result
-        payload = result.column("payload")
-        mask = pii.to_numpy(zero_copy_only=False)
-        rows = np.flatnonzero(mask)
-        scrubbed = [_scrub_payload(t, self.cipher) for t in payload.take(pa.array(rows)).to_pylist()]
-        fixed = pc.replace_with_mask(payload, pa.array(mask), pa.array(scrubbed, payload.type))
-        return result.set_column(result.schema.get_field_index("payload"), "payload", fixed)
+        return protect_flagged(result, "pii", self.protector)
+
+
+def protect_flagged(result: pa.Table, flag: str, protector: Protector) -> pa.Table:
+    """The Python pass over the rows flagged in column ``flag`` (those that may hold personal data): each
+    stored line (``payload``) is protected whole (:meth:`Protector.protect`), and the typed text columns
+    of the known types follow their fields."""
+    marked = result.column(flag)
+    if not pc.any(marked).as_py():
+        return result
+    payload = result.column("payload")
+    mask = marked.to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(mask)
+    scrubbed: list[str] = []
+    changed: dict[str, dict[int, Any]] = {}
+    for i, text in zip(rows.tolist(), payload.take(pa.array(rows)).to_pylist(), strict=True):
+        obj = _loads(text)
+        protected = protector.protect(obj, _dumps)
+        scrubbed.append(_dumps(protected))
+        if obj.get("type") in KNOWN_TYPES:
+            for name in TEXT_COLUMNS:
+                if isinstance(obj.get(name), str) and protected.get(name) != obj[name]:
+                    changed.setdefault(name, {})[i] = protected.get(name)
+    fixed = pc.replace_with_mask(payload, pa.array(mask), pa.array(scrubbed, payload.type))
+    result = result.set_column(result.schema.get_field_index("payload"), "payload", fixed)
+    for name, values in changed.items():
+        at = result.schema.get_field_index(name)
+        column = result.column(at).to_pylist()
+        for i, value in values.items():
+            column[i] = value
+        result = result.set_column(at, name, pa.array(column, result.schema.field(at).type))
+    return result
 
 
 def _dropped_lines(settings: Settings, folder: Path, existing: list[Path]) -> tuple[np.ndarray, np.ndarray]:
@@ -950,7 +991,7 @@ def _finalize(
     ``on_file`` each one written)."""
     if stager.schema is None:
         return _Published(0, np.empty(0, dtype=np.int64), 0)
-    schema = stager.schema
+    schema = stager.schema.with_metadata({PROTECTED_KEY: PROTECTED_VERSION})  # see events protect
     with log.locked():
         recovered = log.recover_locked()
         dropped, repeats = _dropped_lines(settings, folder, log.files())
@@ -996,7 +1037,7 @@ def _learn(settings: Settings, stager: _Stager, repeats: np.ndarray) -> dict[str
     if bindings.num_rows:
         try:
             with unit_of_work(settings) as session:
-                learnt = learn_identifiers(session, bindings)
+                learnt = learn_identifiers(session, bindings, cipher=stager.cipher)
         except SQLAlchemyError as exc:
             reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
             raise AppError(
@@ -1028,6 +1069,7 @@ def load_events(
     cipher: FieldCipher,
     progress: bool = True,
     batch_lines: int = 500_000,
+    encoding: str = "utf-8",
 ) -> LoadReport:
     """Load an ``events.jsonl`` file into the event log; the load report.
 
@@ -1039,7 +1081,7 @@ def load_events(
     if batch_lines < 1:
         raise ValueError("batch_lines must be at least 1")
     started = time.perf_counter()
-    with open_source(path) as fh:
+    with open_source(path, encoding=encoding) as fh:
         size = os.fstat(fh.fileno()).st_size
         if size == 0:
             raise InputRefused(f"{path}: the file is empty; expected one JSON event a line")

@@ -215,6 +215,14 @@ class EventLog:
             con.close()
         return int(row[0]) if row else 0
 
+    def unprotected_files(self) -> list[Path]:
+        """Files written before personal data was protected in the log (their metadata lacks the mark the
+        loader sets, :data:`omnibank.events.protect.PROTECTED_KEY`): ``omnibank events protect`` rewrites
+        them."""
+        from omnibank.events.protect import protected_file
+
+        return [path for path in self.files() if not protected_file(path)]
+
     def recent(self, customer_ids: str | Sequence[str], limit: int = 10) -> list[dict[str, Any]]:
         """The latest events of a customer, or of several (a survivor and the customers merged into it),
         most recent first: event_id, type, customer_id, ts (an aware datetime in the bank's zone),

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
 from omnibank.db.bulk import insert_rows
+from omnibank.errors import Conflict
 from omnibank.events.log import EventLog
 from omnibank.events.models import EventFact, EventMirrorFile
 
@@ -42,6 +43,12 @@ def mirror_events(
 ) -> MirrorReport:
     """Mirror every log file not mirrored yet. The caller commits (the unit of work)."""
     log = EventLog(settings)
+    legacy = log.unprotected_files()
+    if legacy:  # the mirror copies the log as it is: no card number as given into the store
+        raise Conflict(
+            f"{len(legacy)} log files were written before personal data was kept out of the log; "
+            "run `omnibank events protect` first"
+        )
     done = set(session.scalars(select(EventMirrorFile.path)))
     report = MirrorReport()
     for f in log.files():

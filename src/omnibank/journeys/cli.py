@@ -46,11 +46,9 @@ def schema() -> None:
 def _when(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not an ISO date-time", param_hint=option) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=get_settings().tz)
+    from omnibank.kit.dates import parse_moment
+
+    return parse_moment(option, value, get_settings().tz)  # an ISO date-time, 1900-01-01 to 2199-12-31
 
 
 @app.command("simulate")
@@ -223,7 +221,20 @@ def worker(
                 f"{r.escalated:,} leads escalated"
             )
 
-    runtime.work(settings, once=once, batch=batch, interval=interval, on_loop=show)
+    from omnibank.audit.service import Checkpoints, start_chainer, stop_chainer
+    from omnibank.db import ensure_schema, get_engine
+
+    exporting = not once and Checkpoints.of(settings) is not None  # audit checkpoints off the data volume
+    if exporting:
+        ensure_schema(settings)
+        engine = get_engine(settings)
+        every = settings.audit_checkpoint_seconds if engine.dialect.name == "sqlite" else 1.0
+        start_chainer(engine, interval=every, settings=settings)
+    try:
+        runtime.work(settings, once=once, batch=batch, interval=interval, on_loop=show)
+    finally:
+        if exporting:
+            stop_chainer(engine)
 
 
 _REPORT_COLUMNS = (

@@ -2,11 +2,13 @@
 
 Two views:
 
-- **scope** (the API): the leads of the customers the caller's scope sees — the org-subtree rule of
-  :mod:`omnibank.customers.repository`, applied to the lead's customer as the customer stands now.
-- **staff** (``omnibank leads list --staff``): what a member of staff works on — leads they own, the queue
-  (leads with no owner) of the customers of their unit (a team member serves the unit above the team), and
-  the leads escalated to them.
+- **scope** (the API): the leads of the customers the caller's scope sees — the rule of
+  :mod:`omnibank.customers.repository` (an RM: their own customers and the unassigned ones of their unit; a
+  manager: the subtree), applied to the lead's customer as the customer stands now.
+- **staff** (``omnibank leads list --staff``): what a member of staff works on — leads they own, the leads
+  escalated to them, and the queue (leads with no owner) of the customers they see by the same rule (an RM:
+  the unassigned customers of their unit, a team member serving the unit above the team; a branch manager:
+  the whole subtree).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, or_, select
 from sqlalchemy.orm import Session
 
 from omnibank.customers.models import Customer
-from omnibank.customers.repository import Scope, scope_root, scoped, subtree_scope
+from omnibank.customers.repository import Scope, scoped, staff_scope
 from omnibank.errors import NotFound
 from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.masking import mask_name, mask_phone
@@ -45,7 +47,7 @@ class Viewer:
 def _in_scope(scope: Scope) -> ColumnElement[bool]:
     if scope.whole:
         return Lead.customer_id.is_not(None)
-    if not scope.org_ids:
+    if not scope.org_ids and scope.rm_id is None:
         return false()
     return Lead.customer_id.in_(scoped(select(Customer.customer_id), scope))
 
@@ -59,11 +61,11 @@ def staff_member(session: Session, staff_id: str) -> Staff:
 
 def _staff_view(session: Session, staff_id: str) -> ColumnElement[bool]:
     staff = staff_member(session, staff_id)
-    unit = subtree_scope(session, scope_root(session, staff.org_id))
+    sees = staff_scope(session, org_id=staff.org_id, staff_id=staff_id, role=staff.role)
     return or_(
         Lead.owner_staff_id == staff_id,
         Lead.escalated_to == staff_id,
-        and_(Lead.owner_staff_id.is_(None), _in_scope(unit)),
+        and_(Lead.owner_staff_id.is_(None), _in_scope(sees)),
     )
 
 

@@ -10,6 +10,12 @@ A backup folder holds::
 The keys never go into the backup folder: ``--keys-out`` writes the key file to a different place (keep
 it apart from the backups, like any secret); without it they are left out with a warning.
 
+The manifest is signed (HMAC-SHA-256 with a key derived from the key ring, see ``manifest_mac``): whoever
+can change a backup but does not hold the keys cannot make an altered file pass by re-computing its
+checksum in the manifest. ``restore`` checks the signature with the keys it restores with (``--keys-in``, or
+the target's own) and refuses an unsigned or mis-signed manifest. A backup made before manifests were signed
+is refused too, until someone who trusts it signs it (``sign_backup``, ``omnibank backup-sign``).
+
 Consistency: the store is read in one snapshot, and the list of event files is taken under the event
 log's lock in the same instant, so no load is half-published in it. Loads publish their files before
 they commit the store's side, so the log copied may hold events the store does not know yet (a load's
@@ -20,6 +26,7 @@ immutable, so they are copied after the lock is released; staging folders are ne
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import os
 import re
@@ -41,12 +48,14 @@ from omnibank import __version__, db
 from omnibank.config import Settings
 from omnibank.errors import ConfigError, Conflict, InputRefused
 from omnibank.events.log import EventLog
-from omnibank.kit.crypto import KeyRing
+from omnibank.kit.crypto import KeyRing, load_or_create_key_ring
 from omnibank.security import reset_ciphers
 from omnibank.security.rotate import key_usage, write_ring
 
-FORMAT = 1
+FORMAT = 2  # 2: signed; 1: made before manifests were signed (restored only once signed)
 MANIFEST = "manifest.json"
+SIGNATURE = "signature"
+_MANIFEST_LABEL = b"omnibank/backup/manifest/v1"
 KEY_FILE = "master.key"
 SQLITE_COPY = "store/omnibank.sqlite"
 PG_DUMP = "store/omnibank.pgdump"
@@ -195,6 +204,52 @@ def _existing_ring(settings: Settings) -> KeyRing | None:
     return None
 
 
+def _manifest_key(ring: KeyRing) -> bytes:
+    """The manifests' HMAC key: derived (HKDF-SHA-256, its own label) from the ring's index key, which is
+    never rotated, so a backup stays verifiable after key rotations."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_MANIFEST_LABEL).derive(ring.index_key)
+
+
+def manifest_mac(manifest: dict[str, Any], ring: KeyRing) -> str:
+    """The HMAC-SHA-256 of a manifest (everything but its signature, as canonical JSON)."""
+    body = {k: v for k, v in manifest.items() if k != SIGNATURE}
+    data = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return hmac.new(_manifest_key(ring), data, hashlib.sha256).hexdigest()
+
+
+def _signed(manifest: dict[str, Any], ring: KeyRing) -> dict[str, Any]:
+    body = {k: v for k, v in manifest.items() if k != SIGNATURE}
+    body["format"] = FORMAT
+    return {**body, SIGNATURE: {"alg": "HMAC-SHA256", "key": "index-key/manifest-v1",
+                                "mac": manifest_mac(body, ring)}}  # fmt: skip
+
+
+def check_signature(folder: Path, manifest: dict[str, Any], ring: KeyRing, keys: str) -> None:
+    """Refuse a manifest that is unsigned, or whose signature the ring ``keys`` names does not verify."""
+    signature = manifest.get(SIGNATURE)
+    if not isinstance(signature, dict) or not isinstance(signature.get("mac"), str):
+        raise InputRefused(
+            f"restore refused: {folder / MANIFEST} is not signed (a backup made before backups were signed, "
+            "or its signature was removed); nothing was restored. If you trust this backup, sign it with its "
+            "keys first: omnibank backup-sign DIR --keys-in VAULT"
+        )
+    if not hmac.compare_digest(signature["mac"], manifest_mac(manifest, ring)):
+        raise InputRefused(
+            f"restore refused: the signature of {folder / MANIFEST} does not verify with the keys of {keys}: "
+            "the backup was altered (a file changed and its checksum re-computed?) or made with other keys; "
+            "nothing was restored"
+        )
+
+
+def _write_manifest(folder: Path, manifest: dict[str, Any]) -> None:
+    tmp = folder / (MANIFEST + ".part")
+    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / MANIFEST)
+
+
 # -- PostgreSQL tools -----------------------------------------------------------------------------------
 
 
@@ -332,6 +387,16 @@ def _backup_postgres(
     return facts, files, key_data
 
 
+def _signing_ring(settings: Settings, key_data: bytes | None) -> KeyRing:
+    """The ring that signs the manifest: the one copied to the vault (or derived from the master key); a
+    home that has none yet gets its key file now (what it would get on first use)."""
+    if settings.master_key is not None:
+        return KeyRing.from_master_secret(settings.master_key.get_secret_value())
+    if key_data is not None:
+        return KeyRing.from_json(key_data.decode("utf-8", "replace"), source=str(settings.key_file))
+    return load_or_create_key_ring(settings.key_file, None)
+
+
 def backup(
     settings: Settings,
     folder: Path,
@@ -405,6 +470,7 @@ def backup(
                 fh.flush()
                 os.fsync(fh.fileno())
             keys.update(included=True, sha256=hashlib.sha256(key_data).hexdigest())
+        ring = _signing_ring(settings, key_data)
         manifest: dict[str, Any] = {
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(),
@@ -415,9 +481,8 @@ def backup(
             "keys": keys,
             "files": entries,
         }
-        tmp = folder / (MANIFEST + ".part")
-        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, folder / MANIFEST)  # last: a folder without a manifest is not a backup
+        manifest = _signed(manifest, ring)
+        _write_manifest(folder, manifest)  # last: a folder without a manifest is not a backup
     except BaseException:
         if keys_written is not None:
             keys_written.unlink(missing_ok=True)
@@ -442,7 +507,7 @@ def read_manifest(folder: Path) -> dict[str, Any]:
     try:
         manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         files = manifest["files"]
-        if manifest.get("format") != FORMAT or not isinstance(files, list):
+        if manifest.get("format") not in (1, FORMAT) or not isinstance(files, list):
             raise ValueError(f"unknown format {manifest.get('format')!r}")
         for entry in files:
             if not isinstance(entry, dict) or not {"path", "sha256", "bytes"} <= entry.keys():
@@ -493,6 +558,35 @@ def _load_keys_in(keys_in: Path, manifest: dict[str, Any]) -> tuple[KeyRing, byt
     return KeyRing.from_json(data.decode("utf-8", "replace"), source=str(path)), data
 
 
+def _keys_named(settings: Settings, keys_in: Path | None) -> str:
+    if keys_in is not None:
+        return str(keys_in)
+    return "OMNIBANK_MASTER_KEY" if settings.master_key is not None else str(settings.key_file)
+
+
+def sign_backup(settings: Settings, folder: Path, *, keys_in: Path | None = None) -> dict[str, Any]:
+    """Sign the manifest of a backup made before manifests were signed, after checking every file against
+    it (``omnibank backup-sign``): whoever runs it vouches that the backup was kept where nobody could alter
+    it. The keys: ``keys_in`` (the backup's vault) or the home's. A manifest signed already is checked,
+    never signed again."""
+    folder = folder.expanduser().resolve()
+    manifest = read_manifest(folder)
+    if keys_in is not None:
+        ring, _ = _load_keys_in(keys_in.expanduser().resolve(), manifest)
+    else:
+        found = _existing_ring(settings)
+        if found is None:
+            raise InputRefused("no keys to sign with: give --keys-in (the backup's vault)")
+        ring = found
+    if manifest.get(SIGNATURE) is not None:
+        check_signature(folder, manifest, ring, _keys_named(settings, keys_in))
+        raise Conflict(f"{folder / MANIFEST} is signed already, and its signature verifies")
+    verify(folder, manifest)
+    signed = _signed(manifest, ring)
+    _write_manifest(folder, signed)
+    return signed
+
+
 def _store_rows(settings: Settings) -> int:
     """Rows in the target store (0 when it does not exist yet)."""
     if _dialect(settings) == "sqlite" and not _sqlite_path(settings).exists():
@@ -533,9 +627,9 @@ def restore(
     store_file = SQLITE_COPY if dialect == "sqlite" else PG_DUMP
     if store_file not in {str(e["path"]) for e in manifest["files"]}:
         raise InputRefused(f"restore refused: {folder / MANIFEST} lists no {store_file}")
-    verify(folder, manifest, progress)
 
-    # keys: the given key file, or the target's own ring, must hold every key the ciphertexts use
+    # keys: the given key file, or the target's own ring, must verify the manifest's signature and hold
+    # every key the ciphertexts use
     key_data: bytes | None = None
     if keys_in is not None:
         ring, key_data = _load_keys_in(keys_in.expanduser().resolve(), manifest)
@@ -551,6 +645,8 @@ def restore(
                 f"there is no key file at {settings.key_file}"
             )
         ring = found
+    check_signature(folder, manifest, ring, _keys_named(settings, keys_in))
+    verify(folder, manifest, progress)
     missing = sorted(set(manifest.get("ciphertexts_by_key", {})) - set(ring.data_keys))
     if missing:
         raise InputRefused(

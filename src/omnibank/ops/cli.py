@@ -95,7 +95,8 @@ def restore_cmd(
     ),
     pg_bin: Path = PgBinOpt,
 ) -> None:
-    """Restore a backup, after verifying every checksum. It goes into the configured data home and store.
+    """Restore a backup, after verifying its signature and every checksum. It goes into the configured data
+    home and store.
 
     Run it with the platform stopped. A refused restore changes nothing."""
     settings = get_settings()
@@ -109,3 +110,18 @@ def restore_cmd(
         f"restored {sum(report.tables.values())} rows in {len(report.tables)} tables and "
         f"{report.files} event files into {settings.home_dir}"
     )
+
+
+def backup_sign_cmd(
+    folder: Path = typer.Argument(..., help="A backup made before backups were signed."),
+    keys_in: Path = typer.Option(
+        None, "--keys-in", help="The folder written by `backup --keys-out` (default: this home's keys)."
+    ),
+) -> None:
+    """Sign the manifest of a backup made before backups were signed, so that it can be restored.
+
+    Every file is checked against the manifest first. Sign only a backup you trust: kept where nobody could
+    alter it. A signed backup is checked, never signed again."""
+    settings = get_settings()
+    ops.sign_backup(settings, folder, keys_in=keys_in)
+    out.print(f"backup {folder.expanduser().resolve()} signed: it can be restored with these keys")

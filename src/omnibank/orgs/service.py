@@ -52,11 +52,15 @@ def _parse_org(rec: CsvRecord) -> _OrgRow:
     return _OrgRow(rec.line, org_id, parent, name, level, rec.raw)
 
 
-def load_orgs(session: Session, path: Path, *, run: LoadRun, progress: bool = True) -> LoadReport:
+def load_orgs(
+    session: Session, path: Path, *, run: LoadRun, progress: bool = True, encoding: str = "utf-8"
+) -> LoadReport:
     """Upsert the org tree. Rows with an unknown parent, a level not below their parent's, a second hq,
     or on a cycle are rejected (with every row beneath them); the rest of the tree loads."""
     rows: dict[str, _OrgRow] = {}
-    with csv_source(path, required=ORG_COLUMNS, description="orgs", progress=progress) as records:
+    with csv_source(
+        path, required=ORG_COLUMNS, description="orgs", progress=progress, encoding=encoding
+    ) as records:
         for rec in records:
             if rec.error or rec.values is None:
                 run.reject(rec.line, rec.error or "unreadable", mask_free_text(rec.raw))
@@ -197,7 +201,13 @@ def _masked_staff_line(values: dict[str, str]) -> str:
 
 
 def load_staff(
-    session: Session, path: Path, *, run: LoadRun, cipher: FieldCipher, progress: bool = True
+    session: Session,
+    path: Path,
+    *,
+    run: LoadRun,
+    cipher: FieldCipher,
+    progress: bool = True,
+    encoding: str = "utf-8",
 ) -> LoadReport:
     known_orgs = repository.org_ids(session)
     table: Table = Staff.__table__  # type: ignore[assignment]
@@ -206,7 +216,10 @@ def load_staff(
     changed = 0
     good = 0
     now = datetime.now(UTC)
-    with csv_source(path, required=STAFF_COLUMNS, description="staff", progress=progress) as records:
+    with csv_source(
+        path, required=STAFF_COLUMNS, description="staff", progress=progress, encoding=encoding,
+        personal={"name": mask_name, "phone": mask_phone},
+    ) as records:  # fmt: skip
         for rec in records:
             if rec.error or rec.values is None:
                 run.reject(rec.line, rec.error or "unreadable", mask_free_text(rec.raw))

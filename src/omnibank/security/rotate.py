@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
 from omnibank.config import Settings
-from omnibank.customers.models import Customer
+from omnibank.customers.models import Customer, CustomerIdentifier
 from omnibank.db import unit_of_work
 from omnibank.errors import ConfigError, Conflict, InputRefused, NotFound
 from omnibank.kit.crypto import FieldCipher, KeyRing, load_or_create_key_ring
@@ -73,6 +73,8 @@ class EncryptedTable:
 ENCRYPTED: tuple[EncryptedTable, ...] = (
     EncryptedTable(Customer.__table__, "customer_id", ("name", "phone", "id_number")),  # type: ignore[arg-type]
     EncryptedTable(Staff.__table__, "staff_id", ("name", "phone")),  # type: ignore[arg-type]
+    # a card's number beside its token (the token is the row's value: customer_identifiers.value:<token>)
+    EncryptedTable(CustomerIdentifier.__table__, "value", ("value",)),  # type: ignore[arg-type]
 )
 
 

@@ -13,13 +13,16 @@ from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
+from omnibank.kit.dates import parse_date
 from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.segments import service
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
 AsOfOpt = typer.Option(
-    None, "--as-of", help="Evaluate as of this bank-local date (YYYY-MM-DD); default today."
+    None,
+    "--as-of",
+    help="Evaluate as of this bank-local date (YYYY-MM-DD, 1900-01-01 to 2199-12-31); default today.",
 )
 Expr = typer.Argument(..., help="An expression, e.g. \"aum >= 500000 AND in_org('B001')\".")
 
@@ -27,10 +30,7 @@ Expr = typer.Argument(..., help="An expression, e.g. \"aum >= 500000 AND in_org(
 def as_of_date(value: str | None) -> date:
     if value is None:
         return local_today(get_settings().tz)
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise AppError(f"--as-of: {value!r} is not a date in the form YYYY-MM-DD") from None
+    return parse_date("--as-of", value)
 
 
 @app.command("count")
@@ -175,6 +175,7 @@ def matrix(
         "self_employed": "self",
         "employee": "staff",
     }
+
     def count(n: int) -> str:
         return f"{n:,}" if n else "·"
 

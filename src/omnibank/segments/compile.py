@@ -22,6 +22,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Literal
 
+from omnibank.kit.dates import check_date
 from omnibank.segments.expr import (
     And,
     Between,
@@ -59,8 +60,10 @@ def _literal(value: object) -> str:
         return "NULL"
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
-    if isinstance(value, int | Decimal):
+    if isinstance(value, int):
         return str(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")  # 1E+5 would be a DOUBLE to DuckDB
     if isinstance(value, date):
         return sql_date(value)
     if isinstance(value, str):
@@ -181,6 +184,10 @@ class _Writer:
         to 28 February in a year without it: that birthday is reached on 1 March)."""
         d = self.as_of
         year = d.year - years
+        if year < date.min.year:  # older than anyone can be: no birth date is that early
+            return sql_date(date.min)
+        if year > date.max.year:  # a negative age: every birth date is early enough
+            return sql_date(date.max)
         try:
             return sql_date(d.replace(year=year))
         except ValueError:
@@ -301,6 +308,7 @@ def _empty_compare(op: str, agg: EventAgg, lit: Lit) -> frozenset[str]:
 
 
 def compile_expression(expression: Expression, as_of: date, dialect: Dialect) -> Compiled:
+    check_date("as_of", as_of)  # the callers check it first; date arithmetic beyond it overflows
     w = _Writer(expression, as_of, dialect)
     predicate = w.sql(expression.root)
     cte = w.events_cte()

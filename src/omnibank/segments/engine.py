@@ -70,6 +70,7 @@ def snapshot_schemas() -> tuple[pa.Schema, pa.Schema, pa.Schema]:
     merges = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
     return profiles, tags, merges
 
+
 # marketing_consent is the effective consent (the latest consent record, else the customer file's flag);
 # erased customers are no one's target any more
 _PROFILES_SQL = (

@@ -29,9 +29,10 @@ from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
-import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokenizer_core import Token, TokenType
 
 from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.errors import AppError
@@ -86,6 +87,11 @@ FUNCTIONS = {
 }
 MAX_DAYS = 3660
 MAX_LENGTH = 4000
+#: how deeply an expression may nest: parentheses and function calls, each NOT or sign in a row
+MAX_DEPTH = 20
+#: numbers are below 10^15 in size, with at most 6 decimals
+MAX_NUMBER = 10**15
+MAX_DECIMALS = 6
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
 
@@ -225,7 +231,10 @@ def parse(text: str, vocabulary: Vocabulary | None = None) -> Expression:
     vocabulary = vocabulary or Vocabulary()
     tree = _parse_tree(text)
     checker = _Checker(text, vocabulary)
-    root = checker.boolean(tree)
+    try:
+        root = checker.boolean(tree)
+    except RecursionError:  # a deep tree the nesting count let through (a chain such as 1 = 1 = 1 …)
+        raise _too_deep() from None
     return Expression(
         text=text,
         root=root,
@@ -235,11 +244,67 @@ def parse(text: str, vocabulary: Vocabulary | None = None) -> Expression:
     )
 
 
+# Characters no expression has any use for: control characters (but tab and line ends), and the halves of
+# UTF-16 surrogate pairs, which are not characters (JSON's "\ud800", undecodable bytes on a command line)
+_NOT_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+_OPENING = {TokenType.L_PAREN, TokenType.L_BRACKET, TokenType.L_BRACE, TokenType.CASE}
+_CLOSING = {TokenType.R_PAREN, TokenType.R_BRACKET, TokenType.R_BRACE, TokenType.END}
+_SIGNS = {TokenType.DASH, TokenType.PLUS, TokenType.TILDE}
+# tokens after which a sign is an operator, not a prefix
+_OPERAND_END = {
+    TokenType.NUMBER, TokenType.STRING, TokenType.VAR, TokenType.IDENTIFIER, TokenType.NULL,
+    TokenType.TRUE, TokenType.FALSE, *_CLOSING,
+}  # fmt: skip
+
+
+def _too_deep() -> ExpressionError:
+    return ExpressionError(
+        f"the expression is nested more than {MAX_DEPTH} levels deep (parentheses, function calls, "
+        "NOT in a row); write it flatter"
+    )
+
+
+def _nesting(tokens: list[Token]) -> int:
+    """How deeply the tokens nest, counted before parsing (the parser recurses once per level, and a
+    few hundred levels exhaust Python's stack): each open parenthesis, bracket or CASE, and each NOT or
+    sign in a row before an operand (a run ends at AND, OR or a comma)."""
+    deepest = 0
+    outer: list[int] = []  # at each open level: the run of prefixes in force outside it
+    in_force = 0  # sum(outer)
+    run = 0
+    previous: TokenType | None = None
+    for token in tokens:
+        kind = token.token_type
+        if kind in _OPENING:
+            outer.append(run)
+            in_force += run
+            run = 0
+        elif kind in _CLOSING:
+            run = outer.pop() if outer else 0
+            in_force -= run
+        elif kind in (TokenType.AND, TokenType.OR, TokenType.COMMA):
+            run = 0
+        elif kind == TokenType.NOT or (kind in _SIGNS and previous not in _OPERAND_END):
+            run += 1
+        deepest = max(deepest, len(outer) + in_force + run)
+        if deepest > MAX_DEPTH:
+            break
+        previous = kind
+    return deepest
+
+
 def _parse_tree(text: str) -> exp.Expr:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty")
     if len(text) > MAX_LENGTH:
         raise ExpressionError(f"the expression is longer than {MAX_LENGTH} characters")
+    bad = _NOT_TEXT.search(text)
+    if bad:
+        char = bad.group()
+        surrogate = "\ud800" <= char <= "\udfff"
+        what = "a lone surrogate, which is not a character" if surrogate else "a control character"
+        where = f"U+{ord(char):04X}) at position {bad.start() + 1}"
+        raise ExpressionError(f"the expression holds {what} ({where}")
     if ";" in _outside_strings(text):
         raise ExpressionError("`;` is not allowed: give one expression, not statements")
     stripped = _outside_strings(text)
@@ -248,8 +313,18 @@ def _parse_tree(text: str) -> exp.Expr:
     try:
         # sqlglot's generic dialect: the language is plain SQL expressions; DuckDB's dialect would add nothing
         # the allow-list accepts, and building it costs ~0.18 s of every command's start (its generator
-        # parses SQL templates when its class is made)
-        tree = sqlglot.parse_one(text)
+        # parses SQL templates when its class is made). Tokenized once: the nesting is counted on the
+        # tokens before the parser, which recurses, sees them.
+        dialect = Dialect.get_or_raise(None)
+        tokens = dialect.tokenize(text)
+        if _nesting(tokens) > MAX_DEPTH:
+            raise _too_deep()
+        trees = dialect.parser().parse(tokens, text)
+        if not trees or trees[0] is None:
+            raise ExpressionError("the expression is empty")
+        tree = exp.Block(expressions=trees) if len(trees) > 1 else trees[0]
+    except RecursionError:
+        raise _too_deep() from None
     except ParseError as exc:
         first = exc.errors[0] if exc.errors else {}
         col = first.get("col")
@@ -265,7 +340,10 @@ def parse_event_condition(text: str) -> Node:
     """A condition over one event's fields (``amount >= 99``, ``product = 'luckin_cobrand'``), as used by
     campaign triggers and card requirements; evaluate it with :func:`event_matches`."""
     tree = _parse_tree(text)
-    return _Checker(text, Vocabulary(), event_scope=True).boolean(tree)
+    try:
+        return _Checker(text, Vocabulary(), event_scope=True).boolean(tree)
+    except RecursionError:
+        raise _too_deep() from None
 
 
 def event_matches(condition: Node | None, event: Mapping[str, Any]) -> bool:
@@ -425,19 +503,28 @@ class _Checker:
         if type(node) in _CMP_OPS:
             left, right = self.value(node.this), self.value(node.expression)
             left, right = self._coerce_pair(node, left, right)
-            return Cmp(_CMP_OPS[type(node)], left, right)
+            return self._cards(node, Cmp(_CMP_OPS[type(node)], left, right))
         if isinstance(node, exp.In):
             if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
                 raise self.fail(node, "IN takes a list of values, not a subquery")
             item = self.value(node.this)
-            values = tuple(self._literal_for(node, item, self.value(v)) for v in node.expressions)
-            if not values:
+            given = [self.value(v) for v in node.expressions]
+            if not given:
                 raise self.fail(node, "IN needs at least one value")
-            return In(item, values)
+            values: list[Lit] = []
+            for _ in range(2):  # twice: a quoted date as the item becomes a date against a DATE value
+                values = []
+                for value in given:
+                    item, lit = self._literal_for(node, item, value)
+                    values.append(lit)
+            return self._cards(node, In(item, tuple(values)))
         if isinstance(node, exp.Between):
             item = self.value(node.this)
-            low = self._coerce_pair(node, item, self.value(node.args["low"]))[1]
-            high = self._coerce_pair(node, item, self.value(node.args["high"]))[1]
+            self._cards(node, item)
+            low, high = self.value(node.args["low"]), self.value(node.args["high"])
+            item, low = self._coerce_pair(node, item, low)  # each side as its comparison would take it
+            item, high = self._coerce_pair(node, item, high)
+            item, low = self._coerce_pair(node, item, low)  # again: the item may have become a date
             return Between(item, low, high)
         if isinstance(node, exp.Is):
             item = self.value(node.this)
@@ -446,6 +533,7 @@ class _Checker:
             return IsNull(item)
         if isinstance(node, exp.Like):
             item = self.value(node.this)
+            self._cards(node, item)
             if self._type(item) != "str":
                 raise self.fail(node, "LIKE needs a text field")
             pattern = node.expression
@@ -464,6 +552,28 @@ class _Checker:
                 return Cmp("=", value, Lit(True, "bool"))
             return value
         raise self._refuse(node)
+
+    def _cards(self, node: exp.Expr, built: Node) -> Node:
+        """Card numbers are kept as keyed tokens (:mod:`omnibank.events.protect`): ``card_id`` compared
+        with a number matches the number (a contract file simulated) or its token (the event log), and
+        compares only with =, != and IN (a token has no order and no prefix)."""
+        if isinstance(built, EvField) and built.name == "card_id":
+            raise self.fail(node, _CARD_COMPARISONS)
+        if isinstance(built, In) and isinstance(built.item, EvField) and built.item.name == "card_id":
+            return In(built.item, tuple(lit for v in built.values for lit in _card_literals(v)))
+        if not isinstance(built, Cmp):
+            return built
+        field, other = built.left, built.right
+        if not isinstance(field, EvField):
+            field, other = other, field
+        if not (isinstance(field, EvField) and field.name == "card_id"):
+            return built
+        if built.op not in ("=", "!="):
+            raise self.fail(node, _CARD_COMPARISONS)
+        if not isinstance(other, Lit):
+            return built
+        match = In(field, _card_literals(other))
+        return match if built.op == "=" else Not(match)
 
     def _refuse(self, node: exp.Expr) -> ExpressionError:
         if isinstance(node, exp.Select | exp.Subquery | exp.Query):
@@ -487,6 +597,12 @@ class _Checker:
                 number = Decimal(node.this)
             except InvalidOperation:
                 raise self.fail(node, f"{node.this} is not a number") from None
+            if not number.is_finite() or abs(number) >= MAX_NUMBER or number != round(number, MAX_DECIMALS):
+                raise self.fail(
+                    node,
+                    f"{node.this[:30]} is out of range: numbers are below 10^15 with at most "
+                    f"{MAX_DECIMALS} decimals",
+                )
             if number == number.to_integral_value() and "e" not in node.this.lower() and "." not in node.this:
                 return Lit(int(number), "int")
             return Lit(number, "num")
@@ -615,12 +731,12 @@ class _Checker:
         except ValueError:
             raise self.fail(node, f"'{text}' is not a date in the form YYYY-MM-DD") from None
 
-    def _literal_for(self, node: exp.Expr, item: Node, value: Node) -> Lit:
+    def _literal_for(self, node: exp.Expr, item: Node, value: Node) -> tuple[Node, Lit]:
         if not isinstance(value, Lit):
             raise self.fail(node, "IN takes a list of values")
-        _, coerced = self._coerce_pair(node, item, value)
+        item, coerced = self._coerce_pair(node, item, value)
         assert isinstance(coerced, Lit)
-        return coerced
+        return item, coerced
 
     def _coerce_pair(self, node: exp.Expr, left: Node, right: Node) -> tuple[Node, Node]:
         """Check that two sides can be compared; a quoted date against a date field becomes a date; an
@@ -644,6 +760,19 @@ class _Checker:
                 if allowed and other.value not in allowed:
                     raise self.fail(node, f"{f.name}: '{other.value}' is not one of {', '.join(allowed)}")
         return left, right
+
+
+_CARD_COMPARISONS = "card_id: card numbers are kept as keyed tokens; compare card_id with =, != or IN"
+
+
+def _card_literals(value: Lit) -> tuple[Lit, ...]:
+    """A card number as a condition looks for it: as written, and as the token the event log holds."""
+    if not isinstance(value.value, str):
+        return (value,)
+    from omnibank.events.protect import card_token_of_home
+
+    token = card_token_of_home(value.value)
+    return (value,) if token == value.value else (value, Lit(token, "str"))
 
 
 def _describe(node: Node, typ: FieldType | None) -> str:

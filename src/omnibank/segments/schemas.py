@@ -6,6 +6,8 @@ from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from omnibank.kit.dates import BankDate
+
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -13,7 +15,9 @@ class _In(BaseModel):
 
 class SegmentQuery(_In):
     expression: str = Field(min_length=1, max_length=4000, examples=["age >= 60 AND aum >= 500000"])
-    as_of: date | None = Field(default=None, description="Default: today, bank-local.")
+    as_of: BankDate | None = Field(
+        default=None, description="Default: today, bank-local. From 1900-01-01 to 2199-12-31."
+    )
 
 
 class PreviewQuery(SegmentQuery):

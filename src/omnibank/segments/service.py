@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from omnibank.audit import service as audit
 from omnibank.config import Settings
 from omnibank.customers.models import Customer
+from omnibank.customers.repository import Within
 from omnibank.customers.service import age_on
 from omnibank.db.bulk import delete_keys, insert_rows
 from omnibank.errors import AppError, NotFound
@@ -21,7 +22,7 @@ from omnibank.kit.masking import mask_name
 from omnibank.kit.money import from_fen
 from omnibank.segments.compile import quote
 from omnibank.segments.engine import StoreEngine, duck_engine, parse_in
-from omnibank.segments.expr import TAG_PATTERN, And, Expression, InOrg
+from omnibank.segments.expr import TAG_PATTERN, And, Cmp, Expression, Field, InOrg, IsNull, Lit, Or
 from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
 from omnibank.tags.models import TagDefinition
 
@@ -44,10 +45,36 @@ def within_org(expression: Expression, org_id: str) -> Expression:
     )
 
 
-def parse_within(session: Session, text: str, within: str | None) -> Expression:
-    """Parse ``text``; with ``within``, only customers of that org's subtree match."""
+def within_scope(expression: Expression, within: Within) -> Expression:
+    """``expression`` restricted to a caller's customers (:class:`Within`): the subtree under its org, or
+    for an RM (管户) ``rm_id = '<RM>' OR (rm_id IS NULL AND in_org(<unit>))``, on the checked tree."""
+    if within.rm_id is None:
+        return within_org(expression, within.org_id)
+    rm = Field("rm_id", "str")
+    mine = Or((Cmp("=", rm, Lit(within.rm_id, "str")), And((IsNull(rm), InOrg(within.org_id)))))
+    return Expression(
+        text=f"({expression.text}) AND (rm_id = {quote(within.rm_id)} OR (rm_id IS NULL AND "
+        f"in_org({quote(within.org_id)})))",
+        root=And((expression.root, mine)),
+        tags=expression.tags,
+        orgs=expression.orgs | {within.org_id},
+        aggregates=expression.aggregates,
+    )
+
+
+def _shown(within: str | Within | None) -> str | dict[str, str] | None:
+    """``within`` as an audit entry keeps it: the org, or the org and the RM."""
+    if within is None or isinstance(within, str):
+        return within
+    return within.org_id if within.rm_id is None else {"org_id": within.org_id, "rm_id": within.rm_id}
+
+
+def parse_within(session: Session, text: str, within: str | Within | None) -> Expression:
+    """Parse ``text``; with ``within``, only customers of that org's subtree (or of that scope) match."""
     expression = parse_in(session, text)
-    return expression if within is None else within_org(expression, within)
+    if within is None:
+        return expression
+    return within_org(expression, within) if isinstance(within, str) else within_scope(expression, within)
 
 
 def count(
@@ -57,7 +84,7 @@ def count(
     *,
     as_of: date,
     engine: str = "duckdb",
-    within: str | None = None,
+    within: str | Within | None = None,
 ) -> int:
     expression = parse_within(session, text, within)
     if engine == "postgres":
@@ -96,7 +123,7 @@ def preview(
     as_of: date,
     limit: int,
     actor: str,
-    within: str | None = None,
+    within: str | Within | None = None,
     source: str = "cli",
 ) -> tuple[int, list[PreviewRow]]:
     """The first ``limit`` matching customers (by id), names masked; the view is audited."""
@@ -138,7 +165,7 @@ def export_ids(
     *,
     as_of: date,
     actor: str,
-    within: str | None = None,
+    within: str | Within | None = None,
     source: str = "cli",
 ) -> list[str]:
     """The matching customer ids (for an API caller); the export is audited."""
@@ -149,7 +176,7 @@ def export_ids(
         action="segment.export",
         subject_type="segment",
         subject_id=None,
-        detail={"expression": text, "as_of": as_of.isoformat(), "rows": len(ids), "within": within},
+        detail={"expression": text, "as_of": as_of.isoformat(), "rows": len(ids), "within": _shown(within)},
         source=source,
     )
     return ids

@@ -115,20 +115,26 @@ def token_create(
     name: str = typer.Option(..., "--name", help="A name for the integration, e.g. crm."),
     scopes: str = typer.Option(..., "--scopes", help=f"Comma-separated: {', '.join(SCOPES)}."),
     expires: str = typer.Option("90d", "--expires", help="Lifetime: 90d, 12h, 30m, 2w (at most 400d)."),
-    org: str = typer.Option(None, "--org", help="Limit the customers it sees to this org's subtree."),
+    org: str = typer.Option(None, "--org", help="It serves the customers of this org's subtree."),
+    bank_wide: bool = typer.Option(
+        False, "--bank-wide", help="It serves every customer of the bank (instead of --org): on purpose."
+    ),
 ) -> None:
-    """Create a token and print it once: it is stored hashed and cannot be shown again."""
+    """Create a token and print it once: it is stored hashed and cannot be shown again. Say whose customers
+    it serves: --org ORG or --bank-wide."""
     parsed = service.parse_scopes(scopes)
     lifetime = service.parse_duration(expires)
     with unit_of_work() as session:
         token, plaintext = service.create_api_token(
             session, name=name, scopes=parsed, lifetime=lifetime, now=system_clock(), actor=cli_actor(),
-            org_id=org,
-        )
+            org_id=org, bank_wide=bank_wide,
+        )  # fmt: skip
         until = token.expires_at.isoformat(timespec="minutes")
     out.print(plaintext)
+    reach = "the whole bank" if bank_wide else f"the customers of {org}'s subtree"
     out.print(
-        f"token {name}: scopes {', '.join(parsed)}; expires {until}. Store it now: it is not shown again."
+        f"token {name}: scopes {', '.join(parsed)}; serves {reach}; expires {until}. Store it now: it is "
+        "not shown again."
     )
 
 

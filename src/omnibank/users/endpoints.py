@@ -8,8 +8,8 @@ from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
-from omnibank.api.auth import Principal, client_ip, now_of, require, settings_of
-from omnibank.api.errors import ERROR_RESPONSES, AccountLocked, RateLimited, Unauthorized
+from omnibank.api.auth import Principal, audit_source, client_ip, now_of, require, settings_of
+from omnibank.api.errors import ERROR_RESPONSES, RateLimited, Unauthorized
 from omnibank.api.idempotency import run_write
 from omnibank.api.ratelimit import TokenBucket
 from omnibank.db import unit_of_work
@@ -24,6 +24,10 @@ from omnibank.users.schemas import (
 )
 
 router = APIRouter(responses=ERROR_RESPONSES)
+REFUSED = (
+    "wrong user name or password, or the account is locked (for 15 minutes after five failures in a row, or "
+    "by an administrator)"
+)
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
 
 
@@ -38,18 +42,19 @@ def _throttle(request: Request, username: str) -> None:
 @router.post("/auth/login", response_model=TokenResponse, tags=["auth"])
 def login(body: LoginRequest, request: Request) -> TokenResponse:
     """Sign in with a user name and password: a 15-minute access token and a refresh token. Five wrong
-    passwords in a row lock the account for 15 minutes."""
+    passwords in a row lock the account for 15 minutes; a refusal (401) does not say whether the user name
+    exists or the account is locked."""
     _throttle(request, body.username)
     settings, now = settings_of(request), now_of(request)
     with unit_of_work(settings) as session:
-        outcome = service.authenticate(session, username=body.username, password=body.password, now=now)
+        outcome = service.authenticate(session, username=body.username, password=body.password, now=now,
+                                       source=audit_source(request))  # fmt: skip
         tokens = service.issue_tokens(session, outcome.user, settings, now=now) if outcome.user else None
-    # the failure count is committed above even though the sign-in is refused
-    if outcome.refused == "locked":
-        details = {"retry_after": outcome.retry_after} if outcome.retry_after else {}
-        raise AccountLocked("the account is locked; try again later or ask an administrator", details=details)
+    # the failure count is committed above even though the sign-in is refused. A locked account answers as
+    # a wrong password and an unknown user do (same status, body and hash cost): no answer tells which user
+    # names exist
     if tokens is None:
-        raise Unauthorized("wrong user name or password", code="invalid_credentials")
+        raise Unauthorized(REFUSED, code="invalid_credentials")
     return TokenResponse(access_token=tokens.access_token, refresh_token=tokens.refresh_token,
                          expires_in=tokens.expires_in)  # fmt: skip
 
@@ -70,7 +75,8 @@ def refresh(body: RefreshRequest, request: Request) -> TokenResponse:
 
 @router.post("/auth/logout", response_model=LogoutResponse, tags=["auth"])
 def logout(body: RefreshRequest, request: Request) -> LogoutResponse:
-    """Revoke the session of this refresh token."""
+    """End the session of this refresh token: its refresh tokens and its access tokens stop working at
+    once."""
     with unit_of_work(settings_of(request)) as session:
         revoked = service.logout(session, body.refresh_token, now=now_of(request))
     return LogoutResponse(revoked=revoked)

@@ -62,6 +62,20 @@ class RefreshToken(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class UserSession(Base):
+    """A signed-in session: ``id`` is the family of its refresh tokens and the ``sid`` claim of every access
+    token issued in it. Ending it (sign-out, a refresh token presented twice, a lock) sets ``revoked_at``;
+    every request with an access token reads its session's row, so the tokens stop working at once, in
+    every server process."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class ApiToken(Base):
     """A token for an integration: named, with scopes and an expiry; only its SHA-256 is kept. ``org_id``
     limits the customers it sees to that org's subtree (NULL: the whole bank)."""

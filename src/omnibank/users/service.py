@@ -16,16 +16,17 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select, update
+from sqlalchemy import Connection, Dialect, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
 from omnibank.benefits.models import Supplier
 from omnibank.config import Settings
+from omnibank.db.types import UTCDateTime
 from omnibank.errors import AppError, Conflict, NotFound
 from omnibank.orgs.models import Org, Staff
 from omnibank.security import get_cipher
-from omnibank.users.models import USER_ROLES, ApiToken, RefreshToken, User
+from omnibank.users.models import USER_ROLES, ApiToken, RefreshToken, User, UserSession
 from omnibank.users.permissions import SCOPES
 
 MAX_FAILED_LOGINS = 5
@@ -45,6 +46,7 @@ def _dummy_hash() -> str:
     """A hash to verify against for unknown users (the same cost as a real one); made on first use, not at
     import: it costs ~180 ms, which every CLI command importing this module used to pay."""
     return _hasher.hash("not a password of anyone")
+
 
 _COMMON = frozenset(
     {"password1234", "passw0rd1234", "123456789012", "qwertyuiop12", "omnibank1234", "administrator"}
@@ -197,17 +199,22 @@ class LoginOutcome:
     retry_after: int | None = None  # seconds, for a lock-out
 
 
-def authenticate(session: Session, *, username: str, password: str, now: datetime) -> LoginOutcome:
+def authenticate(
+    session: Session, *, username: str, password: str, now: datetime, source: str = "cli"
+) -> LoginOutcome:
     """Check a password. A wrong one counts a failure (the caller commits it even though the login is
-    refused); the fifth in a row locks the account for 15 minutes. An unknown user costs the same hash."""
+    refused); the fifth in a row locks the account for 15 minutes (audited from ``source``: the API passes
+    ``api:<ip>``). An unknown user costs the same hash."""
     user = session.scalar(select(User).where(User.username == username))
     if user is None:
         _verify(_dummy_hash(), password)
         return LoginOutcome(None, "bad_credentials")
-    if user.disabled:
-        return LoginOutcome(None, "locked")
-    if user.locked_until is not None and user.locked_until > now:
-        return LoginOutcome(None, "locked", int((user.locked_until - now).total_seconds()) + 1)
+    if user.disabled or (user.locked_until is not None and user.locked_until > now):
+        # the same hash as any other answer costs: a locked account must not answer sooner than a wrong
+        # password or an unknown user (the caller answers all three alike)
+        _verify(user.password_hash, password)
+        wait = int((user.locked_until - now).total_seconds()) + 1 if user.locked_until else None
+        return LoginOutcome(None, "locked", None if user.disabled else wait)
     if not _verify(user.password_hash, password):
         # counted in the database, so two wrong passwords at once both count; a lock-out that ran out
         # starts the count afresh
@@ -230,7 +237,7 @@ def authenticate(session: Session, *, username: str, password: str, now: datetim
             )
             audit.record(
                 session, actor=f"user:{username}", action="user.locked_out", subject_type="user",
-                subject_id=username, detail={"failures": failures},
+                subject_id=username, detail={"failures": failures}, source=source, at=now,
             )  # fmt: skip
             return LoginOutcome(None, "locked", int(LOCKOUT.total_seconds()))
         return LoginOutcome(None, "bad_credentials")
@@ -263,10 +270,11 @@ def digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _access_token(user: User, settings: Settings, now: datetime) -> str:
+def _access_token(user: User, settings: Settings, now: datetime, session_id: str) -> str:
     claims = {
         "iss": _ISSUER,
         "sub": str(user.id),
+        "sid": session_id,  # checked on every request: ending the session refuses the token at once
         "name": user.username,
         "role": user.role,
         "typ": "access",
@@ -293,8 +301,41 @@ def _new_refresh(session: Session, user_id: int, family: str, now: datetime) -> 
 
 
 def issue_tokens(session: Session, user: User, settings: Settings, *, now: datetime) -> TokenPair:
-    refresh = _new_refresh(session, user.id, secrets.token_hex(16), now)
-    return TokenPair(_access_token(user, settings, now), refresh, int(ACCESS_TTL.total_seconds()))
+    """A new session: its row, its first refresh token and an access token bound to it."""
+    family = secrets.token_hex(16)
+    session.add(UserSession(id=family, user_id=user.id, created_at=now))
+    refresh = _new_refresh(session, user.id, family, now)
+    return TokenPair(_access_token(user, settings, now, family), refresh, int(ACCESS_TTL.total_seconds()))
+
+
+# built once: every request with an access token runs it (its compiled form is cached by SQLAlchemy too)
+_SESSION_ALIVE = (
+    select(UserSession.id)
+    .join(User, User.id == UserSession.user_id)
+    .where(
+        UserSession.id == bindparam("sid"),
+        UserSession.user_id == bindparam("uid"),
+        UserSession.revoked_at.is_(None),
+        User.disabled.is_(False),
+        (User.locked_until.is_(None)) | (User.locked_until <= bindparam("now", type_=UTCDateTime())),
+    )
+)
+
+
+@functools.cache
+def session_alive_sql(dialect: Dialect) -> str:
+    """:func:`session_alive`'s statement as ``dialect`` writes it (parameters ``sid``, ``uid``, ``now``):
+    the API server runs it on the coupon fast path's PostgreSQL connections, without a thread hand-off."""
+    return str(_SESSION_ALIVE.compile(dialect=dialect))
+
+
+def session_alive(session: Session | Connection, *, user_id: int, session_id: str, now: datetime) -> bool:
+    """Whether an access token of this user and session may still be used: the session not ended, the
+    account neither locked by an administrator nor locked out. One primary-key lookup, joined to the user:
+    every request with an access token asks it (no cache), so an ended session is refused at once in every
+    server process."""
+    found = session.execute(_SESSION_ALIVE, {"sid": session_id, "uid": user_id, "now": now}).first()
+    return found is not None
 
 
 def decode_access_token(token: str, settings: Settings, *, now: datetime) -> dict[str, Any] | None:
@@ -344,7 +385,8 @@ def refresh_tokens(session: Session, token: str, settings: Settings, *, now: dat
     if user is None or user.disabled or (user.locked_until is not None and user.locked_until > now):
         return RefreshOutcome(None, "account_locked")
     nxt = _new_refresh(session, user.id, row.family, now)
-    return RefreshOutcome(TokenPair(_access_token(user, settings, now), nxt, int(ACCESS_TTL.total_seconds())))
+    access = _access_token(user, settings, now, row.family)
+    return RefreshOutcome(TokenPair(access, nxt, int(ACCESS_TTL.total_seconds())))
 
 
 def logout(session: Session, token: str, *, now: datetime) -> bool:
@@ -357,9 +399,16 @@ def logout(session: Session, token: str, *, now: datetime) -> bool:
 
 
 def _revoke_family(session: Session, family: str, now: datetime) -> None:
+    """End one session: its refresh tokens and (through its row) its access tokens."""
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.family == family, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(**_NO_SYNC)
+    )
+    session.execute(
+        update(UserSession)
+        .where(UserSession.id == family, UserSession.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(**_NO_SYNC)
     )
@@ -369,6 +418,12 @@ def _revoke_user_sessions(session: Session, user_id: int, now: datetime) -> None
     session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(**_NO_SYNC)
+    )
+    session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
         .values(revoked_at=now)
         .execution_options(**_NO_SYNC)
     )
@@ -412,10 +467,19 @@ def create_api_token(
     now: datetime,
     actor: str,
     org_id: str | None = None,
+    bank_wide: bool = False,
 ) -> tuple[ApiToken, str]:
-    """A new token; the plaintext is returned once and never stored."""
+    """A new token; the plaintext is returned once and never stored. Its reach is said on purpose: the
+    customers of ``org_id``'s subtree, or with ``bank_wide`` every customer of the bank (to read and, with
+    ``events:write``, to send events for)."""
     if not _TOKEN_NAME.match(name):
         raise AppError(f"token name {name!r}: lower-case letters, digits, '_' or '-', starting with a letter")
+    if (org_id is None) != bank_wide:
+        raise AppError(
+            "a token serves the customers of --org ORG (that org's subtree) or, with --bank-wide, every "
+            "customer of the bank: give " + ("one of them, not both" if bank_wide else "one of them"),
+            code="token_reach",
+        )
     if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
         raise Conflict(f"a token named {name} exists already (revoke it first)", code="token_exists")
     if org_id is not None and session.get(Org, org_id) is None:
@@ -436,7 +500,8 @@ def create_api_token(
     session.flush()
     audit.record(
         session, actor=actor, action="token.create", subject_type="api_token", subject_id=name,
-        detail={"scopes": scopes, "expires_at": token.expires_at.isoformat(), "org_id": org_id},
+        detail={"scopes": scopes, "expires_at": token.expires_at.isoformat(), "org_id": org_id,
+                "bank_wide": bank_wide},
     )  # fmt: skip
     return token, plaintext
 
