@@ -177,11 +177,11 @@ def _fingerprint(env, last: date) -> dict[str, object]:
 
 
 def test_the_same_seed_gives_the_same_bank(cli, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    first = cli("demo", "--customers", "400", "--seed", "7")
+    first = cli("demo", "--customers", "400", "--days", "150", "--seed", "7")
     assert first.exit_code == 0, first.stderr
     one = _fingerprint(env, date(2026, 12, 31))
     _fresh_store(env, monkeypatch, tmp_path / "again")
-    second = cli("demo", "--customers", "400", "--seed", "7")
+    second = cli("demo", "--customers", "400", "--days", "150", "--seed", "7")
     assert second.exit_code == 0, second.stderr
     assert _fingerprint(env, date(2026, 12, 31)) == one
     assert isinstance(one["coupons.redeemed"], int) and one["coupons.redeemed"] > 0
