@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
-PYTEST_ARGS ?= -n 2 -q -p no:cacheprovider
+# three workers on two cores: tests that wait on subprocesses, servers and PostgreSQL leave a core idle
+PYTEST_ARGS ?= -n 3 --dist worksteal -q -p no:cacheprovider
 # The wall clock each pass runs at (bank time, tests/clock/sitecustomize.py): SQLite inside the quiet hours,
 # PostgreSQL at an ordinary hour, so a test that depends on the hour fails whenever it is written.
 SQLITE_CLOCK ?= 23:30

@@ -194,7 +194,7 @@ def check_invariants(m: Model) -> None:
 
 
 def test_random_sequences_keep_every_ledger_exact(env, tmp_path) -> None:
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(sequence=ops)
     @example(  # stock, then the campaign's item count run out; a duplicate; a coupon redeemed twice
         sequence=[("grant", "C1", "voucher", 0), ("grant", "C2", "voucher", 0), ("grant", "C3", "voucher", 0),

@@ -33,7 +33,7 @@ def omnibank(*args: str) -> subprocess.Popen[bytes]:
 
 
 def test_kill_minus_nine_then_restart(cli, env, tmp_path) -> None:
-    files = generate(tmp_path / "bank", customers=1500, seed=3, progress=False)
+    files = generate(tmp_path / "bank", customers=800, seed=3, progress=False)
     events = files.paths[3]
     load_file("events", events, settings=env.settings, progress=False)
     assert cli("campaign", "start", str(LUCKIN)).exit_code == 0

@@ -35,7 +35,7 @@ def test_random_moves_keep_the_status_machine_and_history_consistent(env, tmp_pa
 
     load_bank(env.settings, tmp_path / "bank")
 
-    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
     @given(sequence=ops)
     def run(sequence: list[tuple[str, int, str]]) -> None:
         with unit_of_work() as session:

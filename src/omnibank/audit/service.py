@@ -199,13 +199,7 @@ def _link(session: Session, *, wait: bool, limit: int) -> int | None:
     if not _lock_chain(session, wait=wait):
         return None
     table = _TABLE
-    head = session.execute(
-        select(table.c.seq, table.c.hash)
-        .where(table.c.seq.is_not(None))
-        .order_by(table.c.seq.desc())
-        .limit(1)
-    ).first()
-    seq, prev_hash = (int(head[0]), str(head[1])) if head else (0, GENESIS)
+    seq, prev_hash = _head(session) or (0, GENESIS)
     rows = session.execute(select(table).where(table.c.seq.is_(None)).order_by(table.c.id).limit(limit)).all()
     if not rows:
         return 0
