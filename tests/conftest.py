@@ -34,7 +34,7 @@ from omnibank.db.base import Base
 from omnibank.db.databases import fresh_database
 from omnibank.models import import_all_models
 from omnibank.security import reset_ciphers
-from omnibank.segments.engine import close_shared_engines
+from omnibank.segments.duck import close_shared_engines
 
 CLOCK_DIR = Path(__file__).parent / "clock"
 

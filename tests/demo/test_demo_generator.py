@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
+from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.demo.generator import DemoSummary, generate
 from omnibank.kit.idcard import id_birth_date, id_gender, valid_id_number
 from omnibank.orgs.models import ORG_LEVELS, STAFF_ROLES

@@ -26,7 +26,7 @@ from omnibank.kit.console import out
 from omnibank.leads.models import Lead
 from omnibank.models import import_all_models
 from omnibank.security import reset_ciphers
-from omnibank.segments.engine import close_shared_engines
+from omnibank.segments.duck import close_shared_engines
 
 LAST = date(2026, 5, 30)  # the last of 150 days from 2026-01-01
 CAMPAIGNS = ("luckin2026", "red_friday_2026", "video_9yuan_2026")

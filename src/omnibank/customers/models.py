@@ -5,22 +5,9 @@ from datetime import date, datetime
 from sqlalchemy import BigInteger, Boolean, CheckConstraint, Date, ForeignKey, LargeBinary, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.db.base import Base, one_of
 from omnibank.db.types import UTCDateTime
-
-GENDERS = ("M", "F")
-OCCUPATIONS = (
-    "employee",
-    "civil_servant",
-    "business_owner",
-    "self_employed",
-    "retired",
-    "student",
-    "farmer",
-    "other",
-)
-RISK_LEVELS = ("C1", "C2", "C3", "C4", "C5")
-CHANNEL_PREFS = ("app", "wechat", "sms", "phone", "branch")
 
 
 class Customer(Base):

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from omnibank.audit import service as audit
 from omnibank.consent.service import allowed as consent_allowed
 from omnibank.customers import repository as customers_repo
-from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS, Customer
+from omnibank.customers.models import Customer
 from omnibank.customers.repository import Scope, scoped
+from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.db import versions
 from omnibank.db.upsert import upsert_changed
 from omnibank.errors import CustomerErased, NotFound

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import fcntl
-import functools
 import os
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
@@ -17,6 +14,7 @@ from sqlalchemy.orm import Session
 from omnibank.config import Settings, get_settings
 from omnibank.errors import ConfigError
 from omnibank.kit.private import ensure_home
+from omnibank.kit.store import head_revision, migrations_dir
 
 _engines: dict[str, Engine] = {}
 _AUDIT_APPENDED = "audit_appended"  # omnibank.audit.service.APPENDED
@@ -72,10 +70,6 @@ def dispose_engines() -> None:
     _migrated.clear()
 
 
-def migrations_dir() -> Path:
-    return Path(__file__).resolve().parent.parent / "migrations"
-
-
 def alembic_config(settings: Settings) -> Any:
     from alembic.config import Config
 
@@ -113,26 +107,6 @@ def current_revision(settings: Settings | None = None) -> str | None:
         if not inspect(conn).has_table("alembic_version"):
             return None
         return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
-
-
-_REVISION = re.compile(r"""^(down_revision|revision)\s*(?::[^=]*)?=\s*(?:["']([^"']+)["']|None)""", re.M)
-
-
-@functools.cache
-def head_revision() -> str | None:
-    """The newest migration: the revision no other migration names as its ``down_revision``, read from
-    the migration files themselves (one linear history; ``tests/test_migrations.py`` checks this against
-    Alembic's own answer)."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for path in (migrations_dir() / "versions").glob("*.py"):
-        for kind, value in _REVISION.findall(path.read_text(encoding="utf-8")):
-            if value:
-                (revisions if kind == "revision" else parents).add(value)
-    heads = revisions - parents
-    if len(heads) > 1:
-        raise ConfigError(f"the migrations have more than one head: {', '.join(sorted(heads))}")
-    return next(iter(heads), None)
 
 
 def ensure_schema(settings: Settings | None = None) -> None:

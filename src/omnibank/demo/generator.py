@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from omnibank.customers.models import OCCUPATIONS
+from omnibank.customers.values import OCCUPATIONS
 from omnibank.orgs.models import STAFF_ROLES
 
 __all__ = ["DemoSummary", "EVENT_TYPES", "generate"]

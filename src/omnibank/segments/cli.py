@@ -7,15 +7,16 @@ from pathlib import Path
 
 import typer
 
-from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
-from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
 from omnibank.kit.dates import parse_date
 from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
-from omnibank.segments import service
+from omnibank.segments.duck import count_if_ready
+
+# the store's session, the models and the audit trail are imported by the commands that use them: a count
+# over a profile snapshot already built needs none of them (omnibank.segments.duck.count_if_ready)
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
@@ -44,8 +45,13 @@ def count(
         raise AppError("--engine must be duckdb or postgres")
     settings = get_settings()
     day = as_of_date(as_of)
-    with unit_of_work(settings) as session:
-        n = service.count(session, settings, expression, as_of=day, engine=engine)
+    n = count_if_ready(settings, expression, day) if engine == "duckdb" else None
+    if n is None:
+        from omnibank.db import unit_of_work
+        from omnibank.segments import service
+
+        with unit_of_work(settings) as session:
+            n = service.count(session, settings, expression, as_of=day, engine=engine)
     out.print(f"as of {day}", style="dim")
     out.print(str(n))
 
@@ -58,8 +64,11 @@ def preview(
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Show the first matching customers, personal fields masked (the view is audited)."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
     from omnibank.kit.money import parse_cny
     from omnibank.security import get_cipher
+    from omnibank.segments import service
 
     settings = get_settings()
     day = as_of_date(as_of)
@@ -91,6 +100,10 @@ def export(
     as_of: str = AsOfOpt,
 ) -> None:
     """Write the matching customer ids to a CSV or Parquet file (the export is audited)."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
     settings = get_settings()
     day = as_of_date(as_of)
     with unit_of_work(settings) as session:
@@ -105,6 +118,10 @@ def save(
     description: str = typer.Option("", "--description", "-d", help="What the segment is for."),
 ) -> None:
     """Save (or replace) a named segment."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
     with unit_of_work() as session:
         service.save(session, name=name, text=expression, description=description, actor=cli_actor())
     out.print(f"saved segment {name}")
@@ -113,6 +130,9 @@ def save(
 @app.command("list")
 def list_(fmt: OutputFormat = FormatOpt) -> None:
     """List saved segments with their latest snapshot."""
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
     with unit_of_work() as session:
         infos = service.list_segments(session)
     columns = (
@@ -130,6 +150,10 @@ def list_(fmt: OutputFormat = FormatOpt) -> None:
 @app.command("delete")
 def delete(name: str = typer.Argument(..., help="Segment name.")) -> None:
     """Delete a saved segment and its snapshots."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
     with unit_of_work() as session:
         service.delete_segment(session, name, actor=cli_actor())
     out.print(f"deleted segment {name}")
@@ -142,6 +166,10 @@ def snapshot(
     show: int = typer.Option(10, "--show", min=0, help="How many entered/left ids to list."),
 ) -> None:
     """Evaluate a saved segment and record who entered and who left since its last snapshot."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
     settings = get_settings()
     day = as_of_date(as_of)
     with unit_of_work(settings) as session:
@@ -165,6 +193,9 @@ def matrix(
 ) -> None:
     """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments) as a grid (csv and
     json: a row per non-empty lifecycle stage and wealth tier, a column per occupation)."""
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
     settings = get_settings()
     day = as_of_date(as_of)
     with unit_of_work(settings) as session:

@@ -1,9 +1,10 @@
 """Engines that answer "which customers?" for an expression.
 
-* :class:`DuckEngine` — the embedded engine: DuckDB over the event log's Parquet files and a *profile
-  snapshot* of the store (customers' non-personal attributes, tags, merges) written as Parquet under
-  ``<home>/snapshots``. The snapshot is rebuilt when the store's data versions moved since it was taken
-  (one tiny query to know), so personal fields never reach DuckDB and DuckDB never opens the store.
+* :class:`~omnibank.segments.duck.DuckEngine` — the embedded engine (``segments/duck.py``): DuckDB over
+  the event log's Parquet files and a *profile snapshot* of the store (customers' non-personal
+  attributes, tags, merges) written as Parquet under ``<home>/snapshots``. The snapshot is rebuilt here
+  when the store's data versions moved since it was taken (one tiny query to know), so personal fields
+  never reach DuckDB and DuckDB never opens the store.
 * :class:`StoreEngine` — the same compiled SQL inside PostgreSQL, over ``customers``, ``customer_tags``
   and ``event_facts`` (the log's mirror: ``omnibank events mirror``).
 """
@@ -14,17 +15,13 @@ import functools
 import json
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import duckdb
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -34,9 +31,10 @@ from omnibank.consent.service import effective_marketing_sql
 from omnibank.db import versions
 from omnibank.errors import AppError
 from omnibank.events.log import COLUMNS as LOG_COLUMNS
-from omnibank.events.log import EventLog, configure
+from omnibank.events.log import EventLog
 from omnibank.orgs.models import Org
-from omnibank.segments.compile import Compiled, Dialect, compile_expression, quote
+from omnibank.segments.compile import Dialect, compile_expression, quote
+from omnibank.segments.duck import DuckEngine, Snapshot, engine_for, snapshots_dir, stored_snapshot
 from omnibank.segments.expr import CUSTOMER_FIELDS, EVENT_FIELDS, CustomerFacts, Expression, Vocabulary, parse
 from omnibank.tags.models import TagDefinition
 
@@ -108,28 +106,6 @@ class Engine(Protocol):
 # ------------------------------------------------------------------------------------------ snapshot
 
 
-@dataclass(frozen=True)
-class Snapshot:
-    folder: Path
-    versions: dict[str, int]
-
-    @property
-    def profiles(self) -> Path:
-        return self.folder / "profiles.parquet"
-
-    @property
-    def tags(self) -> Path:
-        return self.folder / "tags.parquet"
-
-    @property
-    def merges(self) -> Path:
-        return self.folder / "merges.parquet"
-
-
-def _snapshots_dir(settings: Settings) -> Path:
-    return settings.home_dir / "snapshots"
-
-
 def _fetch_table(session: Session, sql: str, schema: pa.Schema, batch: int = 200_000) -> pa.Table:
     """Stream a query's rows into an Arrow table of ``schema`` (SQLite gives dates as text, booleans as
     integers: cast here)."""
@@ -155,17 +131,10 @@ def _fetch_table(session: Session, sql: str, schema: pa.Schema, batch: int = 200
 def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = False) -> Snapshot:
     """The profile snapshot for the store as it is now: the one on disk if the store's data versions have
     not moved since it was taken, else a new one (written aside, then switched to atomically)."""
-    root = _snapshots_dir(settings)
-    state_file = root / "state.json"
     now_versions = versions.current(session)
-    if state_file.exists() and not rebuild:
-        try:
-            state = json.loads(state_file.read_text())
-            snap = Snapshot(root / state["folder"], {k: int(v) for k, v in state["versions"].items()})
-            if snap.versions == now_versions and snap.profiles.exists():
-                return snap
-        except (ValueError, KeyError, TypeError):
-            pass  # a damaged state file: build anew
+    if not rebuild and (snap := stored_snapshot(settings, now_versions)) is not None:
+        return snap
+    root = snapshots_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
     folder = root / f"v{time.time_ns()}"
     tmp = folder.with_suffix(".tmp")
@@ -179,7 +148,7 @@ def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = Fa
     tmp.rename(folder)
     state_tmp = root / f"state.{os.getpid()}.tmp"
     state_tmp.write_text(json.dumps({"folder": folder.name, "versions": now_versions}))
-    os.replace(state_tmp, state_file)
+    os.replace(state_tmp, root / "state.json")
     # keep the one before (a reader may still be on it); remove older ones
     kept = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("v")), key=lambda p: p.name)
     for old in kept[:-2]:
@@ -187,142 +156,12 @@ def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = Fa
     return Snapshot(folder, now_versions)
 
 
-# --------------------------------------------------------------------------------------------- DuckDB
-
-
-def _events_relation(settings: Settings, merges: Path | None) -> str:
-    """The log as expressions see it: merged customers' events under their survivor, and ``weekday``
-    (bank-local: the connection's time zone is the bank's)."""
-    source = EventLog(settings).scan_sql()
-    if merges is None:
-        return f"SELECT *, isodow(ts) AS weekday FROM {source}"
-    cols = ", ".join(f"e.{name}" for name, _ in LOG_COLUMNS if name != "customer_id")
-    return (
-        f"SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, {cols}, e.month, "
-        "isodow(e.ts) AS weekday "
-        f"FROM {source} e LEFT JOIN read_parquet({quote(str(merges))}) m ON m.merged_id = e.customer_id"
-    )
-
-
-class DuckEngine:
-    """DuckDB over the profile snapshot and the event log. Use as a context manager."""
-
-    dialect: Dialect = "duckdb"
-
-    def __init__(self, settings: Settings, snapshot: Snapshot, *, threads: int | None = None):
-        self.settings = settings
-        self.snapshot = snapshot
-        self.con = duckdb.connect()
-        configure(self.con, settings)
-        if threads:
-            self.con.execute(f"SET threads = {int(threads)}")
-        self.con.execute(
-            f"CREATE VIEW profiles AS SELECT * FROM read_parquet({quote(str(snapshot.profiles))})"
-        )
-        # tags and events are bound on first use: binding the log's view reads every file's footer, which
-        # an attribute-only count does not need
-        self._tags: str | None = None
-        self._events: list[Path] | None = None  # the log files the events view was bound to
-        self.lock = threading.RLock()
-
-    def _need(self, expression: Expression | None = None, *, tags_table: bool = False) -> None:
-        if self._tags is None and (tags_table or expression is None or expression.tags):
-            kind = "TABLE" if tags_table else "VIEW"
-            self.con.execute(
-                f"CREATE {kind} tags AS SELECT * FROM read_parquet({quote(str(self.snapshot.tags))})"
-            )
-            self._tags = kind
-        elif tags_table and self._tags == "VIEW":
-            self.con.execute("DROP VIEW tags")
-            self.con.execute(
-                f"CREATE TABLE tags AS SELECT * FROM read_parquet({quote(str(self.snapshot.tags))})"
-            )
-            self._tags = "TABLE"
-        if expression is None or expression.aggregates:
-            files = EventLog(self.settings).files()
-            if files == self._events:
-                return
-            merges = self.snapshot.merges
-            row = self.con.execute(f"SELECT count(*) FROM read_parquet({quote(str(merges))})").fetchone()
-            has_merges = bool(row and row[0])
-            relation = _events_relation(self.settings, merges if has_merges else None)
-            self.con.execute(f"CREATE OR REPLACE VIEW events AS {relation}")
-            self._events = files
-
-    def __enter__(self) -> DuckEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.con.close()
-
-    def compiled(self, expression: Expression, as_of: date) -> Compiled:
-        return compile_expression(expression, as_of, "duckdb")
-
-    def count(self, expression: Expression, as_of: date) -> int:
-        self._need(expression)
-        rows = self.con.execute(self.compiled(expression, as_of).count_sql()).fetchall()
-        return int(rows[0][0]) if rows else 0
-
-    def ids(self, expression: Expression, as_of: date) -> pa.Array:
-        self._need(expression)
-        table = self.con.sql(self.compiled(expression, as_of).ids_sql()).to_arrow_table()
-        return table.column(0).combine_chunks()
-
-    def replace_tag(self, tag: str, ids: pa.Array) -> None:
-        """Within this engine only: ``tag`` is now carried by exactly ``ids`` (tags computed in order
-        see the tags computed before them)."""
-        import pyarrow as pa
-
-        self._need(tags_table=True)
-        self.con.execute("DELETE FROM tags WHERE tag = ?", [tag])
-        new = pa.table({"customer_id": ids.cast(pa.string()), "tag": pa.array([tag] * len(ids), pa.string())})
-        self.con.register("_new_tag", new)
-        self.con.execute("INSERT INTO tags SELECT customer_id, tag FROM _new_tag")
-        self.con.unregister("_new_tag")
-
-    def query(self, sql: str) -> pa.Table:
-        """Any SQL over ``profiles``, ``tags`` and ``events`` (for reports such as the matrix)."""
-        self._need()
-        return self.con.sql(sql).to_arrow_table()
-
-
-_shared: dict[str, DuckEngine] = {}
-_shared_lock = threading.Lock()
-
-
 @contextmanager
 def duck_engine(session: Session, settings: Settings, *, private: bool = False) -> Iterator[DuckEngine]:
-    """The DuckDB engine over the current snapshot. A long-lived process (server, worker, a benchmark)
-    keeps one per snapshot and reuses it, one user at a time; ``private`` gives a fresh one (tag
-    computation changes its ``tags`` table)."""
-    snapshot = current_snapshot(session, settings)
-    if private:
-        engine = DuckEngine(settings, snapshot)
-        try:
-            yield engine
-        finally:
-            engine.close()
-        return
-    key = str(snapshot.folder)
-    with _shared_lock:
-        shared = _shared.get(key)
-        if shared is None:
-            for old in _shared.values():
-                old.close()
-            _shared.clear()
-            shared = _shared[key] = DuckEngine(settings, snapshot)
-    with shared.lock:
-        yield shared
-
-
-def close_shared_engines() -> None:
-    with _shared_lock:
-        for engine in _shared.values():
-            engine.close()
-        _shared.clear()
+    """The DuckDB engine over the current snapshot (built first when the store moved on since the last
+    one). See :func:`omnibank.segments.duck.engine_for`."""
+    with engine_for(settings, current_snapshot(session, settings), private=private) as engine:
+        yield engine
 
 
 # ------------------------------------------------------------------------------------------ the store

@@ -34,7 +34,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
-from omnibank.customers.models import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
+from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.errors import AppError
 
 # --------------------------------------------------------------------------------------------- fields

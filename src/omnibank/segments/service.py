@@ -365,7 +365,7 @@ class Matrix:
 def matrix(session: Session, settings: Settings, *, where: str | None, as_of: date) -> Matrix:
     """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments), from the tags of
     categories ``lifecycle`` and ``wealth``; a customer with none of a category counts under "—"."""
-    from omnibank.customers.models import OCCUPATIONS
+    from omnibank.customers.values import OCCUPATIONS
 
     cats: dict[str, list[str]] = {"lifecycle": [], "wealth": []}
     for name, cat in session.execute(
