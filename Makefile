@@ -27,6 +27,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 test-sqlite: $(STAMP)
 	OMNIBANK_TEST_CLOCK=$(SQLITE_CLOCK) $(BIN)/pytest $(PYTEST_ARGS)

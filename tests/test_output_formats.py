@@ -17,12 +17,12 @@ from pathlib import Path
 import pytest
 from rich.cells import cell_len
 
+from omnibank import listing
 from omnibank.benefits import ledger
 from omnibank.campaigns.models import CampaignGrant
 from omnibank.db import unit_of_work
-from omnibank.kit import listing
 from omnibank.kit.console import out
-from omnibank.kit.listing import Col, OutputFormat, print_rows
+from omnibank.listing import Col, OutputFormat, print_rows
 from omnibank.users import service as users
 from tests.benefits.helpers import NOW, TZ, grant_one, small_catalogue
 from tests.segments.bank import load_bank

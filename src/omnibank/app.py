@@ -20,7 +20,7 @@ from sqlalchemy import text
 from omnibank import __version__
 from omnibank.api import errors
 from omnibank.api.auth import PrincipalCache
-from omnibank.api.fastlane import CouponLane
+from omnibank.api.fastlane import FastLane
 from omnibank.api.logs import install_redaction
 from omnibank.api.middleware import BodyLimit, SecurityHeaders
 from omnibank.api.ratelimit import TokenBucket
@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.principal_cache = PrincipalCache(settings.api_auth_cache_seconds)
     app.state.scope_cache = {}
     app.state.auth_inflight = {}  # token checks under way (omnibank.api.auth)
-    app.state.lane_served = 0  # coupon requests the lane served (omnibank.api.fastlane)
+    app.state.lane_served = 0  # requests the fast lane served (omnibank.api.fastlane)
     app.state.fast_path = None
     errors.install(app)
     install_redaction()  # no query string reaches a log line as given (the access log's included)
@@ -145,7 +145,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     # innermost first (each one added wraps the ones before): the coupon lane inside everything, so its
     # answers get the same headers; the size limit refuses before anything reads the body; headers on
     # every answer
-    app.add_middleware(CouponLane)
+    app.add_middleware(FastLane)
     if settings.api_cors_origins:
         app.add_middleware(
             CORSMiddleware,

@@ -72,7 +72,7 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "contact": Lazy("omnibank.contact.cli:app", "Channels, the contact policy, the outbox, do-not-disturb."),
     "journey": Lazy("omnibank.journeys.cli:app", "Journeys: validate, simulate, start, stop, list, report."),
-    "worker": Lazy("omnibank.journeys.cli:worker", "Run journeys and the outbox in the background."),
+    "worker": Lazy("omnibank.worker.cli:app", "Run journeys and the outbox in the background."),
     "leads": Lazy("omnibank.leads.cli:app", "Leads for branch staff: the RM's list, follow-up, escalation."),
     "user": Lazy("omnibank.users.cli:user_app", "Staff accounts that sign in to the API."),
     "token": Lazy("omnibank.users.cli:token_app", "API tokens for integrations (scoped, expiring)."),

@@ -12,6 +12,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnibank.errors import ConfigError
+from omnibank.kit.delivery import CHANNELS, parse_quiet_hours
 
 
 class Settings(BaseSettings):
@@ -125,8 +126,6 @@ class Settings(BaseSettings):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet_hours(cls, value: str) -> str:
-        from omnibank.contact.policy import parse_quiet_hours
-
         try:
             parse_quiet_hours(value)
         except ValueError as exc:
@@ -136,8 +135,6 @@ class Settings(BaseSettings):
     @field_validator("contact_webhooks")
     @classmethod
     def _webhooks(cls, value: dict[str, str]) -> dict[str, str]:
-        from omnibank.contact.policy import CHANNELS
-
         for channel, url in value.items():
             if channel not in CHANNELS:
                 raise ValueError(f"channel {channel!r} is not one of {', '.join(CHANNELS)}")

@@ -18,4 +18,5 @@ def import_all_models() -> None:
     import omnibank.orgs.models
     import omnibank.segments.models
     import omnibank.tags.models
-    import omnibank.users.models  # noqa: F401
+    import omnibank.users.models
+    import omnibank.worker.models  # noqa: F401

@@ -117,8 +117,8 @@ def test_a_stopped_campaign_does_not_run(cli, env, tmp_path) -> None:
 
 def test_state_round_trips(env, tmp_path) -> None:
     from omnibank.campaigns.engine import CampaignState, Decider
-    from omnibank.campaigns.source import read_events
     from omnibank.campaigns.spec import compile_campaign
+    from omnibank.events.reader import read_events
 
     decider = Decider(compile_campaign(load_campaign(LUCKIN)), env.settings.tz)
     state = CampaignState()

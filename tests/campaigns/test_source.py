@@ -11,7 +11,8 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omnibank.campaigns.source import SourceStats, _line_counts, read_events
+from omnibank.events.reader import ReadStats as SourceStats
+from omnibank.events.reader import _line_counts, read_events
 from tests.campaigns.helpers import card, spend
 from tests.events.helpers import event, jsonl
 

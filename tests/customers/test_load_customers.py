@@ -11,7 +11,8 @@ from sqlalchemy import func, select
 
 from omnibank.audit.models import AuditEntry
 from omnibank.customers.models import Customer
-from omnibank.customers.service import CUSTOMER_COLUMNS, age_on
+from omnibank.customers.service import CUSTOMER_COLUMNS
+from omnibank.customers.values import age_on
 from omnibank.db import unit_of_work
 from omnibank.kit.money import from_fen
 from omnibank.security import get_cipher

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 from omnibank.db import unit_of_work
 from omnibank.ingest.service import load_file
 from omnibank.journeys import runtime
+from omnibank.worker.loop import work_once
 from tests.api.bank import build_bank
 from tests.events.helpers import jsonl
 from tests.journeys.helpers import EXAMPLES, card, example
@@ -25,7 +26,7 @@ def test_list_and_report(env, tmp_path: Path) -> None:
     events = jsonl(tmp_path / "ev.jsonl", card("c1", "CA1", "2026-03-01T09:00:00+08:00"),
                    card("c2", "CB1", "2026-03-01T09:00:00+08:00"))  # fmt: skip
     load_file("events", events, settings=env.settings, progress=False)
-    runtime.work_once(env.settings, now=datetime(2026, 3, 16, 10, tzinfo=TZ), dispatch=False)
+    work_once(env.settings, now=datetime(2026, 3, 16, 10, tzinfo=TZ), dispatch=False)
     listing = bank.get("cm", "/api/v1/journeys")
     assert listing.status_code == 200
     assert listing.json()[0]["id"] == "card_activation_nudge"

@@ -16,10 +16,10 @@ from hypothesis import strategies as st
 
 from omnibank.config import Settings
 from omnibank.contact.policy import PolicyConfig, quiet_until
-from omnibank.journeys.facts import Profile
 from omnibank.journeys.machine import JourneyEvent
 from omnibank.journeys.simulate import Simulator
 from omnibank.journeys.spec import Compiled, parse_journey
+from omnibank.segments.facts import Profile
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 3, 2, 0, 0, tzinfo=TZ)  # a Monday

@@ -16,6 +16,7 @@ from omnibank.journeys import runtime
 from omnibank.journeys.models import JourneyEntry, JourneyStepRun
 from omnibank.journeys.spec import JourneySpec
 from omnibank.leads.models import Lead
+from omnibank.worker.loop import LoopReport, work_once
 from tests.events.helpers import jsonl
 from tests.journeys.helpers import EXAMPLES, card, example, lead_event, load_bank, spend, view
 
@@ -38,8 +39,8 @@ def load(env, tmp: Path, *events: dict) -> None:
     assert report.rejected == 0
 
 
-def work(env, now: datetime) -> runtime.WorkReport:
-    return runtime.work_once(env.settings, now=now, dispatch=False)
+def work(env, now: datetime) -> LoopReport:
+    return work_once(env.settings, now=now, dispatch=False)
 
 
 def runs(env, **where: str) -> list[JourneyStepRun]:
@@ -180,10 +181,10 @@ def test_delivery_receipts_from_the_outbox_are_attributed_to_the_step(env, tmp_p
     load_bank(env.settings, tmp_path / "bank")
     start(env, example("card_activation_nudge"), at("2026-03-01T00:00:00"))
     load(env, tmp_path, card("c2", "K2", "2026-03-01T09:00:00+08:00"))
-    runtime.work_once(env.settings, now=at("2026-03-01T10:00:00"))
-    first = runtime.work_once(env.settings, now=at("2026-03-15T09:30:00"))  # the push, handed to its channel
+    work_once(env.settings, now=at("2026-03-01T10:00:00"))
+    first = work_once(env.settings, now=at("2026-03-15T09:30:00"))  # the push, handed to its channel
     assert first.dispatched == 1
-    runtime.work_once(env.settings, now=at("2026-03-15T09:31:00"))  # the receipt comes back through the log
+    work_once(env.settings, now=at("2026-03-15T09:31:00"))  # the receipt comes back through the log
     receipts = runs(env, kind="receipt")
     assert [(r.customer_id, r.step, r.outcome) for r in receipts][:1] == [("K2", "push", "delivered")]
     with unit_of_work(env.settings) as session:

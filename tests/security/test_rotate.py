@@ -12,8 +12,8 @@ import pytest
 
 from omnibank import config
 from omnibank.kit.crypto import KeyRing
+from omnibank.ops import rotate as rot
 from omnibank.security import get_cipher, reset_ciphers
-from omnibank.security import rotate as rot
 from tests.ops.bank import ciphertexts, phone_of, plaintexts, small_bank
 
 CUSTOMERS = 25

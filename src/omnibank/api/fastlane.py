@@ -1,4 +1,4 @@
-"""The coupon lane: the API's three busiest requests (issue, claim, redeem a coupon) straight to the
+"""The fast lane: the API's busiest requests (today issue, claim, redeem a coupon) straight to the
 PostgreSQL fast path, past FastAPI's routing and dependency solving.
 
 Measured on the coupon endpoints, FastAPI's per-request machinery (matching the route across the routers,
@@ -13,51 +13,85 @@ the lane adds no answer of its own; ``tests/api/test_fastlane.py`` checks it ans
 
 The lane sits inside the hardening middleware (size limit, security headers, CORS), so its answers carry the
 same headers. Without a fast path (SQLite, or the app run without its lifespan) it passes everything on.
+
+The lane knows no domain: a domain's endpoints module registers its routes (:func:`register`, e.g. the
+coupon routes in :mod:`omnibank.benefits.endpoints`), so this module imports none (layers point down).
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import psycopg
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import OperationalError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from omnibank.api.auth import cached_caller, now_of, session_alive
+from omnibank.api.auth import Principal, cached_caller, now_of, session_alive
 from omnibank.api.errors import store_unavailable
-from omnibank.benefits.endpoints import MAX_COUPON_ID, CouponIssue, fast_issue, fast_move
 
-ISSUE_PATH = "/api/v1/coupons"
-_MOVE_PATH = re.compile(r"^/api/v1/coupons/([0-9]{1,19})/(claim|redeem)$")
-_PERMISSION = "coupons:write"
+#: serves a route: (request, caller, the path's parts, the body, the idempotency key) → an answer, or None
+Serve = Callable[
+    [Request, Principal, tuple[str, ...], BaseModel | None, str | None], Awaitable[ASGIApp | None]
+]
 
 
-class CouponLane:
-    """ASGI middleware (innermost): serve plain coupon requests on the fast path, pass on the rest."""
+@dataclass(frozen=True)
+class FastRoute:
+    """A POST a domain serves on the lane, when nothing is unusual about it."""
+
+    name: str
+    #: the path's parts the route needs (e.g. a coupon id and an action), or None: not this route
+    match: Callable[[str], tuple[str, ...] | None]
+    #: the permission the caller's token must hold
+    permission: str
+    #: whether this caller may make this request (a refusal is the endpoint's to give, with its reasons)
+    allows: Callable[[Principal, tuple[str, ...]], bool]
+    #: the request's JSON body is of this model (the endpoint's own), or the request has none
+    body: type[BaseModel] | None
+    #: the answer, or None: declined, nothing written (the endpoint decides afresh)
+    serve: Callable[
+        [Request, Principal, tuple[str, ...], BaseModel | None, str | None], Awaitable[ASGIApp | None]
+    ]
+
+
+_ROUTES: dict[str, FastRoute] = {}
+
+
+def register(route: FastRoute) -> None:
+    """Serve ``route`` on the lane (once per name, however often its module is imported)."""
+    _ROUTES[route.name] = route
+
+
+def _route_of(path: str) -> tuple[FastRoute, tuple[str, ...]] | None:
+    for route in _ROUTES.values():
+        parts = route.match(path)
+        if parts is not None:
+            return route, parts
+    return None
+
+
+class FastLane:
+    """ASGI middleware (innermost): serve plain requests of the registered routes on the fast path, pass
+    on the rest."""
 
     def __init__(self, app: ASGIApp):
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(ISSUE_PATH):
-            await self.app(scope, receive, send)
-            return
+        found = _route_of(scope["path"]) if scope["type"] == "http" and scope["method"] == "POST" else None
         app = scope.get("app")
-        if app is None or getattr(app.state, "fast_path", None) is None:
+        if found is None or app is None or getattr(app.state, "fast_path", None) is None:
             await self.app(scope, receive, send)
             return
-        path: str = scope["path"]
-        move = None if path == ISSUE_PATH else _MOVE_PATH.match(path)
-        if path != ISSUE_PATH and move is None:
-            await self.app(scope, receive, send)
-            return
+        route, parts = found
         request = Request(scope, receive)
-        principal = cached_caller(request, _PERMISSION)
+        principal = cached_caller(request, route.permission)
         if (
             principal is None
-            or (principal.role == "supplier" and (move is None or move[2] == "claim"))
+            or not route.allows(principal, parts)
             # a user's session, read on every request (sign-out and locks apply at once)
             or (principal.kind == "user" and not await session_alive(request, principal, now_of(request)))
         ):
@@ -66,29 +100,24 @@ class CouponLane:
         key = request.headers.get("idempotency-key")
         body = b""
         try:
-            if move is None:
+            payload = None
+            if route.body is not None:
                 body = await request.body()
                 content_type = request.headers.get("content-type", "")
                 if content_type.split(";", 1)[0].strip().lower() != "application/json":
                     await self.app(scope, _replay(body, receive), send)
                     return
                 try:
-                    payload = CouponIssue.model_validate_json(body)
+                    payload = route.body.model_validate_json(body)
                 except ValidationError:
                     await self.app(scope, _replay(body, receive), send)  # the endpoint names the field
                     return
-                answer = await fast_issue(request, principal, payload, key)
-            else:
-                coupon_id = int(move[1])
-                if not 1 <= coupon_id <= MAX_COUPON_ID:
-                    await self.app(scope, receive, send)
-                    return
-                answer = await fast_move(request, principal, coupon_id, move[2], key)
+            answer = await route.serve(request, principal, parts, payload, key)
         except (psycopg.OperationalError, OperationalError) as exc:
             await store_unavailable(request, exc)(scope, receive, send)
             return
         if answer is None:  # declined, nothing written: the endpoint decides afresh
-            await self.app(scope, _replay(body, receive) if move is None else receive, send)
+            await self.app(scope, _replay(body, receive) if route.body is not None else receive, send)
             return
         app.state.lane_served += 1
         await answer(scope, receive, send)

@@ -14,7 +14,7 @@ from omnibank.db import ensure_schema, get_engine, unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
 from omnibank.kit.dates import parse_moment
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 

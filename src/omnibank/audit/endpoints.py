@@ -30,12 +30,16 @@ class AuditEntryRead(BaseModel):
     reason: str
 
 
+# no control characters (a NUL byte is refused by PostgreSQL's text type: a 422 here, not a 500 there)
+_PRINTABLE = r"^[^\x00-\x1f\x7f]*$"
+
+
 @router.get("", response_model=list[AuditEntryRead])
 def list_audit(
     request: Request,
     principal: Annotated[Principal, Depends(require("audit:read"))],
-    actor: Annotated[str | None, Query(max_length=128)] = None,
-    subject: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=128, pattern=_PRINTABLE)] = None,
+    subject: Annotated[str | None, Query(max_length=64, pattern=_PRINTABLE)] = None,
     since: BankDateTime | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> list[AuditEntryRead]:

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from omnibank.audit.keyed import CHECKPOINT, AuditKey, audit_key, canonical_at, checkpoint_line
 from omnibank.audit.models import AuditEntry, AuditSeal
 from omnibank.config import Settings, get_settings
+from omnibank.db import CommitHook, add_commit_hook
 from omnibank.kit.masking import mask_numbers
 
 #: ``prev_hash`` of the first entry of the chain
@@ -127,9 +128,6 @@ def _lock_chain(session: Session, *, wait: bool) -> bool:
 _TABLE = cast(Table, AuditEntry.__table__)
 _SEALS = cast(Table, AuditSeal.__table__)
 
-#: ``session.info`` flag: this transaction appended entries (``omnibank.db.unit_of_work`` chains them
-#: once it has committed)
-APPENDED = "audit_appended"
 #: ``session.info`` key: the settings of the unit of work (whose key ring gives the audit key)
 SETTINGS = "settings"
 
@@ -179,7 +177,7 @@ def record(
     }
     values["mac"] = key_for(session).entry_mac(**values)
     session.execute(insert(_TABLE).values(values))  # one statement, nothing read back
-    session.info[APPENDED] = True
+    add_commit_hook(session, "audit", _CHAIN_AT_COMMIT)  # the unit of work chains the entries
     return AuditEntry(**values)
 
 
@@ -460,6 +458,16 @@ def stop_chainer(engine: Engine) -> None:
         chainer.stop()
 
 
+def _chain_before_commit(session: Session) -> bool:
+    """SQLite has one writer at a time, so a transaction's own end is commit order: its entries join the
+    hash chain before it commits, at no cost to concurrency (then nothing is left for after the commit).
+    On PostgreSQL entries are chained after commit (:func:`after_commit`)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return False
+    chain_in_transaction(session)
+    return True
+
+
 def after_commit(conn: Connection, settings: Settings | None = None) -> None:
     """Called by the unit of work once a transaction that appended entries has committed: wake this
     process's background chainer, or (no server running here: the CLI, tests) chain at once on ``conn``.
@@ -472,6 +480,9 @@ def after_commit(conn: Connection, settings: Settings | None = None) -> None:
         chain_pending(conn, wait=True, key=audit_key(settings or get_settings()))
     except Exception:
         log.warning("audit chaining failed; the next audited write or the server chains", exc_info=True)
+
+
+_CHAIN_AT_COMMIT = CommitHook(before=_chain_before_commit, after=after_commit)
 
 
 # ----------------------------------------------------------------------------------------- checkpoints

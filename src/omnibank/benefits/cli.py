@@ -22,9 +22,9 @@ from omnibank.kit import validate as v
 from omnibank.kit.clock import local_today, system_clock
 from omnibank.kit.console import out, progress_enabled
 from omnibank.kit.dates import check_date
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.kit.loading import LoadRun, encoding_name
 from omnibank.kit.money import MoneyError, format_cny, from_fen, parse_cny, to_fen
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 benefits_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 suppliers_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS

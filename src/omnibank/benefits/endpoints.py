@@ -5,6 +5,7 @@ its own benefits and redeems its own coupons."""
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -17,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from omnibank.api import fastlane
 from omnibank.api.auth import (
     Principal,
     audit_source,
@@ -479,3 +481,51 @@ def redeem_points(
         settings_of(request), actor=principal.actor, key=idempotency_key, method="POST",
         path=request.url.path, payload=body, now=now, write=write,
     )  # fmt: skip
+
+
+# ------------------------------------------------------------------------------------ on the fast lane
+
+_COUPONS_PATH = "/api/v1/coupons"
+_MOVE_PATH = re.compile(r"^/api/v1/coupons/([0-9]{1,19})/(claim|redeem)$")
+
+
+def _move_parts(path: str) -> tuple[str, ...] | None:
+    m = _MOVE_PATH.match(path)
+    return (m[1], m[2]) if m is not None and 1 <= int(m[1]) <= MAX_COUPON_ID else None
+
+
+async def _lane_issue(
+    request: Request, principal: Principal, _parts: tuple[str, ...], body: BaseModel | None, key: str | None
+) -> JSONResponse | None:
+    if not isinstance(body, CouponIssue):  # the lane validated it as one
+        return None
+    return await fast_issue(request, principal, body, key)
+
+
+async def _lane_move(
+    request: Request, principal: Principal, parts: tuple[str, ...], _body: BaseModel | None, key: str | None
+) -> JSONResponse | None:
+    return await fast_move(request, principal, int(parts[0]), parts[1], key)
+
+
+# a supplier's user may redeem its coupons, never issue or claim: those go to the endpoints, which refuse
+fastlane.register(
+    fastlane.FastRoute(
+        name="coupons.issue",
+        match=lambda path: () if path == _COUPONS_PATH else None,
+        permission="coupons:write",
+        allows=lambda principal, _parts: principal.role != "supplier",
+        body=CouponIssue,
+        serve=_lane_issue,
+    )
+)
+fastlane.register(
+    fastlane.FastRoute(
+        name="coupons.move",
+        match=_move_parts,
+        permission="coupons:write",
+        allows=lambda principal, parts: not (principal.role == "supplier" and parts[1] == "claim"),
+        body=None,
+        serve=_lane_move,
+    )
+)

@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from omnibank.customers.values import CARD_TIERS as TIERS  # re-exported: the catalogue's tiers
 from omnibank.db.base import Base, one_of
 from omnibank.db.types import UTCDateTime
 
@@ -36,7 +37,6 @@ BENEFIT_TYPES = (
 )
 BENEFIT_STATUSES = ("active", "inactive")
 SUPPLIER_STATUSES = ("active", "warning", "rectification", "suspended")
-TIERS = ("classic", "gold", "platinum")
 COUPON_STATUSES = ("granted", "claimed", "active", "redeemed", "expired", "revoked")
 BUDGET_SCOPES = ("campaign", "rule", "branch")
 POINTS_KINDS = ("earn", "redeem", "expire", "reverse")

@@ -9,14 +9,15 @@ from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from omnibank.benefits.models import BENEFIT_TYPES, TIERS
+from omnibank.benefits.models import BENEFIT_TYPES
+from omnibank.customers.values import CARD_TIERS as TIERS
+from omnibank.customers.values import CardTier as Tier
 from omnibank.kit.dates import BankDate, BankDateTime
 
 BenefitType = Literal[
     "voucher", "membership", "e_card", "instant_discount", "points", "installment_discount", "physical_gift"
 ]
 assert set(get_args(BenefitType)) == set(BENEFIT_TYPES)
-Tier = Literal["classic", "gold", "platinum"]
 assert set(get_args(Tier)) == set(TIERS)
 
 

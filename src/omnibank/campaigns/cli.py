@@ -11,7 +11,7 @@ from omnibank.campaigns.simulate import SimulationReport
 from omnibank.config import Settings, get_settings
 from omnibank.errors import AppError
 from omnibank.kit.console import err, out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 

@@ -28,12 +28,12 @@ from sqlalchemy.orm import Session
 
 from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Grant, Refusal
 from omnibank.campaigns.models import Campaign, CampaignCustomerState, CampaignGrant, CampaignOffset
-from omnibank.campaigns.source import read_events
 from omnibank.campaigns.spec import CampaignSpec, Compiled, compile_campaign
 from omnibank.config import Settings
 from omnibank.db.ids import one_of
 from omnibank.errors import AppError, NotFound
 from omnibank.events.log import EventLog
+from omnibank.events.reader import read_rows
 from omnibank.kit.money import to_fen
 
 # ------------------------------------------------------------------------------------------------ state
@@ -202,7 +202,7 @@ def apply_file(
     state = CampaignState()
     load_totals(row.totals, state)
     path = EventLog(settings).dir / rel_path
-    events = list(read_events(settings, types=decider.types, fields=decider.columns, files=[path]))
+    events = list(read_rows(settings, Event, types=decider.types, fields=decider.columns, files=[path]))
     touched = sorted({e.customer_id for e in events})
     stored = _stored_states(session, campaign_id, touched)
     for cid, text in stored.items():

@@ -31,10 +31,10 @@ import pyarrow as pa
 import pyarrow.ipc
 
 from omnibank.campaigns.engine import CampaignState, Decider, Event, Grant, Refusal
-from omnibank.campaigns.source import SourceStats, event_sql, events_from, wanted_fields
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.config import Settings
 from omnibank.events.log import duck
+from omnibank.events.reader import ReadStats, event_sql, rows_from, wanted_fields
 
 PARALLEL_FROM = 200_000  # events: below this, worker processes cost more than they save
 WARM_FROM_BYTES = 256 << 20  # an events file this large is split: its workers start before DuckDB reads it
@@ -50,7 +50,7 @@ class SimulationReport:
     by_rule_month: dict[tuple[str, str], list[Any]] = field(default_factory=dict)  # → [items, face value]
     refusals: Counter[tuple[str, str]] = field(default_factory=Counter)  # (rule, reason) → items
     customers: int = 0
-    source: SourceStats = field(default_factory=SourceStats)
+    source: ReadStats = field(default_factory=ReadStats)
 
     def add(self, other: SimulationReport) -> None:
         """Fold in the report of a disjoint share of the customers."""
@@ -95,11 +95,10 @@ def simulate(
         sql = event_sql(
             con,
             settings,
+            fields=wanted,
             types=decider.types,
-            wanted=wanted,
             holders=decider.holders_sql(),
             path=events,
-            files=None,
             stats=report.source,
             ordered=not split,
         )
@@ -111,7 +110,7 @@ def simulate(
                 warm = None
                 return report
             sql = "SELECT * FROM picked ORDER BY ts_us, event_id"
-        source = events_from(con.sql(sql).to_arrow_reader(BATCH), wanted, report.source)
+        source = rows_from(con.sql(sql).to_arrow_reader(BATCH), wanted, Event, stats=report.source)
         _run(decider, source, report, out, on_progress)
         return report
     finally:
@@ -202,7 +201,9 @@ def _share(
         batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
         fh = open(grants, "wb") if grants else None  # noqa: SIM115 - closed below
         try:
-            _run(decider, events_from(batches, wanted, report.source), report, fh, _tick, keyed=True)
+            _run(
+                decider, rows_from(batches, wanted, Event, stats=report.source), report, fh, _tick, keyed=True
+            )
         finally:
             if fh is not None:
                 fh.close()

@@ -10,7 +10,7 @@ from omnibank.consent import service
 from omnibank.consent.models import CONSENT_CHANNELS, PURPOSES
 from omnibank.db import unit_of_work
 from omnibank.kit.console import out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 

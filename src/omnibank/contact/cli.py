@@ -15,7 +15,7 @@ from omnibank.errors import AppError
 from omnibank.kit.clock import system_clock
 from omnibank.kit.console import out
 from omnibank.kit.dates import check_date
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 dnd_app = typer.Typer(help="Do-not-disturb: customers not to be contacted (marketing or service).",

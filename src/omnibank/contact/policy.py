@@ -26,17 +26,18 @@ time comes, exactly as ``submit`` + ``dispatch`` do over the store.
 from __future__ import annotations
 
 import heapq
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal, Protocol
 from zoneinfo import ZoneInfo
 
+from omnibank.kit.delivery import CHANNELS as CHANNELS
+from omnibank.kit.delivery import parse_quiet_hours as parse_quiet_hours
+
 if TYPE_CHECKING:
     from omnibank.config import Settings
 
-CHANNELS: tuple[str, ...] = ("app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task")
 PURPOSES: tuple[str, ...] = ("marketing", "service")
 REASONS: tuple[str, ...] = (
     "no_consent",
@@ -52,33 +53,12 @@ QUIET_EXEMPT: frozenset[str] = frozenset({"branch_task"})
 
 _CHANNEL_SET = frozenset(CHANNELS)
 _PURPOSE_SET = frozenset(PURPOSES)
-_HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
 Action = Literal["send", "defer", "suppress"]
 Purpose = Literal["marketing", "service"]
 
 
 # ------------------------------------------------------------------------------------------------ config
-
-
-def parse_quiet_hours(text: str) -> tuple[time, time] | None:
-    """``"21:00-08:00"`` → (21:00, 08:00); ``"off"`` (or empty) → None, no quiet hours. A window may wrap
-    midnight. Raises ValueError saying what is wrong."""
-    value = text.strip()
-    if value.lower() in ("", "off", "none"):
-        return None
-    parts = [p.strip() for p in value.split("-")]
-    if len(parts) != 2:
-        raise ValueError(f"quiet hours {text!r}: write them as HH:MM-HH:MM, e.g. 21:00-08:00, or off")
-    bounds = []
-    for p in parts:
-        m = _HHMM.match(p)
-        if m is None:
-            raise ValueError(f"quiet hours {text!r}: {p!r} is not a time HH:MM (00:00 to 23:59)")
-        bounds.append(time(int(m.group(1)), int(m.group(2))))
-    if bounds[0] == bounds[1]:
-        raise ValueError(f"quiet hours {text!r}: start and end are the same (write off for none)")
-    return bounds[0], bounds[1]
 
 
 @dataclass(frozen=True)

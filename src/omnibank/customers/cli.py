@@ -10,13 +10,16 @@ from rich.table import Table
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
-from omnibank.customers import identity, rights, service
+from omnibank.customer_ops import rights
+from omnibank.customer_ops.merge import merge_customers
+from omnibank.customer_ops.profile import masked_profile
+from omnibank.customers import identity, service
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.kit.masking import mask_card_id
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.security import get_cipher
 from omnibank.segments.service import segments_of
 from omnibank.tags.service import tags_of
@@ -67,9 +70,7 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
     settings = get_settings()
     cipher = get_cipher()
     with unit_of_work(settings) as session:
-        p = service.masked_profile(
-            session, cipher, customer_id, actor=cli_actor(), today=local_today(settings.tz)
-        )
+        p = masked_profile(session, cipher, customer_id, actor=cli_actor(), today=local_today(settings.tz))
         ident = identity.identity_view(session, cipher, customer_id, actor=cli_actor())
         tags = tags_of(session, customer_id)
         segments = segments_of(session, customer_id)
@@ -143,7 +144,7 @@ def merge(
 ) -> None:
     """Merge customer A into B: A's events, identifiers and tags count for B from now on (audited)."""
     with unit_of_work() as session:
-        r = identity.merge_customers(
+        r = merge_customers(
             session, merged_id=merged_id, survivor_id=survivor_id, actor=cli_actor(), reason=reason
         )
     out.print(

@@ -13,6 +13,7 @@ from omnibank.api.auth import Principal, audit_source, now_of, require, settings
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.audit import service as audit
 from omnibank.benefits import ledger
+from omnibank.customer_ops.profile import masked_profile
 from omnibank.customers import repository, service
 from omnibank.customers.models import Customer
 from omnibank.customers.reveal import reveal_field
@@ -114,7 +115,7 @@ def get_customer(customer_id: str, request: Request, principal: Reader) -> Custo
     today = now_of(request).astimezone(settings.tz).date()
     with unit_of_work(settings) as session:
         scope = principal.customer_scope(session)
-        profile = service.masked_profile(
+        profile = masked_profile(
             session,
             get_cipher(settings),
             customer_id,

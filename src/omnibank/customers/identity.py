@@ -8,8 +8,9 @@
   it, for the masked display.
 * **Resolution.** An event without ``customer_id`` that carries a known identifier is stored under that
   identifier's customer (:class:`Resolver`, used by the event loader).
-* **Merge.** ``merge_customers(A into B)``: B survives; A's identifiers and tags move to B, earlier merges
-  into A now point at B (always one hop), and A's events count for B wherever events are read.
+* **Merges** are read here (:func:`survivor_of`, :func:`merged_ids_of`); they are made by
+  :func:`omnibank.customer_ops.merge.merge_customers`, which also moves tags and segment memberships
+  (domains above this one).
 """
 
 from __future__ import annotations
@@ -22,17 +23,17 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-from sqlalchemy import Table, delete, func, select, update
+from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
 from omnibank.config import Settings
 from omnibank.customers.models import IDENTIFIER_KINDS, Customer, CustomerIdentifier, CustomerMerge
-from omnibank.db import versions
 from omnibank.db.bulk import insert_new_columns
-from omnibank.errors import MergeRefused, NotFound
+from omnibank.errors import NotFound
 from omnibank.kit.crypto import FieldCipher
-from omnibank.kit.masking import mask_card_id, mask_id_number, mask_numbers, mask_phone
+from omnibank.kit.masking import mask_card_id, mask_id_number, mask_phone
+from omnibank.kit.personal import normalise
 
 # Event fields that can stand in for a missing customer_id, in the order they are tried, and how each is
 # looked up: an identifier kind in customer_identifiers, or a blind-index kind on customers.
@@ -91,150 +92,6 @@ def merged_ids_of(session: Session, survivor_id: str) -> list[str]:
             .order_by(CustomerMerge.merged_id)
         )
     )
-
-
-@dataclass(frozen=True)
-class MergeResult:
-    merged_id: str
-    survivor_id: str
-    identifiers_moved: int
-    tags_moved: int  # tags the survivor gained from the merged one (new, or with an earlier since)
-    segments_left: int
-    merges_repointed: int  # customers merged earlier into the merged one, now pointing at the survivor
-
-
-def merge_customers(
-    session: Session,
-    *,
-    merged_id: str,
-    survivor_id: str,
-    actor: str,
-    reason: str = "",
-    now: datetime | None = None,
-) -> MergeResult:
-    """Merge customer ``merged_id`` (A) into ``survivor_id`` (B), within the caller's transaction.
-
-    Writes the merge, re-points earlier merges into A at B, moves A's identifiers to B, unites A's tags
-    into B's (the earlier ``since`` kept), takes A out of saved segments, audits, and bumps the ``merges``
-    data version. Refuses (:class:`NotFound`, :class:`MergeRefused`) unknown customers, A == B, an A
-    already merged and a B merged away. Digit runs that could be a phone or ID number are masked in the
-    reason before it is stored."""
-    from omnibank.segments.models import SegmentMember
-    from omnibank.tags.models import CustomerTag
-
-    if merged_id == survivor_id:
-        raise MergeRefused(f"cannot merge {merged_id} into itself")
-    if len(reason) > MAX_REASON:
-        raise MergeRefused(f"reason: at most {MAX_REASON} characters")
-    # The first statement writes: merges are serialised from here on (the row lock on data_versions on
-    # PostgreSQL, the write lock on SQLite), so the checks below see every merge committed before.
-    versions.bump(session, "merges")
-    found = set(
-        session.scalars(
-            select(Customer.customer_id)
-            .where(Customer.customer_id.in_([merged_id, survivor_id]))
-            .with_for_update()
-        )
-    )
-    for cid in (merged_id, survivor_id):
-        if cid not in found:
-            raise NotFound(f"no customer {cid}")
-    merged_away = {
-        m: s
-        for m, s in session.execute(
-            select(CustomerMerge.merged_id, CustomerMerge.survivor_id).where(
-                CustomerMerge.merged_id.in_([merged_id, survivor_id])
-            )
-        )
-    }
-    if merged_id in merged_away:
-        raise MergeRefused(f"{merged_id} was already merged into {merged_away[merged_id]}")
-    if survivor_id in merged_away:
-        raise MergeRefused(
-            f"{survivor_id} was merged into {merged_away[survivor_id]}; "
-            f"merge {merged_id} into {merged_away[survivor_id]} instead"
-        )
-
-    session.add(
-        CustomerMerge(
-            merged_id=merged_id,
-            survivor_id=survivor_id,
-            merged_at=now or datetime.now(UTC),
-            actor=actor,
-            reason=mask_numbers(reason.strip()),
-        )
-    )
-    session.flush()
-    repointed = _rowcount(
-        session.execute(
-            update(CustomerMerge)
-            .where(CustomerMerge.survivor_id == merged_id)
-            .values(survivor_id=survivor_id)
-            .execution_options(synchronize_session=False)
-        )
-    )
-    moved = _rowcount(
-        session.execute(
-            update(CustomerIdentifier)
-            .where(CustomerIdentifier.customer_id == merged_id)
-            .values(customer_id=survivor_id, source=f"merge:{merged_id}")
-            .execution_options(synchronize_session=False)
-        )
-    )
-    tags_moved = 0
-    theirs = {
-        t.tag: t for t in session.scalars(select(CustomerTag).where(CustomerTag.customer_id == merged_id))
-    }
-    if theirs:
-        ours = {
-            t.tag: t
-            for t in session.scalars(
-                select(CustomerTag).where(
-                    CustomerTag.customer_id == survivor_id, CustomerTag.tag.in_(list(theirs))
-                )
-            )
-        }
-        for tag, their in theirs.items():
-            our = ours.get(tag)
-            if our is None:
-                session.add(CustomerTag(customer_id=survivor_id, tag=tag, since=their.since))
-                tags_moved += 1
-            elif their.since < our.since:
-                our.since = their.since
-                tags_moved += 1
-        for their in theirs.values():
-            session.delete(their)
-        session.flush()
-    left = _rowcount(session.execute(delete(SegmentMember).where(SegmentMember.customer_id == merged_id)))
-    result = MergeResult(
-        merged_id=merged_id,
-        survivor_id=survivor_id,
-        identifiers_moved=moved,
-        tags_moved=tags_moved,
-        segments_left=left,
-        merges_repointed=repointed,
-    )
-    audit.record(
-        session,
-        actor=actor,
-        action="customer.merge",
-        subject_type="customer",
-        subject_id=merged_id,
-        detail={
-            "merged_id": merged_id,
-            "survivor_id": survivor_id,
-            "identifiers_moved": moved,
-            "tags_moved": tags_moved,
-            "segments_left": left,
-            "merges_repointed": repointed,
-            "tags_united": sorted(theirs),
-        },
-    )
-    return result
-
-
-def _rowcount(result: Any) -> int:
-    return int(result.rowcount)
 
 
 # -- learning identifiers from events -----------------------------------------------------------------------
@@ -366,8 +223,6 @@ def _encrypt_card(cipher: FieldCipher | None, token: str, number: str | None) ->
         return None
     if cipher is None:
         raise ValueError("a card number is learnt: a cipher is needed to keep it encrypted")
-    from omnibank.events.protect import normalise
-
     return cipher.encrypt(normalise("card", number), context=card_context(token))
 
 

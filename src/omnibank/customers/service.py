@@ -13,22 +13,19 @@ from sqlalchemy import Index, Table, func, select
 from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
-from omnibank.consent.service import allowed as consent_allowed
-from omnibank.customers import repository as customers_repo
 from omnibank.customers.models import Customer
 from omnibank.customers.repository import Scope, scoped
 from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
 from omnibank.db import versions
 from omnibank.db.upsert import upsert_changed
-from omnibank.errors import CustomerErased, NotFound
+from omnibank.errors import CustomerErased
 from omnibank.kit import validate as v
 from omnibank.kit.crypto import FieldCipher, KeyRing
 from omnibank.kit.idcard import valid_id_number
 from omnibank.kit.loading import CsvRecord, LoadReport, LoadRun, csv_source
 from omnibank.kit.masking import mask_free_text, mask_id_number, mask_name, mask_phone
-from omnibank.kit.money import MoneyError, from_fen, parse_cny, to_fen
+from omnibank.kit.money import MoneyError, parse_cny, to_fen
 from omnibank.orgs import repository as orgs_repo
-from omnibank.orgs.models import Org
 
 CUSTOMER_COLUMNS = [
     "customer_id",
@@ -316,77 +313,3 @@ def refuse_erased(customer: Customer) -> None:
             f"customer {customer.customer_id} was erased on {when}: its personal data no longer exists "
             "(ledgers and the audit trail keep the customer number)"
         )
-
-
-@dataclass(frozen=True)
-class MaskedProfile:
-    """A customer as every output shows them: personal fields masked, and the age instead of the birth
-    date (with the masked ID number, the birth date and the check digit would leave about nine candidates
-    for the full number); the birth date is revealed like a personal field, with a reason, audited."""
-
-    customer_id: str
-    name: str
-    gender: str
-    age: int
-    phone: str
-    id_number: str
-    branch_id: str
-    branch_name: str
-    rm_id: str | None
-    aum: str
-    occupation: str
-    risk_tolerance: str
-    channel_pref: str
-    marketing_consent: bool
-    registered_at: date
-
-
-def age_on(birth: date, as_of: date) -> int:
-    """Full years at ``as_of``; a birthday on ``as_of`` counts (29 Feb birthdays turn on 1 Mar)."""
-    return as_of.year - birth.year - ((as_of.month, as_of.day) < (birth.month, birth.day))
-
-
-def masked_profile(
-    session: Session,
-    cipher: FieldCipher,
-    customer_id: str,
-    *,
-    actor: str,
-    today: date,
-    scope: Scope | None = None,
-    source: str = "cli",
-) -> MaskedProfile:
-    """The masked profile of a customer ``scope`` sees (default: the whole bank); the view is audited."""
-    customer = customers_repo.get(session, scope or Scope.whole_bank(), customer_id)
-    if customer is None:
-        raise NotFound(f"no customer {customer_id}")
-    refuse_erased(customer)
-    branch = session.get(Org, customer.branch_id)
-    dec = cipher.decrypt
-    profile = MaskedProfile(
-        customer_id=customer.customer_id,
-        name=mask_name(dec(customer.name_enc, context=f"customers.name:{customer_id}")),
-        gender=customer.gender,
-        age=age_on(customer.birth_date, today),
-        phone=mask_phone(dec(customer.phone_enc, context=f"customers.phone:{customer_id}")),
-        id_number=mask_id_number(dec(customer.id_number_enc, context=f"customers.id_number:{customer_id}")),
-        branch_id=customer.branch_id,
-        branch_name=branch.name if branch else "",
-        rm_id=customer.rm_id,
-        aum=f"{from_fen(customer.aum_fen):,.2f}",
-        occupation=customer.occupation,
-        risk_tolerance=customer.risk_tolerance,
-        channel_pref=customer.channel_pref,
-        marketing_consent=consent_allowed(session, customer_id, "marketing"),
-        registered_at=customer.registered_at,
-    )
-    audit.record(
-        session,
-        actor=actor,
-        action="customer.view",
-        subject_type="customer",
-        subject_id=customer_id,
-        detail={"fields": list(PERSONAL), "revealed": []},
-        source=source,
-    )
-    return profile

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import fcntl
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings, get_settings
@@ -17,8 +18,28 @@ from omnibank.kit.private import ensure_home
 from omnibank.kit.store import head_revision, migrations_dir
 
 _engines: dict[str, Engine] = {}
-_AUDIT_APPENDED = "audit_appended"  # omnibank.audit.service.APPENDED
 _migrated: set[str] = set()
+
+#: ``session.info`` key: the :class:`CommitHook` s this transaction asked for, by name
+COMMIT_HOOKS = "commit_hooks"
+
+
+@dataclass(frozen=True)
+class CommitHook:
+    """Work a domain asks the unit of work to do around one transaction's commit, so that this module
+    (infrastructure) calls up into a domain without importing it: the audit trail chains the entries a
+    transaction appended this way (:func:`omnibank.audit.service.record`)."""
+
+    #: runs inside the transaction just before it commits; returns True when it did all that was needed
+    #: (``after`` is then skipped)
+    before: Callable[[Session], bool] | None = None
+    #: runs once the transaction has committed, on the same connection
+    after: Callable[[Connection, Settings], None] | None = None
+
+
+def add_commit_hook(session: Session, name: str, hook: CommitHook) -> None:
+    """Ask for ``hook`` around this session's commit (once per ``name``, however often asked)."""
+    session.info.setdefault(COMMIT_HOOKS, {})[name] = hook
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -135,15 +156,14 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
             conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")  # type: ignore[union-attr]
         session = Session(bind=conn, expire_on_commit=False)
         session.info["settings"] = settings  # omnibank.audit.service.SETTINGS: whose keys sign its entries
+        after: list[Callable[[Connection, Settings], None]] = []
         try:
             yield session
-            if session.info.get(_AUDIT_APPENDED) and engine.dialect.name == "sqlite":
-                from omnibank.audit.service import chain_in_transaction
-
-                # SQLite has one writer at a time, so this transaction's own end is commit order: its
-                # entries join the hash chain before it commits, at no cost to concurrency
-                chain_in_transaction(session)
-                del session.info[_AUDIT_APPENDED]
+            for hook in list(session.info.get(COMMIT_HOOKS, {}).values()):
+                done = hook.before(session) if hook.before is not None else False
+                if hook.after is not None and not done:
+                    after.append(hook.after)
+            session.info.pop(COMMIT_HOOKS, None)
             session.commit()
         except BaseException:
             session.rollback()
@@ -152,7 +172,5 @@ def unit_of_work(settings: Settings | None = None, *, bulk_load: bool = False) -
             session.close()
             if relax:
                 conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")  # type: ignore[union-attr]
-        if session.info.get(_AUDIT_APPENDED):
-            from omnibank.audit.service import after_commit
-
-            after_commit(conn, settings)  # the audit entries this transaction appended join the hash chain
+        for run in after:
+            run(conn, settings)

@@ -39,7 +39,7 @@ from numpy.typing import NDArray
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from omnibank.customers.values import OCCUPATIONS
+from omnibank.customers.values import CARD_TIERS, EVENT_CHANNELS, OCCUPATIONS
 from omnibank.orgs.models import STAFF_ROLES
 
 __all__ = ["DemoSummary", "EVENT_TYPES", "generate"]
@@ -802,8 +802,6 @@ def _assign_rms(seed: int, tree: _OrgTree, cust: _Customers, staff: _Staff) -> I
 # --------------------------------------------------------------------------------------------------------
 
 CARD_PRODUCTS = ("luckin_cobrand", "standard_credit", "platinum_credit", "youth_credit")
-CARD_TIERS = ("classic", "gold", "platinum")
-EVENT_CHANNELS = ("app", "wechat", "sms", "phone", "branch", "wecom", "web", "partner")
 _LUCKIN_ISSUE_CHANNELS = {"partner": 0.30, "app": 0.35, "wechat": 0.15, "branch": 0.20}
 _OTHER_ISSUE_CHANNELS = {"app": 0.30, "branch": 0.50, "wechat": 0.10, "phone": 0.10}
 _NEVER = 1 << 30

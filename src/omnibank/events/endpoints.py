@@ -1,5 +1,10 @@
-"""/events: send one event or a batch. They go through the same loader as ``omnibank load events`` (same
-checks, same deduplication by ``event_id``), so sending an event twice adds it once.
+"""/events: send one event or a batch. They take the event log's typed append
+(:func:`omnibank.events.emit.emit`): the checks of ``omnibank load events`` with the same reasons (one
+field mapping, :mod:`omnibank.events.columns`), the same protection of personal data, the same resolution of
+a customer named by an identifier, the same deduplication by ``event_id`` (sending an event twice adds it
+once), without a temporary file or a loader run: one event costs ~15 ms, not ~0.3 s, and a request adds at
+most one log file per month its events fall in. A rejected event is answered with its position and the
+reason (field names, never values).
 
 Event writes are scoped as reads are: a caller that is not bank-wide (a token made with ``--org``) sends
 events only for the customers it serves, each naming its ``customer_id``; an event for any other customer, or

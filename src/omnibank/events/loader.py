@@ -37,7 +37,6 @@ from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -57,7 +56,33 @@ from omnibank.customers.identity import (
     learn_identifiers,
 )
 from omnibank.errors import AppError, InputRefused
-from omnibank.events.log import COLUMN_NAMES, FINAL, EventLog, configure, sql_string
+from omnibank.events.columns import (
+    AMOUNT_PATTERN,
+    BAD_MESSAGES,
+    CHANNELS,
+    CUSTOMER_ID_REQUIRED,
+    INTEGER_PATTERN,
+    KNOWN_TYPES,
+    LEARNT_FROM,
+    NUMBER_PATTERN,
+    ONE_OF_REQUIRED,
+    PII_KINDS,
+    TIERS,
+    TS_PATTERN,
+    TYPE_PATTERN,
+    Field,
+    dumps,
+    loads,
+)
+from omnibank.events.log import (
+    COLUMN_NAMES,
+    DICTIONARY_COLUMNS,
+    FINAL,
+    ROW_GROUP_ROWS,
+    EventLog,
+    configure,
+    sql_string,
+)
 from omnibank.events.protect import (
     PROTECTED_KEY,
     PROTECTED_VERSION,
@@ -72,17 +97,6 @@ from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.loading import CountingReader, LoadReport, LoadRun, open_source, progress_bar
 from omnibank.kit.masking import mask_free_text, mask_id_number, mask_name, mask_phone
 
-CHANNELS = ("app", "wechat", "sms", "phone", "branch", "wecom", "web", "partner")
-TIERS = ("classic", "gold", "platinum")
-TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
-# YYYY-MM-DD[T ]HH:MM[:SS[.fff]] with an optional Z, ±HH:MM or ±HHMM; the cast then checks the calendar.
-TS_PATTERN = (
-    r"^([0-9]{3}[1-9]|[0-9]{2}[1-9][0-9]|[0-9][1-9][0-9]{2}|[1-9][0-9]{3})-(0[1-9]|1[0-2])-"
-    r"(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,9})?)?"
-    r"(Z|[+-]([01][0-9]|2[0-3]):?[0-5][0-9])?$"
-)
-# An amount's text: digits, optionally a point and one or two decimals (trailing zeros beyond are fine).
-AMOUNT_PATTERN = r"^[0-9]+(\.[0-9]{1,2}0*)?$"
 # Where a JSON number amount is written in the line (DuckDB gives back a double, not the text).
 AMOUNT_KEY_PATTERN = r'"amount"\s*:\s*(-?[0-9][0-9.eE+-]*)'
 # DuckDB's JSON reader accepts NaN/Infinity and trailing commas; lines that may use them are re-checked
@@ -90,82 +104,19 @@ AMOUNT_KEY_PATTERN = r'"amount"\s*:\s*(-?[0-9][0-9.eE+-]*)'
 # (three patterns, each starting with a literal character, which RE2 scans for much faster than a class)
 LENIENT_PATTERNS = (r",\s*([\]}]|[-+]?[NnIi][NnAa])", r":\s*[-+]?[NnIi][NnAa]", r"\[\s*[-+]?[NnIi][NnAa]")
 
-# Top-level fields holding personal data, and the blind-index kind each is stored under.
-PII_KINDS: dict[str, str] = {
-    "name": "name",
-    "phone": "phone",
-    "mobile": "phone",
-    "id_number": "id_number",
-    "id_no": "id_number",
-    "id_card": "id_number",
-}
-
-
-@dataclass(frozen=True)
-class _Field:
-    name: str  # the JSON key
-    kind: str  # str | opt_str | opt_id | tier | bool | amount | pos_int | nonneg_number
-    column: str  # the log column
-
-
-# Known types and their fields, in the order they are checked.
-KNOWN_TYPES: dict[str, tuple[_Field, ...]] = {
-    "card.issued": (
-        _Field("card_id", "str", "card_id"),
-        _Field("product", "str", "product"),
-        _Field("tier", "tier", "tier"),
-        _Field("primary", "bool", "is_primary"),
-        _Field("new_customer", "bool", "new_customer"),
-    ),
-    "card.transaction": (
-        _Field("card_id", "str", "card_id"),
-        _Field("amount", "amount", "amount"),
-        _Field("merchant", "opt_str", "merchant"),
-        _Field("mcc", "opt_str", "mcc"),
-    ),
-    "points.earned": (_Field("points", "pos_int", "points"),),
-    "points.redeem": (
-        _Field("reward", "str", "reward"),
-        _Field("quantity", "pos_int", "quantity"),
-    ),
-    "app.product_view": (
-        _Field("product_id", "str", "product_id"),
-        _Field("duration_s", "nonneg_number", "duration_s"),
-    ),
-    "app.login": (),
-    "identity.linked": (
-        _Field("wechat_openid", "opt_id", "wechat_openid"),
-        _Field("app_user_id", "opt_id", "app_user_id"),
-    ),
-}
-# Known types that need at least one of some optional fields.
-ONE_OF_REQUIRED: dict[str, tuple[str, ...]] = {"identity.linked": ("wechat_openid", "app_user_id")}
-# Known types whose customer_id may not be left out (the event binds identifiers to that customer).
-CUSTOMER_ID_REQUIRED = ("identity.linked",)
-# Identifiers learnt from known types: (the result column holding the value, identifier kind).
-LEARNT_FROM: dict[str, tuple[tuple[str, str], ...]] = {
-    "card.issued": (("card_id", "card_id"),),
-    "identity.linked": (("x_wechat_openid", "wechat_openid"), ("x_app_user_id", "app_user_id")),
-}
+# The field/column mapping lives in omnibank.events.columns (the typed append reads it too).
+_Field = Field
+_BAD_MESSAGES = BAD_MESSAGES
+_loads = loads
+_dumps = dumps
 
 _COMMON = ("event_id", "type", "customer_id", "ts", "channel")
 _TYPED: dict[str, _Field] = {f.name: f for fields in KNOWN_TYPES.values() for f in fields}
 # Every key is fetched by one from_json() call per line.
 _KEYS: tuple[str, ...] = _COMMON + tuple(_TYPED) + tuple(PII_KINDS)
-_INTEGER_RE = sql_string(r"^-?[0-9]+$")
-_NUMBER_RE = sql_string(r"^-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
+_INTEGER_RE = sql_string(INTEGER_PATTERN)
+_NUMBER_RE = sql_string(NUMBER_PATTERN)
 _WS = "' ' || chr(9) || chr(10) || chr(13)"
-
-_BAD_MESSAGES = {
-    "str": "must be a non-empty string",
-    "opt_str": "must be a string",
-    "opt_id": f"must be a non-empty string of at most {MAX_VALUE} characters",
-    "tier": "must be one of " + ", ".join(TIERS),
-    "bool": "must be true or false (a JSON boolean)",
-    "amount": "must be a decimal > 0 with at most 2 decimals",
-    "pos_int": "must be an integer > 0",
-    "nonneg_number": "must be a number >= 0",
-}
 
 
 # Keys read straight as text: any non-string value fails their check anyway (a pattern or a set of words),
@@ -577,22 +528,6 @@ def _split_lines(buf: _Buffers, size: int, newline: np.ndarray, first_line: int,
 # -- personal data -----------------------------------------------------------------------------------------
 
 
-def _loads(text: str) -> Any:
-    """Parse a line keeping numbers exact (decimals as Decimal)."""
-    return json.loads(text, parse_float=Decimal)
-
-
-def _dumps(value: Any) -> str:
-    """Compact JSON for what :func:`_loads` returns; numbers written as they were read."""
-    if isinstance(value, dict):
-        return "{" + ",".join(f"{_dumps(str(k))}:{_dumps(v)}" for k, v in value.items()) + "}"
-    if isinstance(value, list):
-        return "[" + ",".join(_dumps(v) for v in value) + "]"
-    if isinstance(value, Decimal):
-        return str(value)
-    return json.dumps(value, ensure_ascii=False)
-
-
 _MASKERS = {"name": mask_name, "phone": mask_phone, "id_number": mask_id_number}
 
 
@@ -626,19 +561,9 @@ def _strict_json_object(text: str) -> bool:
 
 # -- the load ----------------------------------------------------------------------------------------------
 
-# Columns that repeat a lot: dictionary-encoded in the log files (the rest is mostly unique).
-_DICTIONARY_COLUMNS = [
-    "type",
-    "channel",
-    "tier",
-    "product",
-    "merchant",
-    "mcc",
-    "reward",
-    "product_id",
-    "load_id",
-]
-_ROW_GROUP_ROWS = 131_072
+# How the log's files are written: shared with the typed append (omnibank.events.log).
+_DICTIONARY_COLUMNS = DICTIONARY_COLUMNS
+_ROW_GROUP_ROWS = ROW_GROUP_ROWS
 _FILE_ROWS = 2_000_000  # a month of one load is split into files of about this many rows
 _WRITERS = 2
 _DEDUP_MEMORY = "384MB"

@@ -42,6 +42,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from omnibank.errors import ConfigError
 from omnibank.kit.idcard import valid_id_number
+from omnibank.kit.personal import mobile_number as mobile_number
+from omnibank.kit.personal import normalise as normalise
 
 if TYPE_CHECKING:
     import duckdb
@@ -113,9 +115,8 @@ _CANDIDATE = re.compile(
     + ")"
     + _RIGHT
 )
+
 _SEPARATORS = str.maketrans("", "", " -+")
-_MOBILE = re.compile(r"1[3-9][0-9]{9}")
-_CARD_SPACED = re.compile(r"[0-9]+(?:[ -][0-9]+)*")
 
 #: a superset of what the scan replaces, for DuckDB's RE2 (no look-around): lines that match nothing here
 #: hold nothing to replace, and skip the Python pass
@@ -146,30 +147,6 @@ def card_number(digits: str) -> bool:
     if not (digits[0] in "3456" or "22" <= digits[:2] <= "27"):
         return False
     return luhn_valid(digits)
-
-
-def mobile_number(text: str) -> str | None:
-    """The 11 digits of a mainland mobile number written plainly, in 3-4-4 groups or after +86/0086/86;
-    None when ``text`` is not one."""
-    digits = text.translate(_SEPARATORS)
-    if len(digits) == 15 and digits.startswith("0086"):
-        digits = digits[4:]
-    elif len(digits) == 13 and digits.startswith("86"):
-        digits = digits[2:]
-    return digits if len(digits) == 11 and _MOBILE.fullmatch(digits) else None
-
-
-def normalise(kind: str, value: str) -> str:
-    """A personal value as its blind index is taken: trimmed; a mobile number as its 11 digits, an ID
-    number in upper case, a card number without the spaces or hyphens between its digits."""
-    text = value.strip()
-    if kind == "phone":
-        return mobile_number(text) or text
-    if kind == "id_number":
-        return text.upper()
-    if kind == "card" and _CARD_SPACED.fullmatch(text):
-        return text.replace(" ", "").replace("-", "")
-    return text
 
 
 # -- the registry ------------------------------------------------------------------------------------------

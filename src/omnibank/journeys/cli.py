@@ -1,4 +1,5 @@
-"""`omnibank journey …`: validate, simulate, start, stop, list, report; and `omnibank worker`."""
+"""`omnibank journey …`: validate, simulate, start, stop, list, report (`omnibank worker` runs them: see
+:mod:`omnibank.worker.cli`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import typer
 from omnibank.config import get_settings
 from omnibank.errors import AppError, InputRefused
 from omnibank.kit.console import err, out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 
@@ -197,44 +198,6 @@ def list_cmd(fmt: OutputFormat = FormatOpt) -> None:
         fmt,
         empty="no journeys (omnibank journey start FILE.yaml)",
     )
-
-
-def worker(
-    once: bool = typer.Option(False, "--once", help="One loop, then stop (else: until interrupted)."),
-    batch: int = typer.Option(500, "--batch", min=1, max=10_000, help="Entries claimed per transaction."),
-    interval: float = typer.Option(2.0, "--interval", min=0.1, help="Seconds to sleep when idle."),
-) -> None:
-    """Run journeys and the outbox in the background. It applies new events, enters customers, executes due
-    steps through the contact policy, dispatches the outbox and escalates overdue leads. Several workers may
-    run at once (PostgreSQL)."""
-    from omnibank.journeys import runtime
-
-    settings = get_settings()
-
-    def show(r: runtime.WorkReport) -> None:
-        if r.files or r.claimed or r.entered or once:
-            sends = ", ".join(f"{k} {v:,}" for k, v in sorted(r.sends.items())) or "none"
-            out.print(
-                f"{r.files} log files ({r.events:,} events), {r.entered:,} entered, {r.steps:,} steps "
-                f"({r.claimed:,} entries), sends: {sends}; {r.leads:,} leads, {r.tags:,} tags, "
-                f"{r.grants:,} grants, {r.converted:,} converted, {r.dispatched:,} dispatched, "
-                f"{r.escalated:,} leads escalated"
-            )
-
-    from omnibank.audit.service import Checkpoints, start_chainer, stop_chainer
-    from omnibank.db import ensure_schema, get_engine
-
-    exporting = not once and Checkpoints.of(settings) is not None  # audit checkpoints off the data volume
-    if exporting:
-        ensure_schema(settings)
-        engine = get_engine(settings)
-        every = settings.audit_checkpoint_seconds if engine.dialect.name == "sqlite" else 1.0
-        start_chainer(engine, interval=every, settings=settings)
-    try:
-        runtime.work(settings, once=once, batch=batch, interval=interval, on_loop=show)
-    finally:
-        if exporting:
-            stop_chainer(engine)
 
 
 _REPORT_COLUMNS = (

@@ -1,6 +1,6 @@
 """Live journeys: ``journey start`` registers a journey; ``omnibank worker`` runs every active one.
 
-One worker loop:
+Each loop of the worker:
 
 1. **the log** — every event-log file not applied to a journey yet is applied to it in one transaction
    (the journey's row locked): triggers make entries, awaited events and receipts move entries, conversions
@@ -12,17 +12,17 @@ One worker loop:
    so several workers never hold the same entry; SQLite has one writer) and the step machine runs them:
    sends go through :func:`omnibank.contact.service.submit` (the one contact policy), leads through
    :func:`omnibank.leads.service.create_leads`, tags and grants in the same transaction; every step run is
-   recorded under its unique key, so a step never runs twice; events (new leads) are emitted after commit;
-4. **the outbox and leads** — :func:`omnibank.contact.service.dispatch` and overdue lead escalation.
+   recorded under its unique key, so a step never runs twice; events (new leads) are emitted after commit.
+
+The worker (:mod:`omnibank.worker`) runs these as the journeys' jobs (:mod:`omnibank.journeys.jobs`), and
+after them the other domains' (the outbox, overdue lead escalation, audit checkpoints); its loop, leases
+and back-off live there, the journeys' own logic here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import socket
-import time as systime
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -39,13 +39,14 @@ from omnibank.db.ids import one_of
 from omnibank.db.upsert import insert_for
 from omnibank.errors import AppError, NotFound
 from omnibank.events.log import EventLog
-from omnibank.journeys.facts import MemoryFacts, identifier_kinds, load_profiles
+from omnibank.journeys.facts import MemoryFacts
 from omnibank.journeys.machine import Action, EntryState, Outcome, decided, enter, may_enter, on_event, run
 from omnibank.journeys.models import Journey, JourneyEntry, JourneyOffset, JourneyStepRun
 from omnibank.journeys.simulate import VARS, next_tick
 from omnibank.journeys.source import read_journey_events, types_sql
 from omnibank.journeys.spec import RECEIPTS, Compiled, JourneySpec, parse_journey
 from omnibank.segments.expr import CustomerFacts, evaluate
+from omnibank.segments.facts import customer_facts, identifier_kinds, load_profiles
 
 _RUNS: Table = JourneyStepRun.__table__  # type: ignore[assignment]
 _CHUNK = 500
@@ -193,9 +194,7 @@ def _audience(
         return lambda cid, _at: cid in profiles
     expression = c.audience
     if expression.aggregates:
-        from omnibank.segments.engine import customer_facts
-
-        facts = customer_facts(session, settings, list(profiles))
+        facts = customer_facts(session, settings, list(profiles), profiles=profiles)
         tz = settings.tz
 
         def with_events(cid: str, at: datetime) -> bool:
@@ -404,9 +403,8 @@ class _StoreFacts:
             profiles = load_profiles(self.session, self.ids)
             m = MemoryFacts(profiles, self.settings.tz, identifiers=identifier_kinds(self.session, self.ids))
             if self.needs_events:
-                from omnibank.segments.engine import customer_facts
-
-                for cid, f in customer_facts(self.session, self.settings, list(profiles)).items():
+                facts = customer_facts(self.session, self.settings, list(profiles), profiles=profiles)
+                for cid, f in facts.items():
                     m.events[cid] = list(f.events)
             self._memory = m
         return self._memory
@@ -625,67 +623,3 @@ def _apply_grants(
                      if refused else None)
         )  # fmt: skip
     return issued
-
-
-# ---------------------------------------------------------------------------------------------- the worker
-
-
-def worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def work_once(
-    settings: Settings,
-    *,
-    now: datetime | None = None,
-    batch: int = 500,
-    max_batches: int | None = None,
-    dispatch: bool = True,
-    escalate: bool = True,
-) -> WorkReport:
-    """One loop of the worker: the log, segment triggers, due steps (until none are due, or
-    ``max_batches``), the outbox and overdue leads."""
-    now = now or datetime.now(UTC)
-    report = WorkReport()
-    apply_log(settings, now=now, report=report)
-    tick_segments(settings, now=now, report=report)
-    n = 0
-    while max_batches is None or n < max_batches:
-        n += 1
-        if run_due(settings, now=now, batch=batch, report=report) < batch:
-            break
-    if dispatch:
-        from omnibank.contact.service import dispatch as dispatch_outbox
-
-        report.dispatched += dispatch_outbox(settings, now=now).handed
-    if escalate:
-        from omnibank.leads.service import emit_events, escalate_overdue
-
-        with unit_of_work(settings) as session:
-            esc = escalate_overdue(session, now=now)
-        report.escalated += len(esc.escalated)
-        if esc.events:
-            emit_events(settings, esc.events, now=now)
-    return report
-
-
-def work(
-    settings: Settings,
-    *,
-    once: bool,
-    batch: int,
-    interval: float,
-    on_loop: Callable[[WorkReport], Any] | None = None,
-    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-) -> WorkReport:
-    """The worker: loops until stopped (or once)."""
-    total = WorkReport()
-    while True:
-        r = work_once(settings, now=clock(), batch=batch)
-        total.add(r)
-        if on_loop:
-            on_loop(r)
-        if once:
-            return total
-        if not r.claimed and not r.files:
-            systime.sleep(interval)

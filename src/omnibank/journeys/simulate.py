@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 from omnibank.config import Settings
 from omnibank.contact.policy import CHANNELS, Decision, MemoryCounters, PolicyConfig, Send, decide
 from omnibank.events.log import sql_string
-from omnibank.journeys.facts import MemoryFacts, Profile, aggregate_types, identifier_kinds, load_profiles
+from omnibank.journeys.facts import MemoryFacts, aggregate_types
 from omnibank.journeys.machine import (
     Action,
     EntryState,
@@ -42,6 +42,7 @@ from omnibank.journeys.source import read_journey_events, types_sql
 from omnibank.journeys.spec import RECEIPTS, Compiled, JourneySpec
 from omnibank.segments.compile import event_condition_sql
 from omnibank.segments.expr import parse_event_condition
+from omnibank.segments.facts import Profile, identifier_kinds, load_profiles
 
 VARS = ("product_id", "product", "card_id", "tier", "channel")
 

@@ -55,7 +55,7 @@ from pydantic import (
     model_validator,
 )
 
-from omnibank.contact.routing import Route
+from omnibank.contact.routing import Channel, Route
 from omnibank.errors import InputRefused
 from omnibank.segments.expr import (
     TAG_PATTERN,
@@ -69,8 +69,6 @@ from omnibank.segments.expr import (
     parse_event_condition,
 )
 
-CHANNELS = ("app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task")
-Channel = Literal["app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task"]
 Purpose = Literal["marketing", "service"]
 END = "end"  # a target that ends the journey
 

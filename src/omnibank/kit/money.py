@@ -38,5 +38,12 @@ def from_fen(fen: int) -> Decimal:
     return (Decimal(fen) / 100).quantize(FEN)
 
 
+def fen_sql(amount: str) -> str:
+    """SQL (DuckDB, PostgreSQL) for the integer fen of a ``DECIMAL(…, 2)`` amount expression: exact, as
+    :func:`to_fen` is (an integer travels to Python far cheaper than a decimal; :func:`from_fen` turns it
+    back). Widened first: ``DECIMAL(18,2) * 100`` overflows from 10^14 CNY, below :data:`MAX_CNY`."""
+    return f"CAST(CAST({amount} AS DECIMAL(38,2)) * 100 AS BIGINT)"
+
+
 def format_cny(fen: int) -> str:
     return f"{from_fen(fen):,.2f}"

@@ -18,7 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from omnibank.config import Settings
 from omnibank.errors import ConfigError
 
 
@@ -62,9 +61,10 @@ def _connect(url: str) -> Any | None:
 
 
 @contextmanager
-def read_cursor(settings: Settings) -> Iterator[Any | None]:
-    """A read-only DB-API cursor on the store when its schema is at the newest migration, else ``None``."""
-    con = _connect(settings.db_url)
+def read_cursor(db_url: str) -> Iterator[Any | None]:
+    """A read-only DB-API cursor on the store at ``db_url`` (``Settings.db_url``) when its schema is at
+    the newest migration, else ``None``."""
+    con = _connect(db_url)
     if con is None:
         yield None
         return

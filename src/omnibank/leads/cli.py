@@ -20,11 +20,11 @@ from omnibank.errors import AppError
 from omnibank.events.emit import Emitted
 from omnibank.kit.clock import system_clock
 from omnibank.kit.console import err, out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.leads import repository, service
 from omnibank.leads.models import LEAD_STATUSES
 from omnibank.leads.repository import Viewer
 from omnibank.leads.service import Event, LeadRead, LeadRequest
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.security import get_cipher
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS

@@ -49,8 +49,8 @@ from omnibank.config import Settings
 from omnibank.errors import ConfigError, Conflict, InputRefused
 from omnibank.events.log import EventLog
 from omnibank.kit.crypto import KeyRing, load_or_create_key_ring
+from omnibank.ops.rotate import key_usage, write_ring
 from omnibank.security import reset_ciphers
-from omnibank.security.rotate import key_usage, write_ring
 
 FORMAT = 2  # 2: signed; 1: made before manifests were signed (restored only once signed)
 MANIFEST = "manifest.json"

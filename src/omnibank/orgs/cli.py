@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
 from omnibank.kit.console import out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.orgs import repository
 from omnibank.orgs.models import Staff
 

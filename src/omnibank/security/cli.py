@@ -9,8 +9,8 @@ from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.kit.console import err, out, progress_enabled
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
-from omnibank.security import rotate as rot
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.ops import rotate as rot
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
 

@@ -12,7 +12,7 @@ from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
 from omnibank.kit.dates import parse_date
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.segments.duck import count_if_ready
 
 # the store's session, the models and the audit trail are imported by the commands that use them: a count

@@ -216,7 +216,7 @@ def count_if_ready(settings: Settings, text: str, as_of: date) -> int | None:
     path, which migrates and rebuilds). The answer is the ordinary path's: same parser, same engine."""
     from omnibank.kit.store import read_cursor
 
-    with read_cursor(settings) as cur:
+    with read_cursor(settings.db_url) as cur:
         if cur is None:
             return None
         cur.execute("SELECT name, version FROM data_versions")

@@ -19,24 +19,21 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
-from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
-from omnibank.consent import service as consent
 from omnibank.consent.service import effective_marketing_sql
 from omnibank.db import versions
 from omnibank.errors import AppError
-from omnibank.events.log import COLUMNS as LOG_COLUMNS
-from omnibank.events.log import EventLog
 from omnibank.orgs.models import Org
 from omnibank.segments.compile import Dialect, compile_expression, quote
 from omnibank.segments.duck import DuckEngine, Snapshot, engine_for, snapshots_dir, stored_snapshot
-from omnibank.segments.expr import CUSTOMER_FIELDS, EVENT_FIELDS, CustomerFacts, Expression, Vocabulary, parse
-from omnibank.tags.models import TagDefinition
+from omnibank.segments.expr import Expression, Vocabulary, parse
+from omnibank.segments.facts import customer_facts as customer_facts  # the one builder, known here too
+from omnibank.segments.tables import tag_definitions
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -86,7 +83,7 @@ _MERGES_SQL = "SELECT merged_id, survivor_id FROM customer_merges"
 def vocabulary(session: Session) -> Vocabulary:
     """The tags and orgs an expression may name."""
     return Vocabulary(
-        tags=frozenset(session.scalars(select(TagDefinition.name))),
+        tags=frozenset(session.scalars(select(tag_definitions.c.name))),
         orgs=frozenset(session.scalars(select(Org.org_id))),
     )
 
@@ -214,67 +211,3 @@ class StoreEngine:
 
         sql = compile_expression(expression, as_of, "postgres").ids_sql(ctes=self.ctes)
         return pa.array([r[0] for r in self._rows(sql)], pa.string())
-
-
-# ------------------------------------------------------------------------------------------ one customer
-
-_EVENT_FACT_COLUMNS = ("type", "local_date", "isodow(ts) AS weekday") + tuple(
-    name for name, _ in LOG_COLUMNS if name in {"channel", "amount"} | {c for _, c in EVENT_FIELDS.values()}
-)
-
-
-def customer_facts(session: Session, settings: Settings, customer_ids: list[str]) -> dict[str, CustomerFacts]:
-    """What :func:`omnibank.segments.expr.evaluate` needs for these customers, read from the store and
-    the event log (events of customers merged into them included): for real-time decisions."""
-    from omnibank.customers.models import Customer, CustomerMerge
-    from omnibank.tags.models import CustomerTag
-
-    merged_away = set(
-        session.scalars(select(CustomerMerge.merged_id).where(CustomerMerge.merged_id.in_(customer_ids)))
-    )
-    ids = [cid for cid in dict.fromkeys(customer_ids) if cid not in merged_away]  # they count as survivors
-    rows = session.execute(
-        select(Customer, Org.path)
-        .join(Org, Org.org_id == Customer.branch_id)
-        .where(Customer.customer_id.in_(ids), Customer.erased_at.is_(None))
-    ).all()
-    marketing = consent.allowed_many(session, [c.customer_id for c, _ in rows], "marketing")
-    tags: dict[str, set[str]] = {}
-    for cid, tag in session.execute(
-        select(CustomerTag.customer_id, CustomerTag.tag).where(CustomerTag.customer_id.in_(ids))
-    ):
-        tags.setdefault(cid, set()).add(tag)
-    owner = {cid: cid for cid in ids}
-    for merged, survivor in session.execute(
-        select(CustomerMerge.merged_id, CustomerMerge.survivor_id).where(CustomerMerge.survivor_id.in_(ids))
-    ):
-        owner[merged] = survivor
-    events: dict[str, list[dict[str, object]]] = {}
-    log = EventLog(settings)
-    if log.files() and owner:
-        import pyarrow as pa
-
-        con = log.connect()
-        try:
-            con.register("_ids", pa.table({"customer_id": pa.array(list(owner), pa.string())}))
-            cols = ", ".join(_EVENT_FACT_COLUMNS)
-            where = "customer_id IN (SELECT customer_id FROM _ids)"
-            table = con.sql(
-                f"SELECT customer_id, {cols} FROM {log.scan_sql()} WHERE {where}"
-            ).to_arrow_table()
-        finally:
-            con.close()
-        for e in table.to_pylist():
-            events.setdefault(owner[e.pop("customer_id")], []).append(e)
-    out = {}
-    for c, path in rows:
-        attributes = {name: getattr(c, name) for name in CUSTOMER_FIELDS if hasattr(c, name)}
-        attributes["aum"] = Decimal(c.aum_fen) / 100
-        attributes["marketing_consent"] = marketing[c.customer_id]
-        out[c.customer_id] = CustomerFacts(
-            attributes=attributes,
-            tags=frozenset(tags.get(c.customer_id, ())),
-            org_path=path,
-            events=events.get(c.customer_id, []),
-        )
-    return out

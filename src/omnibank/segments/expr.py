@@ -34,7 +34,7 @@ from sqlglot.dialects.dialect import Dialect
 from sqlglot.errors import ParseError, TokenError
 from sqlglot.tokenizer_core import Token, TokenType
 
-from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS
+from omnibank.customers.values import CHANNEL_PREFS, GENDERS, OCCUPATIONS, RISK_LEVELS, age_on
 from omnibank.errors import AppError
 
 # --------------------------------------------------------------------------------------------- fields
@@ -813,17 +813,13 @@ def evaluate(expression: Expression, facts: CustomerFacts, as_of: date) -> bool:
     return _eval(expression.root, facts, as_of, None) is True
 
 
-def _age(birth: date, as_of: date) -> int:
-    return as_of.year - birth.year - ((as_of.month, as_of.day) < (birth.month, birth.day))
-
-
 def _eval(node: Node, facts: CustomerFacts, as_of: date, event: Mapping[str, Any] | None) -> Value:
     if isinstance(node, Lit):
         return node.value
     if isinstance(node, Field):
         if node.name == "age":
             birth = facts.attributes["birth_date"]
-            return _age(birth, as_of) if isinstance(birth, date) else None
+            return age_on(birth, as_of) if isinstance(birth, date) else None
         if node.name == "tenure_days":
             registered = facts.attributes["registered_at"]
             return (as_of - registered).days if isinstance(registered, date) else None

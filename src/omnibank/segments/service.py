@@ -14,7 +14,7 @@ from omnibank.audit import service as audit
 from omnibank.config import Settings
 from omnibank.customers.models import Customer
 from omnibank.customers.repository import Within
-from omnibank.customers.service import age_on
+from omnibank.customers.values import age_on
 from omnibank.db.bulk import delete_keys, insert_rows
 from omnibank.errors import AppError, NotFound
 from omnibank.kit.crypto import FieldCipher
@@ -24,7 +24,7 @@ from omnibank.segments.compile import quote
 from omnibank.segments.engine import StoreEngine, duck_engine, parse_in
 from omnibank.segments.expr import TAG_PATTERN, And, Cmp, Expression, Field, InOrg, IsNull, Lit, Or
 from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
-from omnibank.tags.models import TagDefinition
+from omnibank.segments.tables import tag_definitions
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -369,7 +369,7 @@ def matrix(session: Session, settings: Settings, *, where: str | None, as_of: da
 
     cats: dict[str, list[str]] = {"lifecycle": [], "wealth": []}
     for name, cat in session.execute(
-        select(TagDefinition.name, TagDefinition.category).order_by(TagDefinition.name)
+        select(tag_definitions.c.name, tag_definitions.c.category).order_by(tag_definitions.c.name)
     ):
         if cat in cats:
             cats[cat].append(name)

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.kit.console import err, out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, note, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.segments.cli import AsOfOpt, as_of_date
 from omnibank.tags import service
 from omnibank.tags.models import CustomerTag, TagDefinition

@@ -11,7 +11,7 @@ from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import system_clock
 from omnibank.kit.console import out
-from omnibank.kit.listing import Col, FormatOpt, OutputFormat, print_rows
+from omnibank.listing import Col, FormatOpt, OutputFormat, print_rows
 from omnibank.users import service
 from omnibank.users.models import USER_ROLES
 from omnibank.users.permissions import SCOPES
