@@ -80,7 +80,7 @@ def setup(home: Path, url: str) -> str:
     from datetime import UTC, datetime, timedelta
 
     from omnibank import config, db
-    from omnibank.benefits.service import read_catalogue, store_catalogue
+    from omnibank.benefits.loading import read_catalogue, store_catalogue
     from omnibank.demo.generator import generate
     from omnibank.ingest.service import load_file
     from omnibank.users import service as users

@@ -176,7 +176,7 @@ def live_benchmark(data: Path, customers: int, *, spec_path: Path) -> bool:
         if url:
             db.upgrade(settings)
         load_file("events", src / "events.jsonl", settings=settings, progress=False)
-        from omnibank.benefits.service import read_catalogue, store_catalogue
+        from omnibank.benefits.loading import read_catalogue, store_catalogue
 
         catalogue = read_catalogue(spec_path.parent / "benefits" / "catalogue.yaml")
         with db.unit_of_work(settings) as session:  # grants are issued as coupons, stock taken

@@ -8,7 +8,7 @@ A demo bank's customers are loaded into a fresh database and one entry per custo
 of six steps (a marketing push through the contact policy, a tag, a wait, a branch on the customer's assets,
 a service SMS or a lead for the RM, the end), all due. Two worker processes then claim due entries in
 batches (``FOR UPDATE SKIP LOCKED``) and run them through to the end, as ``omnibank worker`` does: every
-send goes through ``contact.service.submit`` (consent, do-not-disturb, quiet hours, caps taken with
+send goes through ``contact.outbox.submit`` (consent, do-not-disturb, quiet hours, caps taken with
 conditional UPDATEs), leads through ``leads.service.create_leads``, each step run recorded under its key.
 Prints steps/s and checks that no step ran twice.
 """

@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
-from omnibank.benefits import service
-from omnibank.benefits.service import GrantResult
+from omnibank.benefits import granting, loading
+from omnibank.benefits.granting import GrantResult
 from omnibank.db import unit_of_work
 from tests.conftest import write
 
@@ -73,9 +73,9 @@ benefits:
 
 
 def load(path: Path) -> None:
-    catalogue = service.read_catalogue(path)
+    catalogue = loading.read_catalogue(path)
     with unit_of_work() as session:
-        service.store_catalogue(session, catalogue, tz=TZ, now=NOW)
+        loading.store_catalogue(session, catalogue, tz=TZ, now=NOW)
 
 
 def give(
@@ -89,7 +89,7 @@ def give(
 ) -> GrantResult:
     kw.setdefault("campaign", "camp")
     kw.setdefault("rule", "weekly")
-    return service.grant(
+    return granting.grant(
         session, key=key, customer_id=customer, benefit_id=benefit, granted_at=at, tz=TZ, **kw
     )
 

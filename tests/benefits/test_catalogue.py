@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import func, select
 
-from omnibank.benefits import service
+from omnibank.benefits import catalogue
 from omnibank.benefits.models import BENEFIT_TYPES, Benefit, BenefitStock, InventoryLot, Supplier
+from omnibank.benefits.stock import stock_report
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError, InputRefused
 from tests.benefits.helpers import EXAMPLE, NOW, STEPS, TZ, load, small_catalogue
@@ -19,7 +20,7 @@ def test_the_example_catalogue_loads_with_what_the_campaigns_name(cli) -> None:
     assert r.exit_code == 0, r.stderr
     assert "stored 7 benefits and 2 suppliers" in r.stdout
     with unit_of_work() as session:
-        benefits = {b.id: b for b in service.list_benefits(session)}
+        benefits = {b.id: b for b in catalogue.list_benefits(session)}
     # the ids the example campaigns grant
     assert {"luckin_voucher", "installment_discount", "blind_box", "instant_discount_10"} <= set(benefits)
     assert {"video_membership_9yuan", "jd_ecard_50", "bonus_points_1000"} <= set(benefits)
@@ -158,7 +159,7 @@ def test_a_benefit_without_instructions_cannot_be_activated(cli, tmp_path) -> No
     with unit_of_work() as session:
         assert session.get(Benefit, "draft").status == "inactive"  # type: ignore[union-attr]
         with pytest.raises(AppError):
-            service.set_benefit_status(session, "draft", "active", actor="t", now=NOW)
+            catalogue.set_benefit_status(session, "draft", "active", actor="t", now=NOW)
 
 
 def test_a_lot_received_by_hand_adds_stock_once(cli, tmp_path) -> None:
@@ -176,9 +177,7 @@ def test_a_lot_received_by_hand_adds_stock_once(cli, tmp_path) -> None:
         s = session.get(BenefitStock, "voucher")
         assert s is not None and (s.available, s.received) == (12, 12)
         assert [
-            line.average_unit_cost_fen
-            for line in service.stock_report(session)
-            if line.benefit_id == "voucher"
+            line.average_unit_cost_fen for line in stock_report(session) if line.benefit_id == "voucher"
         ] == [
             1458  # (2 × 15.00 + 10 × 14.50) / 12 = 14.583 → 14.58
         ]

@@ -86,7 +86,7 @@ def test_a_budget_of_n_from_8_concurrent_workers_ends_at_exactly_n(engine) -> No
 
 
 def test_stock_from_8_concurrent_workers_ends_at_zero_never_below(engine) -> None:
-    from omnibank.benefits.service import receive_lot
+    from omnibank.benefits.stock import receive_lot
 
     with unit_of_work() as session:  # 100 gifts in the catalogue, one more received
         receive_lot(

@@ -11,18 +11,19 @@ from hypothesis import strategies as st
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from omnibank.benefits import ledger, service
+from omnibank.benefits import granting, ledger
+from omnibank.benefits.batch import grant_many
+from omnibank.benefits.grant import Grant
 from omnibank.benefits.ledger import BudgetKey
 from omnibank.benefits.models import BenefitStock, Budget, Coupon, CouponEvent, StockOut
-from omnibank.benefits.service import GrantRequest, grant_many
 from omnibank.db import unit_of_work
 from tests.benefits.helpers import NOW, TZ, load, small_catalogue
 
 BUDGETS = (BudgetKey("camp"), BudgetKey("camp", rule="weekly"))
 
 
-def request(i: int, benefit: str = "voucher", **extra: Any) -> GrantRequest:
-    return GrantRequest(
+def request(i: int, benefit: str = "voucher", **extra: Any) -> Grant:
+    return Grant(
         key=f"camp:weekly:C{i:03d}:2026-W10",
         campaign="camp",
         rule="weekly",
@@ -34,9 +35,9 @@ def request(i: int, benefit: str = "voucher", **extra: Any) -> GrantRequest:
     )
 
 
-def one_by_one(session: Session, requests: list[GrantRequest]) -> list[service.GrantResult]:
+def one_by_one(session: Session, requests: list[Grant]) -> list[granting.GrantResult]:
     return [
-        service.grant(
+        granting.grant(
             session,
             key=r.key,
             campaign=r.campaign,
@@ -65,7 +66,7 @@ def state(session: Session) -> tuple[Any, ...]:
     return coupons, sorted(stock), sorted(budgets), outs, history
 
 
-def outcomes(results: list[service.GrantResult]) -> list[tuple[str, str | None, tuple[str, ...]]]:
+def outcomes(results: list[granting.GrantResult]) -> list[tuple[str, str | None, tuple[str, ...]]]:
     return [(r.outcome, r.reason, r.budgets) for r in results]
 
 

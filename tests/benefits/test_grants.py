@@ -146,9 +146,9 @@ def test_an_inactive_benefit_or_a_suspended_supplier_is_refused(catalogue) -> No
     assert grant_one("k2", benefit="discount").issued  # the bank's own benefit has no supplier
     with unit_of_work() as session:
         suppliers.set_status(session, "acme", "active", reason="rectified", actor="t", now=NOW)
-        from omnibank.benefits import service
+        from omnibank.benefits import catalogue
 
-        service.set_benefit_status(session, "voucher", "inactive", actor="t", now=NOW)
+        catalogue.set_benefit_status(session, "voucher", "inactive", actor="t", now=NOW)
     assert grant_one("k3").reason == "benefit_inactive"
     assert counts() == (3, 1, 1)
     with pytest.raises(NotFound, match="no benefit 'nothing'"):

@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy import select
 
 from omnibank.config import Settings
-from omnibank.contact import service
 from omnibank.contact.channels import (
     SIGNATURE_HEADER,
     Outgoing,
@@ -27,7 +26,9 @@ from omnibank.contact.channels import (
     sign,
     verify,
 )
+from omnibank.contact.dispatch import dispatch
 from omnibank.contact.models import ContactMessage
+from omnibank.contact.outbox import submit
 from omnibank.db import unit_of_work
 from tests.contact.helpers import MONDAY, load_bank, send
 
@@ -145,10 +146,8 @@ def test_dispatch_through_a_configured_webhook_end_to_end(env, tmp_path, gateway
     adapters = adapters_for(settings)
     assert isinstance(adapters["sms"], WebhookAdapter) and isinstance(adapters["app_push"], SandboxAdapter)
     with unit_of_work(settings) as session:
-        ds = service.submit(
-            session, settings, [send("a", "C01", "sms"), send("b", "C02", "app_push")], now=MONDAY
-        )
-    report = service.dispatch(settings, now=MONDAY + timedelta(minutes=1))
+        ds = submit(session, settings, [send("a", "C01", "sms"), send("b", "C02", "app_push")], now=MONDAY)
+    report = dispatch(settings, now=MONDAY + timedelta(minutes=1))
     assert report.outcomes == {"sent": 1, "delivered": 1}
     assert [json.loads(r["body"])["message_id"] for r in gateway.requests] == [ds[0].message_id]
     with unit_of_work(settings) as session:

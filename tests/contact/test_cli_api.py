@@ -11,8 +11,10 @@ import pytest
 from argon2 import PasswordHasher
 
 from omnibank import config
-from omnibank.contact import service
+from omnibank.contact.dispatch import dispatch
+from omnibank.contact.outbox import submit
 from omnibank.contact.policy import CHANNELS
+from omnibank.contact.views import get_message
 from omnibank.db import unit_of_work
 from omnibank.kit.console import out
 from omnibank.users import service as users
@@ -87,7 +89,7 @@ def test_outbox_and_dispatch_from_the_command_line(pinned_clock, cli, env, bank)
     with unit_of_work() as session:
         birthday = send("a", "C01", "app_push", "service", at=t, journey="生日关怀", step="祝福",
                         template="birthday", payload={"祝福": "生日快乐"})  # fmt: skip
-        service.submit(session, env.settings, [birthday, send("b", "C07", "sms", at=t)], now=t)
+        submit(session, env.settings, [birthday, send("b", "C07", "sms", at=t)], now=t)
     r = cli("contact", "outbox")
     assert r.exit_code == 0, r.stderr
     assert "生日关怀/祝福" in r.stdout and "no_consent" in r.stdout and "1 queued, 1 suppressed" in r.stdout
@@ -139,8 +141,8 @@ class Gateway:
 def test_receipts_endpoint_records_and_emits(api) -> None:
     at = api.clock.now
     with unit_of_work(api.settings) as session:
-        [d] = service.submit(session, api.settings, [send("m1", "CA1", "sms", "service", at=at)], now=at)
-    service.dispatch(api.settings, now=at, adapters=dict.fromkeys(CHANNELS, Gateway()))
+        [d] = submit(session, api.settings, [send("m1", "CA1", "sms", "service", at=at)], now=at)
+    dispatch(api.settings, now=at, adapters=dict.fromkeys(CHANNELS, Gateway()))
     body = {"receipts": [
         {"message_id": d.message_id, "status": "delivered", "at": at.isoformat()},
         {"message_id": d.message_id, "status": "clicked", "at": (at + timedelta(minutes=2)).isoformat()},
@@ -154,7 +156,7 @@ def test_receipts_endpoint_records_and_emits(api) -> None:
     again = api.post("admin", "/api/v1/contact/receipts", json=body).json()
     assert (again["recorded"], again["unchanged"]) == (0, 2)
     with unit_of_work(api.settings) as session:
-        m = service.get_message(session, d.message_id)  # type: ignore[arg-type]
+        m = get_message(session, d.message_id)  # type: ignore[arg-type]
         assert (m.status, m.events_pending) == ("clicked", False)
 
 

@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, create_engine, select
 from sqlalchemy.orm import Session
 
-from omnibank.contact import service
 from omnibank.contact.models import ContactCap, ContactMessage
+from omnibank.contact.outbox import submit
 from omnibank.contact.policy import CHANNELS, Decision
 from omnibank.db import unit_of_work
 from tests.contact.helpers import CONSENTING, MONDAY, TZ, load_bank, send
@@ -66,7 +66,7 @@ def test_concurrent_submits_never_exceed_the_caps(env, engine) -> None:
             sends = [send(f"w{w}:{batch}:{i}", rng.choice(customers), rng.choice(CHANNELS), at=at)
                      for i in range(12)]  # fmt: skip
             sends.append(send(f"shared:{batch}", "C01", "sms", "service", at=at))  # every worker submits it
-            out.extend(service.submit(session, settings, sends, now=at))
+            out.extend(submit(session, settings, sends, now=at))
             session.commit()
         return out
 

@@ -11,10 +11,12 @@ import pytest
 from sqlalchemy import update
 
 from omnibank.config import Settings
-from omnibank.contact import service
 from omnibank.contact.channels import Outcome, Outgoing
+from omnibank.contact.dispatch import dispatch
 from omnibank.contact.models import ContactMessage
+from omnibank.contact.outbox import submit
 from omnibank.contact.policy import CHANNELS
+from omnibank.contact.receipts import emit_pending
 from omnibank.db import unit_of_work
 from omnibank.events.log import EventLog
 from tests.contact.helpers import CUSTOMERS, MONDAY, load_bank, send
@@ -44,13 +46,13 @@ def test_one_dispatch_of_1000_messages_appends_its_receipts_as_one_file(bank: Se
     # given 1,000 queued service messages (service needs no consent and takes no marketing cap)
     sends = [send(f"k{i:04d}", CUSTOMERS[i % len(CUSTOMERS)], "sms", "service") for i in range(1000)]
     with unit_of_work() as session:
-        decided = service.submit(session, bank, sends, now=MONDAY)
+        decided = submit(session, bank, sends, now=MONDAY)
     assert [d.action for d in decided] == ["send"] * 1000
     log = EventLog(bank)
     before = log.files()
     gateway = Delivering()
     # when one worker loop dispatches them
-    report = service.dispatch(
+    report = dispatch(
         bank, now=MONDAY + timedelta(minutes=1), limit=1000, adapters=dict.fromkeys(CHANNELS, gateway)
     )
     # then 1,000 receipt events are in the log, in exactly one new Parquet file
@@ -64,5 +66,5 @@ def test_one_dispatch_of_1000_messages_appends_its_receipts_as_one_file(bank: Se
     # and emitting the same receipts again (a crash before their flags were cleared) adds nothing
     with unit_of_work() as session:
         session.execute(update(ContactMessage).values(events_pending=True))
-    assert service.emit_pending(bank) == (0, 1000)
+    assert emit_pending(bank) == (0, 1000)
     assert log.files() == [*before, *added] and len(stored(bank)) == len(events)

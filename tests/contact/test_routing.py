@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from omnibank.contact import service
+from omnibank.contact.dnd import add_dnd
 from omnibank.contact.policy import CHANNELS
 from omnibank.contact.routing import Route, choose, reachable, reachable_many, route_from
 from omnibank.db import unit_of_work
@@ -96,7 +96,7 @@ def test_reachable_from_what_we_know() -> None:
 def test_reachable_many_reads_the_store(env, tmp_path) -> None:
     load_bank(env.settings, tmp_path / "bank")
     with unit_of_work() as session:
-        service.add_dnd(session, "C01", channel="sms", reason="投诉", actor="t", now=MONDAY)
+        add_dnd(session, "C01", channel="sms", reason="投诉", actor="t", now=MONDAY)
         got = reachable_many(session, ["C01", "C02", "C404"], now=datetime(2026, 12, 1, tzinfo=MONDAY.tzinfo))
     assert got["C01"] == {"app_push", "ai_call", "human_call", "wecom", "branch_task"}  # app pref, has an RM
     assert got["C02"] == {"wechat", "sms", "ai_call", "human_call", "branch_task"}  # wechat pref, no RM

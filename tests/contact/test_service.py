@@ -18,10 +18,14 @@ from sqlalchemy import select, update
 from omnibank.audit.models import AuditEntry
 from omnibank.config import Settings
 from omnibank.consent import service as consent
-from omnibank.contact import service
+from omnibank.contact import outbox
+from omnibank.contact.caps import cap_counts
 from omnibank.contact.channels import Outcome, Outgoing
+from omnibank.contact.dispatch import dispatch, redecide_due
+from omnibank.contact.dnd import add_dnd, list_dnd, remove_dnd
 from omnibank.contact.models import ContactMessage
 from omnibank.contact.policy import CHANNELS, MemoryCounters, PolicyConfig, Send, plan
+from omnibank.contact.receipts import Receipt, emit_pending, record_receipts
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError, Conflict, NotFound
 from omnibank.events.log import EventLog
@@ -36,7 +40,7 @@ def bank(env, tmp_path) -> Settings:
 
 def submit(settings: Settings, sends: Sequence[Send], now: datetime = MONDAY) -> list[Any]:
     with unit_of_work() as session:
-        return service.submit(session, settings, sends, now=now)
+        return outbox.submit(session, settings, sends, now=now)
 
 
 def rows() -> dict[str, ContactMessage]:
@@ -46,7 +50,7 @@ def rows() -> dict[str, ContactMessage]:
 
 def caps(customer: str) -> dict[str, int]:
     with unit_of_work() as session:
-        return service.cap_counts(session, customer)
+        return cap_counts(session, customer)
 
 
 def log_events(settings: Settings) -> list[dict[str, Any]]:
@@ -161,7 +165,7 @@ def test_submit_and_dispatch_decide_exactly_as_the_pure_policy(bank, raw, dnd, c
     with unit_of_work() as session:
         clear_contact(session)
         for cid, channel in sorted(dnd):
-            service.add_dnd(
+            add_dnd(
                 session, cid, channel=channel, reason="客户要求", actor="test", now=start - timedelta(days=1)
             )
     config = PolicyConfig.from_settings(bank)
@@ -176,13 +180,13 @@ def test_submit_and_dispatch_decide_exactly_as_the_pure_policy(bank, raw, dnd, c
         by_time.setdefault(s.at, []).append(s)
     for moment in moments:
         with unit_of_work() as session:
-            service.redecide_due(session, bank, now=moment, limit=10_000)
-            service.submit(session, bank, by_time.get(moment, []), now=moment)
+            redecide_due(session, bank, now=moment, limit=10_000)
+            outbox.submit(session, bank, by_time.get(moment, []), now=moment)
     stored = rows()
     assert len(stored) == len(sends)
     for key, want in expected.items():
         m = stored[key]
-        got = service._decision_of(m)
+        got = outbox._decision_of(m)
         assert (got.action, got.reason, got.at) == (want.action, want.reason, want.at), key
 
 
@@ -196,11 +200,11 @@ def test_dispatch_decides_deferred_messages_again_and_takes_caps_the_day_they_go
     ds = submit(bank, [send("night", "C01", "wecom", at=sunday_night)], now=sunday_night)
     assert ds[0].action == "defer"
     adapter = Recording()
-    early = service.dispatch(
+    early = dispatch(
         bank, now=datetime(2026, 12, 7, 7, 59, tzinfo=TZ), adapters=dict.fromkeys(CHANNELS, adapter)
     )
     assert early.redecided == {} and rows()["night"].status == "deferred"
-    report = service.dispatch(
+    report = dispatch(
         bank, now=datetime(2026, 12, 7, 8, 0, tzinfo=TZ), adapters=dict.fromkeys(CHANNELS, adapter)
     )
     assert report.redecided == {"queued": 1}
@@ -213,9 +217,7 @@ def test_a_deferred_message_can_end_suppressed_when_the_day_it_goes_is_full(bank
     submit(bank, [send("late", "C01", "sms", at=MONDAY.replace(hour=23))])
     submit(bank, [send("early", "C01", "sms", at=datetime(2026, 12, 1, 7, 0, tzinfo=TZ).replace(hour=7))])
     # 07:00 is quiet too: both deferred to 08:00; the first decided again takes Tuesday's sms day
-    service.dispatch(
-        bank, now=datetime(2026, 12, 1, 8, 0, tzinfo=TZ), adapters=dict.fromkeys(CHANNELS, Recording())
-    )
+    dispatch(bank, now=datetime(2026, 12, 1, 8, 0, tzinfo=TZ), adapters=dict.fromkeys(CHANNELS, Recording()))
     got = {k: (m.status, m.reason) for k, m in rows().items()}
     assert got == {"late": ("sent", None), "early": ("suppressed", "cap_channel_day")}
 
@@ -226,7 +228,7 @@ def test_dispatch_emits_receipt_events_once(bank) -> None:
         settings,
         [send("a", "C01", "sms", journey="生日关怀", step="s1"), send("b", "C02", "wechat", "service")],
     )
-    report = service.dispatch(settings, now=MONDAY + timedelta(minutes=1))
+    report = dispatch(settings, now=MONDAY + timedelta(minutes=1))
     assert report.handed == 2 and report.outcomes == {"clicked": 2} and report.events == 4
     events = log_events(settings)
     a = ds[0].message_id
@@ -239,10 +241,10 @@ def test_dispatch_emits_receipt_events_once(bank) -> None:
     assert payload["contact_channel"] == "sms" and payload["channel"] == "sms"
     assert next(e for e in events if e["customer_id"] == "C02")["channel"] == "wechat"
     # nothing new on the next round; a crash before the flag was cleared emits the same ids: added once
-    assert service.dispatch(settings, now=MONDAY + timedelta(minutes=2)).events == 0
+    assert dispatch(settings, now=MONDAY + timedelta(minutes=2)).events == 0
     with unit_of_work() as session:
         session.execute(update(ContactMessage).values(events_pending=True))
-    assert service.emit_pending(settings) == (0, 4)
+    assert emit_pending(settings) == (0, 4)
     assert len(log_events(settings)) == 4
     assert not any(m.events_pending for m in rows().values())
 
@@ -253,9 +255,7 @@ def test_consent_revoked_before_the_message_goes_withdraws_it_and_gives_the_caps
     with unit_of_work() as session:
         consent.revoke(session, "C03", purpose="marketing", channel="app", actor="test")
     adapter = Recording()
-    report = service.dispatch(
-        bank, now=MONDAY + timedelta(minutes=5), adapters=dict.fromkeys(CHANNELS, adapter)
-    )
+    report = dispatch(bank, now=MONDAY + timedelta(minutes=5), adapters=dict.fromkeys(CHANNELS, adapter))
     assert report.withdrawn == {"no_consent": 1}
     assert [m.key for m in adapter.handed] == ["svc"]
     assert (rows()["a"].status, rows()["a"].reason) == ("suppressed", "no_consent")
@@ -265,7 +265,7 @@ def test_consent_revoked_before_the_message_goes_withdraws_it_and_gives_the_caps
 def test_a_failing_gateway_marks_the_message_failed_with_the_reason(bank) -> None:
     ds = submit(bank, [send("a", "C01", "sms")])
     adapters = dict.fromkeys(CHANNELS, Recording("failed", "gateway_http_503"))
-    report = service.dispatch(bank, now=MONDAY + timedelta(minutes=1), adapters=adapters)
+    report = dispatch(bank, now=MONDAY + timedelta(minutes=1), adapters=adapters)
     assert report.outcomes == {"failed": 1}
     m = rows()["a"]
     assert (m.status, m.reason, m.attempts) == ("failed", "gateway_http_503", 1)
@@ -278,11 +278,11 @@ def test_dispatch_limit_and_lease(bank) -> None:
     submit(bank, [send(f"s{i}", "C01", "sms", "service") for i in range(5)])
     adapter = Recording()
     adapters = dict.fromkeys(CHANNELS, adapter)
-    assert service.dispatch(bank, now=MONDAY, limit=2, adapters=adapters).handed == 2
-    assert service.dispatch(bank, now=MONDAY, limit=10, adapters=adapters).handed == 3
+    assert dispatch(bank, now=MONDAY, limit=2, adapters=adapters).handed == 2
+    assert dispatch(bank, now=MONDAY, limit=10, adapters=adapters).handed == 3
     assert len({m.key for m in adapter.handed}) == 5
     with pytest.raises(AppError, match="limit"):
-        service.dispatch(bank, now=MONDAY, limit=0)
+        dispatch(bank, now=MONDAY, limit=0)
 
 
 # -------------------------------------------------------------------------------------------- receipts
@@ -290,15 +290,15 @@ def test_dispatch_limit_and_lease(bank) -> None:
 
 def test_receipts_move_a_sent_message_and_are_idempotent(bank) -> None:
     ds = submit(bank, [send("a", "C01", "sms"), send("q", "C02", "sms", at=MONDAY.replace(hour=23))])
-    service.dispatch(bank, now=MONDAY, adapters=dict.fromkeys(CHANNELS, Recording()))
+    dispatch(bank, now=MONDAY, adapters=dict.fromkeys(CHANNELS, Recording()))
     a, q = ds[0].message_id, ds[1].message_id
     assert a is not None and q is not None
     later = MONDAY + timedelta(minutes=3)
     with unit_of_work() as session:
-        results = service.record_receipts(session, [
-            service.Receipt(a, "delivered", later), service.Receipt(a, "delivered", later),
-            service.Receipt(a, "failed", later, "late failure"), service.Receipt(q, "delivered", later),
-            service.Receipt(999, "clicked", later),
+        results = record_receipts(session, [
+            Receipt(a, "delivered", later), Receipt(a, "delivered", later),
+            Receipt(a, "failed", later, "late failure"), Receipt(q, "delivered", later),
+            Receipt(999, "clicked", later),
         ], now=later)  # fmt: skip
     assert [(r.outcome, r.status) for r in results] == [
         ("recorded", "delivered"), ("unchanged", "delivered"), ("unchanged", "delivered"),
@@ -306,10 +306,8 @@ def test_receipts_move_a_sent_message_and_are_idempotent(bank) -> None:
     ]  # fmt: skip
     assert results[4].detail == "no message 999"
     with unit_of_work() as session:
-        service.record_receipts(
-            session, [service.Receipt(a, "clicked", later + timedelta(minutes=1))], now=later
-        )
-    assert service.emit_pending(bank) == (2, 0)
+        record_receipts(session, [Receipt(a, "clicked", later + timedelta(minutes=1))], now=later)
+    assert emit_pending(bank) == (2, 0)
     m = rows()["a"]
     assert (m.status, m.delivered_at, m.clicked_at) == ("clicked", later, later + timedelta(minutes=1))
     assert {e["event_id"] for e in log_events(bank)} == {f"msg:{a}:delivered", f"msg:{a}:clicked"}
@@ -320,25 +318,23 @@ def test_receipts_move_a_sent_message_and_are_idempotent(bank) -> None:
 
 def test_dnd_add_list_remove_with_history_and_audit(bank) -> None:
     with unit_of_work() as session:
-        row = service.add_dnd(session, "C01", channel="ai_call", reason="客户投诉电话过多 13812345678",
+        row = add_dnd(session, "C01", channel="ai_call", reason="客户投诉电话过多 13812345678",
                               actor="user:李清照", now=MONDAY, until=MONDAY + timedelta(days=30))  # fmt: skip
         assert row.reason == "客户投诉电话过多 138****5678"
         with pytest.raises(Conflict, match="already"):
-            service.add_dnd(session, "C01", channel="ai_call", reason="again", actor="t", now=MONDAY)
-        service.add_dnd(session, "C01", channel="all", reason="全部勿扰", actor="t", now=MONDAY)
+            add_dnd(session, "C01", channel="ai_call", reason="again", actor="t", now=MONDAY)
+        add_dnd(session, "C01", channel="all", reason="全部勿扰", actor="t", now=MONDAY)
     ds = submit(bank, [send("s", "C01", "sms", "service", at=MONDAY + timedelta(hours=1))])
     assert (ds[0].action, ds[0].reason) == ("suppress", "dnd")
     with unit_of_work() as session:
-        assert (
-            service.remove_dnd(session, "C01", channel="all", actor="t", now=MONDAY + timedelta(hours=2)) == 1
-        )
-        open_now = service.list_dnd(session, customer_id="C01", active_at=MONDAY + timedelta(hours=3))
+        assert remove_dnd(session, "C01", channel="all", actor="t", now=MONDAY + timedelta(hours=2)) == 1
+        open_now = list_dnd(session, customer_id="C01", active_at=MONDAY + timedelta(hours=3))
         assert [r.channel for r in open_now] == ["ai_call"]
-        assert len(service.list_dnd(session, customer_id="C01")) == 2  # the removed one is kept
+        assert len(list_dnd(session, customer_id="C01")) == 2  # the removed one is kept
         actions = list(session.scalars(select(AuditEntry.action).where(AuditEntry.subject_id == "C01")))
         assert actions == ["contact.dnd_add", "contact.dnd_add", "contact.dnd_remove"]
         with pytest.raises(NotFound, match="no do-not-disturb for sms"):
-            service.remove_dnd(session, "C01", channel="sms", actor="t", now=MONDAY)
+            remove_dnd(session, "C01", channel="sms", actor="t", now=MONDAY)
     ds = submit(bank, [send("s2", "C01", "sms", "service", at=MONDAY + timedelta(hours=3)),
                        send("c2", "C01", "ai_call", "service", at=MONDAY + timedelta(hours=3))])  # fmt: skip
     assert [(d.action, d.reason) for d in ds] == [("send", None), ("suppress", "dnd")]
@@ -350,10 +346,10 @@ def test_dnd_add_list_remove_with_history_and_audit(bank) -> None:
 def test_dnd_refuses_bad_input(bank) -> None:
     with unit_of_work() as session:
         with pytest.raises(NotFound, match="no customer C404"):
-            service.add_dnd(session, "C404", reason="x", actor="t", now=MONDAY)
+            add_dnd(session, "C404", reason="x", actor="t", now=MONDAY)
         with pytest.raises(AppError, match="channel: 'fax'"):
-            service.add_dnd(session, "C01", channel="fax", reason="x", actor="t", now=MONDAY)
+            add_dnd(session, "C01", channel="fax", reason="x", actor="t", now=MONDAY)
         with pytest.raises(AppError, match="reason: say why"):
-            service.add_dnd(session, "C01", reason="  ", actor="t", now=MONDAY)
+            add_dnd(session, "C01", reason="  ", actor="t", now=MONDAY)
         with pytest.raises(AppError, match="until: .* is not after now"):
-            service.add_dnd(session, "C01", reason="x", actor="t", now=MONDAY, until=MONDAY)
+            add_dnd(session, "C01", reason="x", actor="t", now=MONDAY, until=MONDAY)

@@ -12,8 +12,9 @@ import pytest
 
 from omnibank.config import Settings
 from omnibank.errors import InputRefused
-from omnibank.events import loader
-from omnibank.events.loader import CHANNELS, load_events
+from omnibank.events import finalize
+from omnibank.events.columns import CHANNELS
+from omnibank.events.loader import load_events
 from omnibank.events.log import EventLog
 from omnibank.events.protect import Protector
 from omnibank.kit.crypto import FieldCipher
@@ -514,7 +515,7 @@ def test_ids_that_share_a_hash_are_still_told_apart(
     settings: Settings, cipher: FieldCipher, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # given every id hashing alike (as two ids among billions may): only comparing the ids tells them apart
-    monkeypatch.setattr(loader, "_ID_HASH", "0::UBIGINT")
+    monkeypatch.setattr(finalize, "_ID_HASH", "0::UBIGINT")
     first = jsonl(
         tmp_path / "a.jsonl",
         event("a", customer_id="1"),

@@ -9,7 +9,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from omnibank.db import unit_of_work
-from omnibank.events.loader import TYPE_PATTERN
+from omnibank.events.columns import TYPE_PATTERN
 from omnibank.leads import service
 from omnibank.leads.models import LeadHistory
 from tests.leads.helpers import NOW, logged, overdue, request

@@ -73,7 +73,7 @@ def test_age_on_counts_a_birthday_on_the_day_and_29_february_on_1_march() -> Non
 def test_one_list_of_card_tiers_and_of_the_contracts_channels() -> None:
     from omnibank.benefits.models import TIERS
     from omnibank.benefits.schemas import Tier
-    from omnibank.demo import generator
+    from omnibank.demo import events as generator
 
     assert CARD_TIERS == ("classic", "gold", "platinum")
     assert TIERS is CARD_TIERS and get_args(Tier) == CARD_TIERS

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from omnibank.audit.service import cli_actor
-from omnibank.benefits import ledger, service, suppliers
+from omnibank.benefits import catalogue, granting, ledger, loading, stock, suppliers
 from omnibank.benefits.ledger import BudgetKey
 from omnibank.benefits.models import COUPON_STATUSES, Budget, Supplier
 from omnibank.config import get_settings
@@ -54,10 +54,10 @@ def benefits_load(
     path: Path = typer.Argument(..., help="A catalogue YAML file (suppliers, benefits)."),
 ) -> None:
     """Check and store the catalogue (nothing is stored if anything is wrong); lots are received once."""
-    catalogue = service.read_catalogue(path)
+    catalogue = loading.read_catalogue(path)
     settings = get_settings()
     with unit_of_work(settings) as session:
-        result = service.store_catalogue(session, catalogue, tz=settings.tz, now=system_clock())
+        result = loading.store_catalogue(session, catalogue, tz=settings.tz, now=system_clock())
     out.print(
         f"stored {len(result.benefits)} benefits and {result.suppliers} suppliers; "
         f"received {result.lots_received} new lots ({result.units_received:,} items)"
@@ -89,7 +89,7 @@ _BENEFIT_COLUMNS = (
 def benefits_list(fmt: OutputFormat = FormatOpt) -> None:
     """The catalogue: type, face value (by tier), cost, supplier, stock, validity, status."""
     with unit_of_work() as session:
-        rows = service.list_benefits(session)
+        rows = catalogue.list_benefits(session)
     listed: list[dict[str, object]] = []
     for b in rows:
         by_tier = " ".join(f"{t}:{fv}" for t, fv in sorted(b.face_value_by_tier.items()))
@@ -124,7 +124,7 @@ def benefits_list(fmt: OutputFormat = FormatOpt) -> None:
 def benefits_show(benefit_id: str = typer.Argument(..., help="A benefit id, e.g. luckin_voucher.")) -> None:
     """One benefit with the usage instructions and redemption steps the customer is shown."""
     with unit_of_work() as session:
-        b = service.get_benefit(session, benefit_id)
+        b = catalogue.get_benefit(session, benefit_id)
     out.print(f"[bold]{escape(b.name)}[/bold] ({b.id}, {b.type}, {b.status})")
     out.print(
         f"face value {b.face_value} CNY"
@@ -139,7 +139,7 @@ def benefits_show(benefit_id: str = typer.Argument(..., help="A benefit id, e.g.
 def benefits_stock(fmt: OutputFormat = FormatOpt) -> None:
     """Stock of tracked benefits: received, granted, available, lots, average unit cost, stock-out days."""
     with unit_of_work() as session:
-        lines = service.stock_report(session)
+        lines = stock.stock_report(session)
     columns = (
         Col("benefit_id", "benefit"),
         Col("supplier_id", "supplier", empty="(bank)"),
@@ -182,7 +182,7 @@ def benefits_receive(
         except v.FieldError as exc:
             raise AppError(str(exc)) from None
     with unit_of_work(settings) as session:
-        new = service.receive_lot(
+        new = stock.receive_lot(
             session,
             benefit_id=benefit_id,
             ref=ref,
@@ -200,7 +200,7 @@ def benefits_receive(
 
 def _set_status(benefit_id: str, status: Literal["active", "inactive"]) -> None:
     with unit_of_work() as session:
-        service.set_benefit_status(session, benefit_id, status, actor=cli_actor(), now=system_clock())
+        catalogue.set_benefit_status(session, benefit_id, status, actor=cli_actor(), now=system_clock())
     out.print(f"benefit {benefit_id} is {status}")
 
 
@@ -372,7 +372,7 @@ def coupons_list(
         raise AppError("give --customer or --campaign")
     settings = get_settings()
     with unit_of_work(settings) as session:
-        rows = service.list_coupons(
+        rows = granting.list_coupons(
             session, customer_id=customer, campaign=campaign, status=status, limit=limit
         )
     columns = (

@@ -33,9 +33,10 @@ from omnibank.api.idempotency import KEY_PATTERN, after_write, request_hash, run
 from omnibank.audit import service as audit
 from omnibank.audit.keyed import audit_key
 from omnibank.audit.service import wake_chainer
-from omnibank.benefits import ledger, service
+from omnibank.benefits import catalogue, granting, ledger
 from omnibank.benefits.fastpath import Declined, FastPath, Idem
 from omnibank.benefits.schemas import CouponRead
+from omnibank.benefits.stock import count_stock_out, stock_report
 from omnibank.config import Settings
 from omnibank.customers import repository as customers
 from omnibank.customers.models import Customer
@@ -158,7 +159,7 @@ def _visible_coupon(session: Session, principal: Principal, coupon_id: int) -> C
 
 def _may_act_on(session: Session, principal: Principal, coupon: CouponRead) -> None:
     if principal.role == "supplier":
-        if service.get_benefit(session, coupon.benefit_id).supplier_id != principal.supplier_id:
+        if catalogue.get_benefit(session, coupon.benefit_id).supplier_id != principal.supplier_id:
             raise NotFound(f"no coupon {coupon.id}")
     elif not _sees(session, principal, coupon.customer_id):
         raise NotFound(f"no coupon {coupon.id}")
@@ -173,7 +174,7 @@ def list_benefits(
 ) -> list[BenefitOut]:
     """The catalogue (a supplier: its own benefits)."""
     with unit_of_work(settings_of(request)) as session:
-        rows = service.list_benefits(session)
+        rows = catalogue.list_benefits(session)
     if principal.role == "supplier":
         rows = [b for b in rows if b.supplier_id == principal.supplier_id]
     return [BenefitOut.model_validate(vars(b)) for b in rows]
@@ -185,7 +186,7 @@ def stock(
 ) -> list[StockOut]:
     """Stock of the tracked benefits (a supplier: its own)."""
     with unit_of_work(settings_of(request)) as session:
-        lines = service.stock_report(session)
+        lines = stock_report(session)
     if principal.role == "supplier":
         lines = [s for s in lines if s.supplier_id == principal.supplier_id]
     return [StockOut.model_validate(vars(s)) for s in lines]
@@ -217,7 +218,7 @@ async def issue_coupon(
 
     def write(session: Session) -> tuple[int, CouponOut]:
         _visible_customer(session, principal, body.customer_id)
-        result = service.grant(
+        result = granting.grant(
             session, key=key, campaign=body.campaign, rule=body.rule, customer_id=body.customer_id,
             benefit_id=body.benefit_id, granted_at=now, tz=settings.tz, actor=principal.actor,
             budgets=ledger.defined_budgets(session, body.campaign, body.rule),
@@ -319,7 +320,7 @@ def _declined_before(request: Request) -> bool:
 
 def _count_stock_out(settings: Settings, benefit_id: str, now: datetime) -> None:
     with unit_of_work(settings) as session:
-        service.count_stock_out(session, benefit_id, now, settings.tz)
+        count_stock_out(session, benefit_id, now, settings.tz)
 
 
 def _idem(

@@ -34,9 +34,9 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
 
+from omnibank.benefits.granting import default_windows
 from omnibank.benefits.ledger import BudgetKey
 from omnibank.benefits.schemas import CouponRead
-from omnibank.benefits.service import default_windows
 
 DECLINED = "OB001"
 

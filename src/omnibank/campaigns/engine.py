@@ -18,7 +18,9 @@ from decimal import Decimal
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from omnibank.benefits.grant import Grant
 from omnibank.campaigns.spec import Compiled, Reward, Rule
+from omnibank.kit.money import to_fen
 from omnibank.segments.compile import event_condition_sql
 
 
@@ -40,45 +42,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
-class Grant:
-    key: str  # deterministic: campaign, rule, customer, period, item
-    customer_id: str
-    campaign: str
-    rule: str
-    benefit: str
-    granted_at: datetime
-    valid_from: datetime
-    valid_to: datetime | None
-    claim_by: datetime | None
-    face_value: Decimal | None
-    discount_rate: Decimal | None
-    stage: int | None
-    points: int | None
-    event_id: str
-
-    def to_contract(self) -> dict[str, Any]:
-        """The grant as a ``grants.jsonl`` object (data contract)."""
-        out: dict[str, Any] = {
-            "customer_id": self.customer_id,
-            "campaign": self.campaign,
-            "rule": self.rule,
-            "benefit": self.benefit,
-            "granted_at": self.granted_at.isoformat(),
-            "valid_from": self.valid_from.isoformat(),
-            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
-        }
-        if self.claim_by is not None:
-            out["claim_by"] = self.claim_by.isoformat()
-        if self.face_value is not None:
-            out["face_value"] = f"{self.face_value:.2f}"
-        if self.discount_rate is not None:
-            out["discount_rate"] = str(self.discount_rate)
-        if self.stage is not None:
-            out["stage"] = self.stage
-        return out
-
-
-@dataclass(frozen=True, slots=True)
 class Refusal:
     customer_id: str
     rule: str
@@ -87,7 +50,7 @@ class Refusal:
     at: datetime
 
 
-Decision = Grant | Refusal
+Decision = Grant | Refusal  # a Grant is the one shape a grant keeps on its way to the coupon ledger
 
 
 @dataclass(slots=True)
@@ -341,6 +304,7 @@ class Decider:
             )
             return 0
         value_each = value or Decimal(0)
+        value_fen = to_fen(value) if value is not None else None
         allowed, reason = self._allowed(state, cust, rule, reward, value_each, quantity, event.local_date)
         if all_or_nothing and allowed < quantity:
             allowed = 0
@@ -393,15 +357,15 @@ class Decider:
                     customer_id=event.customer_id,
                     campaign=self.spec.id,
                     rule=rule.id,
-                    benefit=reward.benefit,
+                    benefit_id=reward.benefit,
                     granted_at=granted_at,
                     valid_from=valid_from,
                     valid_to=valid_to,
                     claim_by=claim_by,
-                    face_value=value,
+                    face_value_fen=value_fen,
                     discount_rate=reward.discount_rate,
                     stage=stage,
-                    points=reward.points_each,
+                    points_spent=reward.points_each,
                     event_id=event.event_id,
                 )
             )

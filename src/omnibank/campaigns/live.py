@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -26,7 +26,8 @@ import yaml
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Grant, Refusal
+from omnibank.benefits.grant import Grant
+from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Refusal
 from omnibank.campaigns.models import Campaign, CampaignCustomerState, CampaignGrant, CampaignOffset
 from omnibank.campaigns.spec import CampaignSpec, Compiled, compile_campaign
 from omnibank.config import Settings
@@ -34,7 +35,6 @@ from omnibank.db.ids import one_of
 from omnibank.errors import AppError, NotFound
 from omnibank.events.log import EventLog
 from omnibank.events.reader import read_rows
-from omnibank.kit.money import to_fen
 
 # ------------------------------------------------------------------------------------------------ state
 
@@ -207,7 +207,7 @@ def apply_file(
     stored = _stored_states(session, campaign_id, touched)
     for cid, text in stored.items():
         state.customers[cid] = load_customer(cid, text)
-    new_grants: list[CampaignGrant] = []
+    new_grants: list[tuple[Grant, date]] = []  # with the bank-local day of the event that earned it
     for n, event in enumerate(events, 1):
         if fail_after is not None and n > fail_after:
             raise RuntimeError("simulated crash")  # tests: a run killed in the middle of a file
@@ -215,17 +215,20 @@ def apply_file(
             if isinstance(d, Refusal):
                 report.refusals[d.reason] = report.refusals.get(d.reason, 0) + d.items
             else:
-                new_grants.append(_row(d, event))
+                new_grants.append((d, event.local_date))
     existing = {
         k
-        for chunk in _chunks([g.key for g in new_grants])
+        for chunk in _chunks([g.key for g, _ in new_grants])
         for k in session.scalars(select(CampaignGrant.key).where(CampaignGrant.key.in_(chunk)))
     }
-    fresh = [g for g in new_grants if g.key not in existing]
-    _issue(session, fresh, settings, report)
+    fresh = [(g, day) for g, day in new_grants if g.key not in existing]
+    answers = _issue(session, [g for g, _ in fresh], settings, report)
     # plain bulk statements, not the ORM's unit of work: a file of a large bank writes 100k+ rows here
     if fresh:
-        session.execute(insert(CampaignGrant), [{c: getattr(g, c) for c in _GRANT_COLUMNS} for g in fresh])
+        session.execute(
+            insert(CampaignGrant),
+            [_row(g, day, *answer) for (g, day), answer in zip(fresh, answers, strict=True)],
+        )
     added, changed = [], []
     for cid, cust in state.customers.items():
         text = dump_customer(cust)
@@ -252,51 +255,43 @@ def apply_file(
     report.grants += len(new_grants) - len(existing)
 
 
-def _issue(session: Session, grants: list[CampaignGrant], settings: Settings, report: RunReport) -> None:
+def _issue(
+    session: Session, grants: list[Grant], settings: Settings, report: RunReport
+) -> list[tuple[str, int | None]]:
     """Issue each grant whose benefit is in the catalogue as a coupon, in this same transaction (same key:
-    never twice). A refusal of the ledger (out of stock, a budget set with `omnibank budgets set`, a
-    suspended supplier) is kept on the grant and counted; the campaign's own caps and budgets were applied
-    by the decision already."""
+    never twice), counted against the campaign's and the rule's budgets in the ledger. A refusal of the
+    ledger (out of stock, a budget set with `omnibank budgets set`, a suspended supplier) is kept on the
+    grant and counted; the campaign's own caps and budgets were applied by the decision already. Returns
+    each grant's answer, in order: ``("issued", coupon id)``, ``("refused:<reason>", None)`` or
+    ``("not_in_catalogue", None)``."""
+    from omnibank.benefits.batch import grant_many
     from omnibank.benefits.ledger import BudgetKey
     from omnibank.benefits.models import Benefit
-    from omnibank.benefits.service import GrantRequest, grant_many
 
-    catalogue = set(session.scalars(select(Benefit.id).where(Benefit.id.in_({g.benefit for g in grants}))))
-    issuable = [g for g in grants if g.benefit in catalogue]
-    for g in grants:
-        if g.benefit not in catalogue:
-            g.ledger = "not_in_catalogue"
-    requests = [
-        GrantRequest(
-            key=g.key,
-            campaign=g.campaign,
-            rule=g.rule,
-            customer_id=g.customer_id,
-            benefit_id=g.benefit,
-            face_value_fen=g.face_value_fen,
-            discount_rate=g.discount_rate,
-            stage=g.stage,
-            granted_at=g.granted_at,
-            claim_by=g.claim_by,
-            valid_from=g.valid_from,
-            valid_to=g.valid_to,
-            budgets=(BudgetKey(g.campaign), BudgetKey(g.campaign, rule=g.rule)),
-        )
-        for g in issuable
+    catalogue = set(session.scalars(select(Benefit.id).where(Benefit.id.in_({g.benefit_id for g in grants}))))
+    issuable = [
+        replace(g, budgets=(BudgetKey(g.campaign), BudgetKey(g.campaign, rule=g.rule)))
+        for g in grants
+        if g.benefit_id in catalogue
     ]
-    results = (
-        grant_many(session, requests, tz=settings.tz, actor=f"campaign:{issuable[0].campaign}")
-        if requests
+    results = iter(
+        grant_many(session, issuable, tz=settings.tz, actor=f"campaign:{issuable[0].campaign}")
+        if issuable
         else []
     )
-    for g, result in zip(issuable, results, strict=True):
+    answers: list[tuple[str, int | None]] = []
+    for g in grants:
+        if g.benefit_id not in catalogue:
+            answers.append(("not_in_catalogue", None))
+            continue
+        result = next(results)
         if result.outcome == "refused":
-            g.ledger = f"refused:{result.reason}"
+            answers.append((f"refused:{result.reason}", None))
             report.refusals[f"ledger:{result.reason}"] = report.refusals.get(f"ledger:{result.reason}", 0) + 1
         else:
-            g.ledger = "issued"
-            g.coupon_id = result.coupon.id if result.coupon else None
+            answers.append(("issued", result.coupon.id if result.coupon else None))
             report.coupons += 1
+    return answers
 
 
 def _stored_states(session: Session, campaign_id: str, customer_ids: list[str]) -> dict[str, str]:
@@ -310,27 +305,28 @@ def _stored_states(session: Session, campaign_id: str, customer_ids: list[str]) 
     }
 
 
-_GRANT_COLUMNS = tuple(c.key for c in CampaignGrant.__table__.columns)
-
-
-def _row(g: Grant, event: Event) -> CampaignGrant:
-    return CampaignGrant(
-        key=g.key,
-        campaign=g.campaign,
-        rule=g.rule,
-        customer_id=g.customer_id,
-        benefit=g.benefit,
-        granted_at=g.granted_at,
-        valid_from=g.valid_from,
-        valid_to=g.valid_to,
-        claim_by=g.claim_by,
-        face_value_fen=to_fen(g.face_value) if g.face_value is not None else None,
-        discount_rate=g.discount_rate,
-        stage=g.stage,
-        points=g.points,
-        event_id=g.event_id,
-        local_date=event.local_date,
-    )
+def _row(g: Grant, local_date: date, ledger: str, coupon_id: int | None) -> dict[str, Any]:
+    """The ``campaign_grants`` row of a grant (its values, for a bulk insert): the one place a grant
+    becomes the stored row, with the day of its event and the coupon ledger's answer."""
+    return {
+        "key": g.key,
+        "campaign": g.campaign,
+        "rule": g.rule,
+        "customer_id": g.customer_id,
+        "benefit": g.benefit_id,
+        "granted_at": g.granted_at,
+        "valid_from": g.valid_from or g.granted_at,
+        "valid_to": g.valid_to,
+        "claim_by": g.claim_by,
+        "face_value_fen": g.face_value_fen,
+        "discount_rate": g.discount_rate,
+        "stage": g.stage,
+        "points": g.points_spent,
+        "event_id": g.event_id,
+        "local_date": local_date,
+        "ledger": ledger,
+        "coupon_id": coupon_id,
+    }
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:

@@ -30,11 +30,13 @@ import orjson
 import pyarrow as pa
 import pyarrow.ipc
 
-from omnibank.campaigns.engine import CampaignState, Decider, Event, Grant, Refusal
+from omnibank.benefits.grant import Grant
+from omnibank.campaigns.engine import CampaignState, Decider, Event, Refusal
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.config import Settings
 from omnibank.events.log import duck
 from omnibank.events.reader import ReadStats, event_sql, rows_from, wanted_fields
+from omnibank.kit.money import from_fen
 
 PARALLEL_FROM = 200_000  # events: below this, worker processes cost more than they save
 WARM_FROM_BYTES = 256 << 20  # an events file this large is split: its workers start before DuckDB reads it
@@ -163,7 +165,7 @@ def _run(
 
 def _count(report: SimulationReport, g: Grant) -> None:
     report.grants += 1
-    value = g.face_value or Decimal(0)
+    value = from_fen(g.face_value_fen) if g.face_value_fen is not None else Decimal(0)
     report.face_value += value
     cell = report.by_rule_month.setdefault((g.rule, f"{g.granted_at:%Y-%m}"), [0, Decimal(0)])
     cell[0] += 1

@@ -8,7 +8,8 @@ import typer
 
 from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
-from omnibank.contact import service
+from omnibank.contact import dnd, views
+from omnibank.contact.dispatch import dispatch as dispatch_outbox
 from omnibank.contact.models import DND_CHANNELS, STATUSES
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
@@ -66,8 +67,8 @@ def dnd_add(
     """Put a customer on do-not-disturb (audited): no marketing and no service sends on that channel."""
     now = system_clock()
     with unit_of_work() as session:
-        row = service.add_dnd(session, customer_id, channel=channel, reason=reason, until=_until(until),
-                              actor=cli_actor(), now=now)  # fmt: skip
+        row = dnd.add_dnd(session, customer_id, channel=channel, reason=reason, until=_until(until),
+                          actor=cli_actor(), now=now)  # fmt: skip
         ends = f" until {_local(row.until)}" if row.until else " until removed"
     out.print(f"{customer_id}: do-not-disturb on {channel}{ends} (entry {row.id})")
 
@@ -79,7 +80,7 @@ def dnd_remove(
 ) -> None:
     """End a customer's do-not-disturb now (audited; the history stays)."""
     with unit_of_work() as session:
-        n = service.remove_dnd(session, customer_id, channel=channel, actor=cli_actor(), now=system_clock())
+        n = dnd.remove_dnd(session, customer_id, channel=channel, actor=cli_actor(), now=system_clock())
     out.print(f"{customer_id}: {n} do-not-disturb entr{'y' if n == 1 else 'ies'} removed")
 
 
@@ -93,9 +94,7 @@ def dnd_list(
     """Do-not-disturb entries, newest first (open ones by default)."""
     now = system_clock()
     with unit_of_work() as session:
-        rows = service.list_dnd(
-            session, customer_id=customer_id, active_at=None if history else now, limit=limit
-        )
+        rows = dnd.list_dnd(session, customer_id=customer_id, active_at=None if history else now, limit=limit)
     columns = (
         Col("id", "entry", show=str), Col("customer_id", "customer"), Col("channel"), Col("since"),
         Col("until", empty="open"), Col("reason"), Col("created_by", "by"), Col("removed", data=False),
@@ -125,9 +124,9 @@ def outbox(
     """Messages in the outbox, newest first, with their decision and what became of them (no personal
     data: customer numbers and template names only)."""
     with unit_of_work() as session:
-        rows = service.list_messages(session, status=status, customer_id=customer_id, journey=journey,
-                                     limit=limit)  # fmt: skip
-        counts = service.status_counts(session, journey=journey)
+        rows = views.list_messages(session, status=status, customer_id=customer_id, journey=journey,
+                                   limit=limit)  # fmt: skip
+        counts = views.status_counts(session, journey=journey)
     columns = (
         Col("id", show=str), Col("customer_id", "customer"), Col("channel"), Col("purpose"),
         Col("journey_step", "journey/step", data=False), Col("journey", table=False),
@@ -155,5 +154,5 @@ def dispatch(
     limit: int = typer.Option(1000, "--limit", min=1, max=1_000_000, help="Messages at most."),
 ) -> None:
     """Hand due messages to their channels (deferred ones are decided again first) and emit receipts."""
-    report = service.dispatch(get_settings(), now=system_clock(), limit=limit)
+    report = dispatch_outbox(get_settings(), now=system_clock(), limit=limit)
     out.print(report.summary())

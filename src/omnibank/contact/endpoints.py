@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from omnibank.api.auth import Principal, now_of, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.api.idempotency import run_write
-from omnibank.contact import service
+from omnibank.contact import receipts
 
 router = APIRouter(prefix="/contact", tags=["contact"], responses=ERROR_RESPONSES)
 #: the permission a gateway's API token needs to report receipts
@@ -68,9 +68,9 @@ def post_receipts(
     now: datetime = now_of(request)
 
     def write(session: Session) -> tuple[int, ReceiptsOut]:
-        results = service.record_receipts(
+        results = receipts.record_receipts(
             session,
-            [service.Receipt(r.message_id, r.status, r.at, r.reason, r.provider_ref) for r in body.receipts],
+            [receipts.Receipt(r.message_id, r.status, r.at, r.reason, r.provider_ref) for r in body.receipts],
             now=now,
         )
         outs = [ReceiptOut(message_id=r.message_id, outcome=r.outcome, status=r.status, detail=r.detail)
@@ -86,5 +86,5 @@ def post_receipts(
         settings, actor=principal.actor, key=idempotency_key, method="POST", path=request.url.path,
         payload=body, now=now, write=write,
     )  # fmt: skip
-    service.emit_pending(settings)  # after the commit
+    receipts.emit_pending(settings)  # after the commit
     return response

@@ -10,7 +10,7 @@ from omnibank.worker.registry import Job, JobResult, Limits, register
 
 
 def dispatch(settings: Settings, now: datetime, _limits: Limits) -> JobResult:
-    from omnibank.contact.service import dispatch as dispatch_outbox
+    from omnibank.contact.dispatch import dispatch as dispatch_outbox
 
     return JobResult({"dispatched": dispatch_outbox(settings, now=now).handed})
 

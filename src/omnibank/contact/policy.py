@@ -1,6 +1,6 @@
 """The one contact policy, pure (no database): consent, do-not-disturb, quiet hours and caps.
 
-Every send is decided here — by :func:`omnibank.contact.service.submit` over the store, by ``journey
+Every send is decided here — by :func:`omnibank.contact.outbox.submit` over the store, by ``journey
 simulate`` and by the benchmark over :class:`MemoryCounters` — so all of them give the same answers.
 
 The order of the checks (docs/journeys.md):

@@ -23,7 +23,7 @@ one, then in :data:`~omnibank.contact.policy.CHANNELS` order.
 
 Journeys use the chain for "send by routing" (the first channel) and for falling back when a message
 failed or got no answer (the next one); the waiting is the journey's job. Routing never decides whether a
-send may go: :func:`omnibank.contact.service.submit` does (consent, do-not-disturb, quiet hours, caps).
+send may go: :func:`omnibank.contact.outbox.submit` does (consent, do-not-disturb, quiet hours, caps).
 """
 
 from __future__ import annotations
@@ -177,7 +177,7 @@ def reachable(
 def reachable_many(session: Session, customer_ids: Collection[str], *, now: Any) -> dict[str, frozenset[str]]:
     """:func:`reachable` for many customers from the store (customer file, linked identifiers and open
     do-not-disturb windows at ``now``); unknown and erased customers: nothing."""
-    from omnibank.contact.service import dnd_many
+    from omnibank.contact.standing import dnd_many
     from omnibank.customers.models import Customer, CustomerIdentifier
 
     ids = list(dict.fromkeys(customer_ids))

@@ -27,17 +27,17 @@ REVERSED_SHARE = 0.03  # card statements corrected by reversal
 def open_books(settings: Settings, cal: Calendar, customers: int) -> None:
     """On the year's first morning: the example catalogue stored (its lots received), its benefits
     activated, and the campaigns' budgets set, per campaign and per rule."""
-    from omnibank.benefits import ledger
-    from omnibank.benefits import service as benefits
+    from omnibank.benefits import ledger, loading
+    from omnibank.benefits.catalogue import set_benefit_status
     from omnibank.benefits.ledger import BudgetKey
     from omnibank.kit.money import to_fen
 
-    catalogue = benefits.read_catalogue(CATALOGUE)
+    catalogue = loading.read_catalogue(CATALOGUE)
     opening = cal.at(cal.first, 9)
     with unit_of_work(settings) as session:
-        benefits.store_catalogue(session, catalogue, tz=cal.tz, now=opening)
+        loading.store_catalogue(session, catalogue, tz=cal.tz, now=opening)
         for b in catalogue.benefits:
-            benefits.set_benefit_status(session, b.id, "active", actor=ACTOR, now=opening)
+            set_benefit_status(session, b.id, "active", actor=ACTOR, now=opening)
         # sized to the bank: room for the year's grants, so the figures show what is used and left
         budgets = {
             BudgetKey("luckin2026"): (None, Decimal(max(customers * 30, 30_000))),
@@ -72,7 +72,7 @@ class Operations:
                     self._sync(session, at, month)
 
     def _reorder(self, session: Session, at: datetime, month: date) -> None:
-        from omnibank.benefits import service as benefits
+        from omnibank.benefits import stock
         from omnibank.benefits.models import Benefit, BenefitStock
         from omnibank.kit.money import from_fen
 
@@ -99,7 +99,7 @@ class Operations:
             if final and supplier == "quanyi":
                 quantity = int(quantity * behaviour.SHORT_DELIVERY) // 100 * 100
             if quantity > 0:
-                benefits.receive_lot(
+                stock.receive_lot(
                     session,
                     benefit_id=bid,
                     ref=f"DEMO-{bid}-{month:%Y%m}",

@@ -310,8 +310,8 @@ class _Desk:
 
 def _window(settings: Settings, cal: Calendar, seed: int, feed: Feed, camp: _Campaigns, year: Year) -> None:
     from omnibank.contact.channels import Adapter, SandboxAdapter
+    from omnibank.contact.dispatch import dispatch
     from omnibank.contact.policy import CHANNELS
-    from omnibank.contact.service import dispatch
     from omnibank.ingest.service import load_file
     from omnibank.journeys import runtime
     from omnibank.journeys.spec import load_journey

@@ -1,6 +1,6 @@
 """The data contract's event fields and the log columns they fill: one mapping, read two ways.
 
-The file loader (:mod:`omnibank.events.loader`) compiles it into one vectorised DuckDB statement, because a
+The file loader compiles it (:mod:`omnibank.events.sqlgen`) into one vectorised DuckDB statement, because a
 file may hold ten million lines; the typed append of the platform's own events and of single API events
 (:mod:`omnibank.events.emit`) reads it in Python, because a few events do not pay for a DuckDB statement
 (~0.3 s a call when they went through the loader). Both give the same typed columns and the same first

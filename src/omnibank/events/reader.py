@@ -124,11 +124,12 @@ def _file_source(
     fields: list[str],
     platform: bool,
     stats: ReadStats | None,
-) -> str:
+) -> tuple[str, str]:
     """Parse the JSONL file once into a temporary table of its usable events (of ``types``), in file order
     (for "the first line of a repeated id wins"), beside the lines that are not usable when they are to be
-    counted (DuckDB reads a line that is not JSON as a row of NULLs); returns a relation of the usable
-    events, one a repeated id, with ``local_date``."""
+    counted (DuckDB reads a line that is not JSON as a row of NULLs); returns two relations: the usable
+    events, one a repeated id, with ``local_date``; and every usable line (for ``holders``, which only asks
+    whether a customer has such a card: no need to number the lines a second time)."""
     if not path.is_file():
         raise InputRefused(f"{path}: no such file")
     columns, typed = _file_columns(fields, platform)
@@ -164,7 +165,7 @@ def _file_source(
     return (
         "(SELECT * EXCLUDE (usable), CAST(ts AS DATE) AS local_date FROM file_events WHERE usable "
         "QUALIFY row_number() OVER (PARTITION BY event_id ORDER BY rowid) = 1)"
-    )
+    ), "(SELECT * FROM file_events WHERE usable)"
 
 
 def _log_source(settings: Settings, files: list[Path] | None, platform: bool) -> str:
@@ -253,9 +254,9 @@ def event_sql(
     ``holders`` (a condition over card.issued fields), only the events of customers with such a card: a
     campaign whose every rule needs one skips everyone else. ``since`` is inclusive, ``until`` too."""
     if path is not None:
-        source = _file_source(con, path, types, fields, platform, stats)
+        source, lines = _file_source(con, path, types, fields, platform, stats)
     else:
-        source = _log_source(settings, files, platform)
+        source = lines = _log_source(settings, files, platform)
     con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT * FROM {source}")
     conditions = []
     if types is not None:
@@ -264,7 +265,7 @@ def event_sql(
         conditions.append(f"({where})")
     if holders is not None:
         conditions.append(
-            f"customer_id IN (SELECT customer_id FROM src WHERE type = 'card.issued' AND ({holders}))"
+            f"customer_id IN (SELECT customer_id FROM {lines} WHERE type = 'card.issued' AND ({holders}))"
         )
     if since is not None:
         conditions.append(f"epoch_us(ts) >= {_micros(since)}")

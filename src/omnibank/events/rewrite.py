@@ -200,9 +200,9 @@ def _rewrite_file(src: Path, dest: Path, protector: Protector, settings: Setting
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from omnibank.events.loader import _DICTIONARY_COLUMNS, _ROW_GROUP_ROWS, protect_flagged
-    from omnibank.events.log import configure, sql_string
+    from omnibank.events.log import DICTIONARY_COLUMNS, ROW_GROUP_ROWS, configure, sql_string
     from omnibank.events.protect import PROTECTED_KEY, PROTECTED_VERSION
+    from omnibank.events.staging import protect_flagged
 
     schema = pq.read_schema(src)
     names = schema.names
@@ -236,15 +236,15 @@ def _rewrite_file(src: Path, dest: Path, protector: Protector, settings: Setting
             f"FROM read_parquet({sql_string(str(src))})))"
         )
         out_schema = schema.with_metadata({**(schema.metadata or {}), PROTECTED_KEY: PROTECTED_VERSION})
-        for chunk in con.sql(sql).to_arrow_reader(_ROW_GROUP_ROWS):
+        for chunk in con.sql(sql).to_arrow_reader(ROW_GROUP_ROWS):
             table = pa.Table.from_batches([chunk])
             python += int(pc.sum(table.column("needs")).as_py() or 0)
             table = protect_flagged(table, "needs", protector).select(names).cast(out_schema)
             if writer is None:
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                dictionary = [c for c in _DICTIONARY_COLUMNS if c in names]
+                dictionary = [c for c in DICTIONARY_COLUMNS if c in names]
                 writer = pq.ParquetWriter(dest, out_schema, compression="zstd", use_dictionary=dictionary)
-            writer.write_table(table, row_group_size=_ROW_GROUP_ROWS)
+            writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             rows += table.num_rows
         if writer is None:  # an empty file stays an empty file, marked
             pq.write_table(pa.Table.from_batches([], out_schema), dest, compression="zstd")

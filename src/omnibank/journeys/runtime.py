@@ -10,7 +10,7 @@ Each loop of the worker:
    (the segment engine) and lets them enter;
 3. **due steps** — entries due by now are claimed in batches (``FOR UPDATE SKIP LOCKED`` on PostgreSQL,
    so several workers never hold the same entry; SQLite has one writer) and the step machine runs them:
-   sends go through :func:`omnibank.contact.service.submit` (the one contact policy), leads through
+   sends go through :func:`omnibank.contact.outbox.submit` (the one contact policy), leads through
    :func:`omnibank.leads.service.create_leads`, tags and grants in the same transaction; every step run is
    recorded under its unique key, so a step never runs twice; events (new leads) are emitted after commit.
 
@@ -418,7 +418,7 @@ class _StoreFacts:
 
 def run_due(settings: Settings, *, now: datetime, batch: int = 500, report: WorkReport) -> int:
     """Claim up to ``batch`` due entries and run their steps, in one transaction; the entries claimed."""
-    from omnibank.contact import service as contact
+    from omnibank.contact import outbox
     from omnibank.leads import service as leads
 
     lead_events: list[dict[str, Any]] = []
@@ -466,7 +466,7 @@ def run_due(settings: Settings, *, now: datetime, batch: int = 500, report: Work
                 )
                 for _, a in asks
             ]  # fmt: skip
-            decisions = contact.submit(session, settings, sends, now=now)
+            decisions = outbox.submit(session, settings, sends, now=now)
             pending = []
             for (eid, a), d in zip(asks, decisions, strict=True):
                 report.sends[d.action if d.action != "suppress" else f"suppress:{d.reason}"] += 1
@@ -594,7 +594,8 @@ def _apply_grants(
 ) -> int:  # fmt: skip
     from decimal import Decimal
 
-    from omnibank.benefits.service import GrantRequest, grant_many
+    from omnibank.benefits.batch import grant_many
+    from omnibank.benefits.grant import Grant
     from omnibank.kit.money import to_fen
 
     requests = []
@@ -603,7 +604,7 @@ def _apply_grants(
         valid_to = a.at + timedelta(days=int(d["valid_days"])) if d.get("valid_days") else None
         for i in range(int(d["quantity"])):
             requests.append(
-                GrantRequest(
+                Grant(
                     key=f"{a.key}:{i}"[:200], campaign=f"journey:{a.journey}", rule=a.step or "",
                     customer_id=a.customer_id, benefit_id=d["benefit"], granted_at=a.at,
                     face_value_fen=to_fen(Decimal(d["face_value"])) if d.get("face_value") else None,

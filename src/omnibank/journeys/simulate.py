@@ -469,7 +469,7 @@ def selection(compiled: Sequence[Compiled], *, aggregates: Collection[str]) -> s
 
 def dnd_lookup(session: Session, customer_ids: Collection[str]) -> Callable[[str, str, datetime], bool]:
     """Do-not-disturb as the store has it now: is the customer's channel closed at a moment?"""
-    from omnibank.contact.service import dnd_many
+    from omnibank.contact.standing import dnd_many
 
     windows = dnd_many(session, customer_ids)
     return lambda cid, channel, at: any(w.covers(channel, at) for w in windows.get(cid, ()))

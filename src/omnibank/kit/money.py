@@ -41,8 +41,13 @@ def from_fen(fen: int) -> Decimal:
 def fen_sql(amount: str) -> str:
     """SQL (DuckDB, PostgreSQL) for the integer fen of a ``DECIMAL(…, 2)`` amount expression: exact, as
     :func:`to_fen` is (an integer travels to Python far cheaper than a decimal; :func:`from_fen` turns it
-    back). Widened first: ``DECIMAL(18,2) * 100`` overflows from 10^14 CNY, below :data:`MAX_CNY`."""
-    return f"CAST(CAST({amount} AS DECIMAL(38,2)) * 100 AS BIGINT)"
+    back). ``DECIMAL(18,2) * 100`` overflows from 10^14 CNY, below :data:`MAX_CNY`: such amounts are
+    widened first. Only those: in DuckDB the widened product (128-bit) costs ~20 times the plain one, and
+    a backtest converts millions of amounts."""
+    return (
+        f"CASE WHEN {amount} > -100000000000000 AND {amount} < 100000000000000 "
+        f"THEN CAST({amount} * 100 AS BIGINT) ELSE CAST(CAST({amount} AS DECIMAL(38,2)) * 100 AS BIGINT) END"
+    )
 
 
 def format_cny(fen: int) -> str:

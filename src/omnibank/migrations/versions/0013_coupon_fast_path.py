@@ -24,7 +24,7 @@ old row version without touching any of the table's indexes.
 The first two functions do the whole thing or nothing: anything out of the ordinary (a duplicate grant key, stock or a
 budget used up, a suspended supplier, a coupon in another state, one the caller may not see, a key used
 before) raises SQLSTATE ``OB001`` with a word for it, the statement rolls back, and the API takes the
-general path (``omnibank.benefits.service`` / ``ledger``), which gives the refusal, the replay or the
+general path (``omnibank.benefits.granting`` / ``ledger``), which gives the refusal, the replay or the
 duplicate exactly as it always did. Called as the only statement of its transaction, a grant holds the
 stock and budget rows (the hot rows every issue updates) only while the function runs, not across round
 trips to the API server.
