@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from omnibank.config import Settings
-from omnibank.events.protect import PROTECTED_KEY, PROTECTED_VERSION
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -534,6 +533,8 @@ class Batch:
             if by_month:
                 import pyarrow as pa
                 import pyarrow.parquet as pq
+
+                from omnibank.events.protect import PROTECTED_KEY, PROTECTED_VERSION
 
                 schema = arrow_schema().with_metadata(
                     {PROTECTED_KEY: PROTECTED_VERSION}
