@@ -78,6 +78,9 @@ def test_one_list_of_card_tiers_and_of_the_contracts_channels() -> None:
     assert CARD_TIERS == ("classic", "gold", "platinum")
     assert TIERS is CARD_TIERS and get_args(Tier) == CARD_TIERS
     assert generator.CARD_TIERS is CARD_TIERS and generator.EVENT_CHANNELS is EVENT_CHANNELS
+    from omnibank.events import columns
+
+    assert columns.TIERS is CARD_TIERS and columns.CHANNELS is EVENT_CHANNELS  # the contract's checks
     assert set(CHANNEL_PREFS) <= set(EVENT_CHANNELS)
 
 

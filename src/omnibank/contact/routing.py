@@ -31,16 +31,16 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from datetime import date
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.contact.policy import CHANNELS
+from omnibank.kit.delivery import Channel as Channel
 from omnibank.segments.expr import CustomerFacts, Expression, evaluate, parse
 
-Channel = Literal["app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task"]
 Place = Channel | list[Channel]
 
 PREFERENCE_CHANNELS: dict[str, tuple[str, ...]] = {

@@ -20,9 +20,10 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from omnibank.customers.identity import MAX_VALUE, RESOLVE_FIELDS
+from omnibank.customers.values import CARD_TIERS, EVENT_CHANNELS
 
-CHANNELS = ("app", "wechat", "sms", "phone", "branch", "wecom", "web", "partner")
-TIERS = ("classic", "gold", "platinum")
+CHANNELS = EVENT_CHANNELS
+TIERS = CARD_TIERS
 TYPE_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$"
 # YYYY-MM-DD[T ]HH:MM[:SS[.fff]] with an optional Z, ±HH:MM or ±HHMM; the cast then checks the calendar.
 TS_PATTERN = (

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import re
 from datetime import time
+from typing import Literal, get_args
 
-#: the channels a message may go out on, in the order routing tries them when nothing else decides
-CHANNELS: tuple[str, ...] = ("app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task")
+#: a channel a message may go out on (journey and route files are checked against it)
+Channel = Literal["app_push", "sms", "wechat", "wecom", "ai_call", "human_call", "branch_task"]
+#: the same channels, in the order routing tries them when nothing else decides
+CHANNELS: tuple[str, ...] = get_args(Channel)
 
 _HHMM = re.compile(r"^([01][0-9]|2[0-3]):([0-5][0-9])$")
 
