@@ -34,8 +34,9 @@ test-sqlite: $(STAMP)
 
 # Runs the whole suite again on a throwaway PostgreSQL server when PostgreSQL is installed
 # (REQUIRE_POSTGRES=1 makes its absence an error, as in CI).
+# (the console's browser tests run once, in the SQLite pass: the pages read through the same code either way)
 test-postgres: $(STAMP)
-	OMNIBANK_TEST_CLOCK=$(POSTGRES_CLOCK) scripts/with-postgres $(BIN)/pytest $(PYTEST_ARGS)
+	OMNIBANK_TEST_CLOCK=$(POSTGRES_CLOCK) scripts/with-postgres $(BIN)/pytest $(PYTEST_ARGS) -m "not e2e"
 
 test: lint test-sqlite test-postgres
 

@@ -26,6 +26,7 @@ def main() -> int:
     scale = 10 if args.quick else 1
     runs = [
         [sys.executable, str(HERE / "bench_cli.py")],  # the demo bank's size whatever the scale
+        [sys.executable, str(HERE / "bench_console.py")],  # the demo bank (omnibank demo), whatever the scale
         [sys.executable, str(HERE / "bench_customers.py"), "--customers", str(1_000_000 // scale)],
         [sys.executable, str(HERE / "bench_events.py"), "--events", str(10_000_000 // scale)],
         [sys.executable, str(HERE / "bench_segments.py"), "--customers", str(1_000_000 // scale)],

@@ -127,6 +127,9 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.lane_served = 0  # requests the fast lane served (omnibank.api.fastlane)
     app.state.fast_path = None
     errors.install(app)
+    from omnibank.console.app import install as install_console
+
+    install_console(app)  # /console for staff and /c/ for customers: HTML pages, HTML error pages
     install_redaction()  # no query string reaches a log line as given (the access log's included)
     # the coupon routes first: FastAPI tries the routers in order, and these carry most of the traffic
     for router in (benefits_router, users_router, customers_router, segments_router, events_router,

@@ -81,6 +81,23 @@ class Settings(BaseSettings):
         "by another process takes effect within it.",
     )
 
+    # the web console (omnibank.console)
+    console_secure_cookies: bool = Field(
+        default=True,
+        description="Console cookies only over HTTPS (browsers treat http://localhost as secure too); turn "
+        "off only behind a proxy that speaks plain HTTP to clients, which a bank should not run.",
+    )
+    console_idle_minutes: int = Field(
+        default=15,
+        ge=1,
+        le=480,
+        description="A console session left alone this long after its 15-minute access token expired "
+        "signs out by itself.",
+    )
+    console_session_hours: int = Field(
+        default=12, ge=1, le=168, description="A console session ends this many hours after sign-in."
+    )
+
     # audit checkpoints (omnibank.audit): exported by a running server or worker, kept off the data volume
     audit_checkpoint_path: Path | None = Field(
         default=None,

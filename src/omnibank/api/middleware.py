@@ -111,6 +111,17 @@ _DOCS_CSP = (
 )
 
 
+# the console's pages: scripts only from our own files (vendored htmx and ECharts), no inline script; inline
+# styles are allowed (ECharts sizes its canvases with them); forms post only to us
+_CONSOLE_CSP = (
+    b"content-security-policy",
+    b"default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
+)
+_CONSOLE_PREFIXES = ("/console", "/c/")
+_SAME_ORIGIN_REFERRER = (b"referrer-policy", b"same-origin")
+
+
 class SecurityHeaders:
     """Security headers on every response; ``Cache-Control: no-store`` on the API (personal data)."""
 
@@ -123,16 +134,24 @@ class SecurityHeaders:
             return
         path: str = scope["path"]
         docs = path.startswith("/docs") or path.startswith("/static/")
+        console = path.startswith(_CONSOLE_PREFIXES)
+        static = path.startswith("/console/static/")
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers: list[Any] = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                extra = [*_COMMON_HEADERS, _DOCS_CSP if docs else _API_CSP]
-                if path.startswith("/api/"):
+                csp = _CONSOLE_CSP if console else _DOCS_CSP if docs else _API_CSP
+                # the console's own forms carry their Origin (checked with the CSRF token); other sites get no
+                # referrer
+                extra = [*([_SAME_ORIGIN_REFERRER] if console else []), *_COMMON_HEADERS, csp]
+                if path.startswith("/api/") or (console and not static):  # personal data: never cached
                     extra.append((b"cache-control", b"no-store"))
                     extra.append((b"pragma", b"no-cache"))
-                headers.extend(h for h in extra if h[0] not in present)
+                for name, value in extra:  # the first of a name wins
+                    if name not in present:
+                        headers.append((name, value))
+                        present.add(name)
                 message = {**message, "headers": headers}
             await send(message)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from omnibank.audit import service
+from omnibank.audit import service, views
 from omnibank.config import get_settings
 from omnibank.db import ensure_schema, get_engine, unit_of_work
 from omnibank.errors import AppError
@@ -39,9 +39,7 @@ def list_(
     """Show the latest audit entries, newest first (details never hold personal data)."""
     settings = get_settings()
     with unit_of_work(settings) as session:
-        entries = service.list_entries(
-            session, actor=actor, subject=subject, since=_since(since), limit=limit
-        )
+        entries = views.trail(session, actor=actor, subject=subject, since=_since(since), limit=limit).entries
     columns = (
         Col("id", show=str, no_wrap=True),
         Col("at", "time (bank-local)", show=lambda t: t.strftime("%Y-%m-%d %H:%M:%S"), no_wrap=True),
@@ -80,7 +78,7 @@ def verify(
     settings = get_settings()
     ensure_schema(settings)
     with get_engine(settings).connect() as conn:
-        verdict = service.verify_snapshot(conn, settings, checkpoints=tuple(checkpoint or ()))
+        verdict = views.verify(conn, settings, checkpoints=tuple(checkpoint or ())).verdict
     for warning in verdict.warnings:
         err.print(f"[yellow]warning:[/yellow] {warning}")
     if not verdict.intact:

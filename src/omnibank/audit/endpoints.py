@@ -11,7 +11,7 @@ from pydantic import BaseModel
 
 from omnibank.api.auth import Principal, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
-from omnibank.audit import service
+from omnibank.audit import views
 from omnibank.db import unit_of_work
 from omnibank.kit.dates import BankDateTime
 
@@ -48,7 +48,7 @@ def list_audit(
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=settings_of(request).tz)
     with unit_of_work(settings_of(request)) as session:
-        rows = service.list_entries(session, actor=actor, subject=subject, since=since, limit=limit)
+        rows = views.trail(session, actor=actor, subject=subject, since=since, limit=limit).entries
         return [
             AuditEntryRead(
                 id=e.id,

@@ -577,25 +577,6 @@ def checkpoint(conn: Connection, settings: Settings, out: Path | None = None) ->
 # ------------------------------------------------------------------------------------------- reading
 
 
-def list_entries(
-    session: Session,
-    *,
-    actor: str | None = None,
-    subject: str | None = None,
-    since: datetime | None = None,
-    limit: int = 50,
-) -> list[AuditEntry]:
-    """The latest entries (newest first) by actor, subject id and/or time."""
-    stmt = select(AuditEntry)
-    if actor:
-        stmt = stmt.where(AuditEntry.actor == actor)
-    if subject:
-        stmt = stmt.where(AuditEntry.subject_id == subject)
-    if since is not None:
-        stmt = stmt.where(AuditEntry.at >= since)
-    return list(session.scalars(stmt.order_by(AuditEntry.id.desc()).limit(limit)))
-
-
 @dataclass(frozen=True)
 class Verdict:
     entries: int  # chained entries checked (all of them when intact)

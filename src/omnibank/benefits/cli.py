@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 
 from omnibank.audit.service import cli_actor
-from omnibank.benefits import catalogue, granting, ledger, loading, stock, suppliers
+from omnibank.benefits import catalogue, granting, ledger, loading, stock, suppliers, views
 from omnibank.benefits.ledger import BudgetKey
 from omnibank.benefits.models import COUPON_STATUSES, Budget, Supplier
 from omnibank.config import get_settings
@@ -89,7 +89,7 @@ _BENEFIT_COLUMNS = (
 def benefits_list(fmt: OutputFormat = FormatOpt) -> None:
     """The catalogue: type, face value (by tier), cost, supplier, stock, validity, status."""
     with unit_of_work() as session:
-        rows = catalogue.list_benefits(session)
+        rows = views.catalogue_view(session)
     listed: list[dict[str, object]] = []
     for b in rows:
         by_tier = " ".join(f"{t}:{fv}" for t, fv in sorted(b.face_value_by_tier.items()))
@@ -137,9 +137,11 @@ def benefits_show(benefit_id: str = typer.Argument(..., help="A benefit id, e.g.
 
 @benefits_app.command("stock")
 def benefits_stock(fmt: OutputFormat = FormatOpt) -> None:
-    """Stock of tracked benefits: received, granted, available, lots, average unit cost, stock-out days."""
+    """Stock of tracked benefits: received, granted, available, lots, average unit cost, stock-out days, and
+    the warning (out_of_stock; below_share: under 10 % left; runs_out_soon: in 7 days at the last 7 days'
+    grant rate)."""
     with unit_of_work() as session:
-        lines = stock.stock_report(session)
+        lines = views.stock_view(session, now=system_clock())
     columns = (
         Col("benefit_id", "benefit"),
         Col("supplier_id", "supplier", empty="(bank)"),
@@ -149,13 +151,14 @@ def benefits_stock(fmt: OutputFormat = FormatOpt) -> None:
         Col("lots", show=str),
         Col("average_unit_cost", "avg unit cost", empty="—"),
         Col("stock_out_days", "stock-out days", show=str),
+        Col("warning", empty=""),
     )
     print_rows(
         columns,
         (
             (s.benefit_id, s.supplier_id, s.received, s.granted, s.available, s.lots,
              from_fen(s.average_unit_cost_fen) if s.average_unit_cost_fen is not None else None,
-             s.stock_out_days)
+             s.stock_out_days, s.warning_reason)
             for s in lines
         ),
         fmt,
@@ -313,7 +316,7 @@ def suppliers_scorecard(
     except v.FieldError as exc:
         raise AppError(str(exc)) from None
     with unit_of_work(settings) as session:
-        lines = suppliers.scorecard(session, until=until, days=days, tz=settings.tz)
+        lines = views.scorecard_view(session, until=until, days=days, tz=settings.tz)
         now = system_clock()
         moved = suppliers.apply_scorecard(session, lines, actor=cli_actor(), now=now) if apply else []
     columns = (
@@ -561,25 +564,8 @@ def _budget_text(b: Budget) -> str:
 @budgets_app.command("list")
 def budgets_list(campaign: str = typer.Option(None, "--campaign"), fmt: OutputFormat = FormatOpt) -> None:
     """Budgets with what is used and left."""
-    from sqlalchemy import select
-
-    def money(fen: int | None) -> Decimal | None:
-        return None if fen is None else from_fen(fen)
-
     with unit_of_work() as session:
-        stmt = select(Budget).order_by(Budget.id)
-        if campaign:
-            stmt = stmt.where(Budget.campaign == campaign)
-        listed = [
-            {
-                "id": b.id, "scope": b.scope, "campaign": b.campaign, "rule": b.rule,
-                "branch_id": b.branch_id,
-                "count_limit": b.count_limit, "count_used": b.count_used, "count_left": b.count_left,
-                "money_limit": money(b.money_limit_fen), "money_used": money(b.money_used_fen),
-                "money_left": money(b.money_left_fen),
-            }
-            for b in session.scalars(stmt)
-        ]  # fmt: skip
+        listed = [vars(b) for b in views.budgets_view(session, campaign=campaign)]
     columns = (
         Col("id", "budget"), Col("scope"), Col("campaign", table=False), Col("rule", table=False),
         Col("branch_id", table=False), Col("count_limit", table=False), Col("count_used", "items used"),

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import select
@@ -33,10 +33,10 @@ from omnibank.api.idempotency import KEY_PATTERN, after_write, request_hash, run
 from omnibank.audit import service as audit
 from omnibank.audit.keyed import audit_key
 from omnibank.audit.service import wake_chainer
-from omnibank.benefits import catalogue, granting, ledger
+from omnibank.benefits import catalogue, granting, ledger, views
 from omnibank.benefits.fastpath import Declined, FastPath, Idem
 from omnibank.benefits.schemas import CouponRead
-from omnibank.benefits.stock import count_stock_out, stock_report
+from omnibank.benefits.stock import count_stock_out
 from omnibank.config import Settings
 from omnibank.customers import repository as customers
 from omnibank.customers.models import Customer
@@ -77,6 +77,10 @@ class StockOut(BaseModel):
     granted: int
     available: int
     stock_out_days: int
+    warning: Literal["out", "low"] | None = Field(
+        default=None, description="out: none left; low: under 10 % left or runs out within 7 days"
+    )
+    warning_reason: Literal["out_of_stock", "below_share", "runs_out_soon"] | None = None
 
 
 class CouponOut(BaseModel):
@@ -173,10 +177,9 @@ def list_benefits(
     request: Request, principal: Annotated[Principal, Depends(require("benefits:read"))]
 ) -> list[BenefitOut]:
     """The catalogue (a supplier: its own benefits)."""
+    supplier = principal.supplier_id if principal.role == "supplier" else None
     with unit_of_work(settings_of(request)) as session:
-        rows = catalogue.list_benefits(session)
-    if principal.role == "supplier":
-        rows = [b for b in rows if b.supplier_id == principal.supplier_id]
+        rows = views.catalogue_view(session, supplier_id=supplier)
     return [BenefitOut.model_validate(vars(b)) for b in rows]
 
 
@@ -184,12 +187,41 @@ def list_benefits(
 def stock(
     request: Request, principal: Annotated[Principal, Depends(require("benefits:read"))]
 ) -> list[StockOut]:
-    """Stock of the tracked benefits (a supplier: its own)."""
+    """Stock of the tracked benefits with their stock-out warnings (a supplier: its own)."""
+    supplier = principal.supplier_id if principal.role == "supplier" else None
     with unit_of_work(settings_of(request)) as session:
-        lines = stock_report(session)
-    if principal.role == "supplier":
-        lines = [s for s in lines if s.supplier_id == principal.supplier_id]
+        lines = views.stock_view(session, now=now_of(request), supplier_id=supplier)
     return [StockOut.model_validate(vars(s)) for s in lines]
+
+
+class ScoreOut(BaseModel):
+    supplier_id: str
+    name: str
+    issued: int
+    failed: int
+    success_rate: Decimal
+    stock_outs: int
+    discrepancies: int
+    complaints: int
+    score: int
+    grade: str
+    status: str
+    recommended: str = Field(description="The state the grade calls for.")
+
+
+@router.get("/benefits/suppliers/scorecard", response_model=list[ScoreOut], tags=["benefits"])
+def scorecard(
+    request: Request,
+    principal: Annotated[Principal, Depends(require("benefits:read"))],
+    days: Annotated[int, Query(ge=1, le=366, description="Bank-local days up to today.")] = 90,
+) -> list[ScoreOut]:
+    """The supplier scorecard over the last ``days`` bank-local days (a supplier: its own line)."""
+    settings = settings_of(request)
+    until = now_of(request).astimezone(settings.tz).date()
+    supplier = principal.supplier_id if principal.role == "supplier" else None
+    with unit_of_work(settings) as session:
+        lines = views.scorecard_view(session, until=until, days=days, tz=settings.tz, supplier_id=supplier)
+    return [ScoreOut.model_validate(vars(ln)) for ln in lines]
 
 
 # --------------------------------------------------------------------------------------------- coupons

@@ -128,25 +128,18 @@ def stop_cmd(campaign_id: str = typer.Argument(..., help="The campaign id.")) ->
 @app.command("list")
 def list_cmd(fmt: OutputFormat = FormatOpt) -> None:
     """Live campaigns with the events applied and the grants made."""
-    from sqlalchemy import func, select
-
-    from omnibank.campaigns.models import Campaign, CampaignGrant
+    from omnibank.campaigns.views import campaign_list
     from omnibank.db import unit_of_work
 
     with unit_of_work() as session:
-        rows = list(session.scalars(select(Campaign).order_by(Campaign.id)))
-        grants = dict(
-            session.execute(
-                select(CampaignGrant.campaign, func.count()).group_by(CampaignGrant.campaign)
-            ).all()
-        )
+        rows = campaign_list(session)
     columns = (
         Col("id", "campaign"), Col("name"), Col("status"), Col("events_applied", "events applied"),
         Col("grants"),
     )  # fmt: skip
     print_rows(
         columns,
-        ((r.id, r.name, r.status, r.events, grants.get(r.id, 0)) for r in rows),
+        ((r.id, r.name, r.status, r.events, r.grants) for r in rows),
         fmt,
         empty="no live campaigns (omnibank campaign start FILE.yaml)",
     )

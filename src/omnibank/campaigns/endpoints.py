@@ -3,8 +3,7 @@ stop a live campaign. A definition is the JSON form of a campaign file (the sche
 
 from __future__ import annotations
 
-import json
-import secrets
+from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -17,8 +16,7 @@ from sqlalchemy.orm import Session
 from omnibank.api.auth import Principal, now_of, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.api.idempotency import run_write
-from omnibank.campaigns import audience, live
-from omnibank.campaigns.simulate import simulate
+from omnibank.campaigns import live, views
 from omnibank.campaigns.spec import CampaignSpec, compile_campaign
 from omnibank.db import unit_of_work
 from omnibank.events.schemas import MAX_BATCH, Event
@@ -96,32 +94,42 @@ def simulate_campaign(body: SimulateBody, request: Request, principal: Reader) -
     settings = settings_of(request)
     spec = _checked(body.definition)
     as_of = now_of(request).astimezone(settings.tz).date()
-    with unit_of_work(settings) as session:
-        eligible = audience.eligible(session, settings, spec, as_of=as_of, within=principal.within)
-    folder = settings.home_dir / "tmp"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"api-simulate-{secrets.token_hex(8)}.jsonl"
-    try:
-        with path.open("w", encoding="utf-8") as fh:
-            fh.writelines(
-                json.dumps(e, ensure_ascii=False, separators=(",", ":")) + "\n" for e in body.events
-            )
-        report = simulate(spec, settings, events=path, eligible=eligible)
-    finally:
-        path.unlink(missing_ok=True)
+    result = views.simulate_campaign(settings, spec, events=body.events, as_of=as_of, within=principal.within)
     return SimulationRead(
-        campaign=report.campaign,
-        events=report.events,
-        grants=report.grants,
-        customers=report.customers,
-        face_value=report.face_value,
+        campaign=result.campaign,
+        events=result.events,
+        grants=result.grants,
+        customers=result.customers,
+        face_value=result.face_value,
         by_rule_month=[
-            RuleMonth(rule=rule, month=month, grants=int(items), face_value=Decimal(value))
-            for (rule, month), (items, value) in sorted(report.by_rule_month.items())
+            RuleMonth(rule=x.rule, month=x.month, grants=x.grants, face_value=x.face_value)
+            for x in result.by_rule_month
         ],
-        refusals=[Refusals(rule=r, reason=why, items=n) for (r, why), n in sorted(report.refusals.items())],
-        unusable_lines=report.source.unusable,
+        refusals=[Refusals(rule=x.rule, reason=x.reason, items=x.items) for x in result.refusals],
+        unusable_lines=result.unusable_lines,
     )
+
+
+class CampaignLineOut(BaseModel):
+    id: str
+    name: str
+    status: str
+    start: date
+    end: date
+    events: int
+    grants: int
+    budget_count: int | None
+    budget_face_value: Decimal | None
+    used_count: int
+    used_face_value: Decimal
+
+
+@router.get("", response_model=list[CampaignLineOut])
+def list_campaigns(request: Request, principal: Reader) -> list[CampaignLineOut]:
+    """Live campaigns: status, window, events applied, grants, the campaign budget and what it used."""
+    with unit_of_work(settings_of(request)) as session:
+        lines = views.campaign_list(session)
+    return [CampaignLineOut.model_validate(vars(x)) for x in lines]
 
 
 @router.post("", response_model=CampaignStatus, status_code=201)

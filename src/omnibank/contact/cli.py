@@ -94,7 +94,8 @@ def dnd_list(
     """Do-not-disturb entries, newest first (open ones by default)."""
     now = system_clock()
     with unit_of_work() as session:
-        rows = dnd.list_dnd(session, customer_id=customer_id, active_at=None if history else now, limit=limit)
+        rows = views.dnd_entries(session, customer_id=customer_id, active_at=None if history else now,
+                                 limit=limit)  # fmt: skip
     columns = (
         Col("id", "entry", show=str), Col("customer_id", "customer"), Col("channel"), Col("since"),
         Col("until", empty="open"), Col("reason"), Col("created_by", "by"), Col("removed", data=False),

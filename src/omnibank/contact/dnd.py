@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.audit import service as audit
 from omnibank.contact.models import DND_CHANNELS, ContactDnd
 from omnibank.contact.outbox import MAX_REASON
+from omnibank.contact.views import dnd_entries
 from omnibank.customers.models import Customer
 from omnibank.errors import AppError, Conflict, NotFound
 from omnibank.kit.masking import mask_numbers
@@ -108,18 +108,8 @@ def list_dnd(
     active_at: datetime | None = None,
     limit: int = 1000,
 ) -> list[ContactDnd]:
-    """Do-not-disturb windows, newest first: of a customer or all; only those open at ``active_at``, if
-    given (else every window, removed ones too)."""
-    stmt = select(ContactDnd)
-    if customer_id is not None:
-        stmt = stmt.where(ContactDnd.customer_id == customer_id)
-    if active_at is not None:
-        stmt = stmt.where(
-            ContactDnd.removed_at.is_(None),
-            ContactDnd.since <= active_at,
-            (ContactDnd.until.is_(None)) | (ContactDnd.until > active_at),
-        )
-    return list(session.scalars(stmt.order_by(ContactDnd.id.desc()).limit(limit)))
+    """Do-not-disturb windows, newest first (:func:`omnibank.contact.views.dnd_entries`, the whole bank)."""
+    return dnd_entries(session, customer_id=customer_id, active_at=active_at, limit=limit)
 
 
 __all__ = ["add_dnd", "list_dnd", "remove_dnd"]

@@ -12,30 +12,16 @@ from omnibank.audit.service import cli_actor
 from omnibank.config import get_settings
 from omnibank.customer_ops import rights
 from omnibank.customer_ops.merge import merge_customers
-from omnibank.customer_ops.profile import masked_profile
-from omnibank.customers import identity, service
+from omnibank.customer_ops.view import customer_360
+from omnibank.customers import service
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.kit.clock import local_today
 from omnibank.kit.console import out
-from omnibank.kit.masking import mask_card_id
 from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
 from omnibank.security import get_cipher
-from omnibank.segments.service import segments_of
-from omnibank.tags.service import tags_of
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
-
-
-def _plain(key: str, value: object, cards: dict[str, str] | None = None) -> str:
-    if key == "card_id":  # events hold a card's token: shown as the bound card, masked
-        text = str(value)
-        if cards and text in cards:
-            return cards[text]
-        return identity.short_token(text) if text.startswith("⟨") else mask_card_id(text)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 @app.command("find")
@@ -68,12 +54,12 @@ def find(
 def show(customer_id: str = typer.Argument(..., help="The bank's customer number, e.g. C000001.")) -> None:
     """The customer 360: masked profile, identifiers, tags, saved segments and recent events."""
     settings = get_settings()
-    cipher = get_cipher()
     with unit_of_work(settings) as session:
-        p = masked_profile(session, cipher, customer_id, actor=cli_actor(), today=local_today(settings.tz))
-        ident = identity.identity_view(session, cipher, customer_id, actor=cli_actor())
-        tags = tags_of(session, customer_id)
-        segments = segments_of(session, customer_id)
+        view = customer_360(
+            session, settings, get_cipher(settings), customer_id, actor=cli_actor(),
+            today=local_today(settings.tz), events=10, campaigns=False,
+        )  # fmt: skip
+    p, ident, tags, segments = view.profile, view.identity, view.tags, view.segments
     table = Table(show_header=False, title=f"customer {p.customer_id}", title_justify="left")
     table.add_column(style="bold")
     table.add_column()
@@ -106,29 +92,20 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
         ids.add_row(i.kind, escape(i.value), escape(i.source), seen)
     out.print(ids)
     if tags:
-        out.print("tags: " + " · ".join(f"{t} [dim]({cat}, since {since})[/dim]" for t, cat, since in tags))
+        out.print("tags: " + " · ".join(f"{t.tag} [dim]({t.category}, since {t.since})[/dim]" for t in tags))
     else:
         out.print("tags: none (omnibank tags compute)")
     out.print("saved segments: " + (", ".join(segments) if segments else "none (as of their last snapshots)"))
-    from omnibank.events.log import EventLog
-
-    recent = EventLog(settings).recent([customer_id, *ident.merged_ids], limit=10)
-    if recent:
+    if view.events:
         ev = Table(
             "time (bank-local)", "type", "channel", "details", title="recent events", title_justify="left"
         )
-        for e in recent:
-            details = ", ".join(
-                f"{k}={_plain(k, val, ident.cards)}"
-                for k, val in e.items()
-                if k not in {"event_id", "type", "ts", "channel", "customer_id"}
-            )
-            if e["customer_id"] != customer_id:
-                details = f"(merged {e['customer_id']}) {details}"
+        for e in view.events:
+            details = e.details if e.customer_id == customer_id else f"(merged {e.customer_id}) {e.details}"
             ev.add_row(
-                e["ts"].astimezone(settings.tz).strftime("%Y-%m-%d %H:%M"),
-                escape(e["type"]),
-                escape(e.get("channel") or ""),
+                e.ts.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M"),
+                escape(e.type),
+                escape(e.channel),
                 escape(details),
             )
         out.print(ev)

@@ -11,43 +11,33 @@ from fastapi.exceptions import RequestValidationError
 
 from omnibank.api.auth import Principal, audit_source, now_of, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
-from omnibank.audit import service as audit
-from omnibank.benefits import ledger
-from omnibank.customer_ops.profile import masked_profile
-from omnibank.customers import repository, service
-from omnibank.customers.models import Customer
+from omnibank.customer_ops import view as read
+from omnibank.customers import repository
 from omnibank.customers.reveal import reveal_field
 from omnibank.customers.schemas import (
+    ContactLineRead,
+    CouponLineRead,
     CustomerCount,
     CustomerList,
     CustomerSearch,
     CustomerSummary,
     CustomerView,
+    JourneyLineRead,
+    LeadLineRead,
     RevealRequest,
     RevealResponse,
     TagRead,
 )
 from omnibank.db import unit_of_work
-from omnibank.kit.crypto import FieldCipher
-from omnibank.kit.masking import mask_name, mask_phone
 from omnibank.security import get_cipher
-from omnibank.segments.service import segments_of
-from omnibank.tags.service import tags_of
 
 router = APIRouter(prefix="/customers", tags=["customers"], responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(require("customers:read"))]
 _ID = r"^[A-Za-z0-9_-]{1,32}$"
 
 
-def _summary(cipher: FieldCipher, c: Customer) -> CustomerSummary:
-    cid = c.customer_id
-    return CustomerSummary(
-        customer_id=cid,
-        name=mask_name(cipher.decrypt(c.name_enc, context=f"customers.name:{cid}")),
-        phone=mask_phone(cipher.decrypt(c.phone_enc, context=f"customers.phone:{cid}")),
-        branch_id=c.branch_id,
-        rm_id=c.rm_id,
-    )
+def _summary(line: read.CustomerLine) -> CustomerSummary:
+    return CustomerSummary(**vars(line))
 
 
 _IN_URL = ("phone", "id_number")
@@ -72,17 +62,12 @@ def list_customers(
     settings = settings_of(request)
     cipher = get_cipher(settings)
     with unit_of_work(settings) as session:
-        scope = principal.customer_scope(session)
-        rows = repository.page(session, scope, after=after, limit=limit)
-        total = repository.count(session, scope)
-        items = [_summary(cipher, c) for c in rows]
-        audit.record(
-            session, actor=principal.actor, action="customer.list", subject_type="customer", subject_id=None,
-            detail={"shown": [c.customer_id for c in rows], "fields": ["name", "phone"]},
-            source=audit_source(request),
+        found = read.customer_page(
+            session, cipher, principal.customer_scope(session), after=after, limit=limit,
+            actor=principal.actor, source=audit_source(request),
         )  # fmt: skip
     return CustomerList(
-        items=items, total=total, next_after=rows[-1].customer_id if len(rows) == limit else None
+        items=[_summary(c) for c in found.items], total=found.total, next_after=found.next_after
     )
 
 
@@ -93,12 +78,12 @@ def search_customers(body: CustomerSearch, request: Request, principal: Reader) 
     settings = settings_of(request)
     cipher = get_cipher(settings)
     with unit_of_work(settings) as session:
-        found = service.find_customers(
-            session, cipher, actor=principal.actor, phone=body.phone, id_number=body.id_number,
-            scope=principal.customer_scope(session), source=audit_source(request),
+        found = read.search_customers(
+            session, cipher, principal.customer_scope(session), kind="phone" if body.phone else "id_number",
+            value=body.phone or body.id_number or "", actor=principal.actor, source=audit_source(request),
+            limit=body.limit,
         )  # fmt: skip
-        items = [_summary(cipher, c) for c in found[: body.limit]]
-    return CustomerList(items=items, total=len(found), next_after=None)
+    return CustomerList(items=[_summary(c) for c in found.items], total=found.total, next_after=None)
 
 
 @router.get("/count", response_model=CustomerCount)
@@ -110,26 +95,26 @@ def count_customers(request: Request, principal: Reader) -> CustomerCount:
 
 @router.get("/{customer_id}", response_model=CustomerView)
 def get_customer(customer_id: str, request: Request, principal: Reader) -> CustomerView:
-    """The customer 360 (masked): profile, tags, saved segments, points. Audited."""
+    """The customer 360 (masked): profile, tags, saved segments, points, coupons, journeys, leads and contact
+    history. Audited."""
     settings = settings_of(request)
     today = now_of(request).astimezone(settings.tz).date()
     with unit_of_work(settings) as session:
-        scope = principal.customer_scope(session)
-        profile = masked_profile(
-            session,
-            get_cipher(settings),
-            customer_id,
-            actor=principal.actor,
-            today=today,
-            scope=scope,
-            source=audit_source(request),
-        )
-        tags = [
-            TagRead(tag=t, category=cat or "", since=since) for t, cat, since in tags_of(session, customer_id)
-        ]
-        segments = segments_of(session, customer_id)
-        points = ledger.balance(session, customer_id)
-    return CustomerView(**vars(profile), tags=tags, segments=segments, points=points)
+        view = read.customer_360(
+            session, settings, get_cipher(settings), customer_id, actor=principal.actor, today=today,
+            scope=principal.customer_scope(session), source=audit_source(request), now=now_of(request),
+            events=0, campaigns=False,
+        )  # fmt: skip
+    return CustomerView(
+        **vars(view.profile),
+        tags=[TagRead(tag=t.tag, category=t.category, since=t.since) for t in view.tags],
+        segments=view.segments,
+        points=view.points,
+        coupons=[CouponLineRead.model_validate(c) for c in view.coupons],
+        journeys=[JourneyLineRead.model_validate(j) for j in view.journeys],
+        leads=[LeadLineRead.model_validate(x) for x in view.leads],
+        contacts=[ContactLineRead.model_validate(m) for m in view.contacts],
+    )
 
 
 @router.post("/{customer_id}/reveal", response_model=RevealResponse)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -51,6 +51,54 @@ class TagRead(BaseModel):
     since: date
 
 
+class CouponLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    campaign: str
+    benefit_id: str
+    benefit_name: str
+    status: str
+    face_value: str | None = Field(description="Yuan, e.g. 26.00.")
+    granted_at: datetime
+    valid_to: datetime | None
+
+
+class JourneyLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    journey: str
+    name: str
+    status: str
+    step: str | None
+    entered_at: datetime
+    converted_at: datetime | None
+
+
+class LeadLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    lead_id: str
+    source: str
+    product_id: str | None
+    status: str
+    owner_staff_id: str | None
+    due_at: datetime
+    created_at: datetime
+
+
+class ContactLineRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    channel: str
+    purpose: str
+    journey: str | None
+    status: str
+    reason: str | None
+    asked_at: datetime
+
+
 class CustomerView(BaseModel):
     """The customer 360, masked: the age, never the birth date (beside the masked ID number it would leave
     a handful of candidates); ``POST …/reveal`` gives the birth date to whom may reveal, audited."""
@@ -73,6 +121,12 @@ class CustomerView(BaseModel):
     tags: list[TagRead]
     segments: list[str]
     points: int
+    coupons: list[CouponLineRead] = Field(default_factory=list, description="Newest first (at most 50).")
+    journeys: list[JourneyLineRead] = Field(default_factory=list, description="Latest first (at most 20).")
+    leads: list[LeadLineRead] = Field(default_factory=list, description="Latest first (at most 20).")
+    contacts: list[ContactLineRead] = Field(
+        default_factory=list, description="The outbox, newest first (20)."
+    )
 
 
 class RevealRequest(BaseModel):

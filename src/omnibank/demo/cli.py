@@ -114,6 +114,27 @@ def demo(
     out.print("try:")
     for command in summary.try_commands(state, last=cal.last):
         out.print(f"  {command}")
+    _console_accounts(settings)
+
+
+def _console_accounts(settings: Settings) -> None:
+    """Print how to open the console, with a demo account per role (new passwords on every run)."""
+    from omnibank.audit.service import cli_actor
+    from omnibank.db import unit_of_work
+    from omnibank.demo.accounts import ensure_accounts
+    from omnibank.kit.clock import system_clock
+
+    with unit_of_work(settings) as session:
+        accounts = ensure_accounts(session, now=system_clock(), actor=cli_actor())
+    table = Table("user", "role", "password", "staff", "org", title="console accounts (passwords new on "
+                  "every run of the demo; shown once)", title_justify="left")  # fmt: skip
+    for a in accounts:
+        table.add_row(a.username, a.role, a.password, a.staff_id, a.org)
+    out.print(table)
+    out.print(
+        "open the console: omnibank serve, then http://127.0.0.1:8000/console (Chinese; English from "
+        "the switch at the top). Customer-facing pages live under /c/ (elder mode: 长辈版)."
+    )
 
 
 EXAMPLE_TAGS = EXAMPLES / "tags"

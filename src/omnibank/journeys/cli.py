@@ -98,53 +98,50 @@ def simulate_cmd(
 
 def print_simulation(report: object, *, title: str = "simulated") -> None:
     from omnibank.journeys.simulate import SimulationReport
+    from omnibank.journeys.views import summarize
 
     assert isinstance(report, SimulationReport)
     from rich.table import Column, Table
 
+    summary = summarize(report)
     table = Table(
         Column("journey", no_wrap=True), "entered", "control", "reached", "deferred", "leads",
         "converted (control)",
-        title=f"journeys {title} over {report.events:,} events (nothing sent, nothing stored)",
+        title=f"journeys {title} over {summary.events:,} events (nothing sent, nothing stored)",
         title_justify="left",
     )  # fmt: skip
     sends = Table("journey", "channel", "sends", title="sends by channel", title_justify="left")
     suppressed = Table("journey", "reason", "suppressed", title="suppressed by reason", title_justify="left")
-    for jid, s in report.journeys.items():
+    for s in summary.journeys:
         conv = f"{s.converted:,}" + (f" ({s.converted_control:,})" if s.control else "")
         table.add_row(
-            jid, f"{s.entered:,}", f"{s.control:,}", f"{len(s.contacted):,}", f"{s.deferred:,}",
-            f"{sum(s.leads.values()):,}", conv,
+            s.journey, f"{s.entered:,}", f"{s.control:,}", f"{s.reached:,}", f"{s.deferred:,}",
+            f"{s.lead_total:,}", conv,
         )  # fmt: skip
-        for ch, n in sorted(s.sends.items()):
-            sends.add_row(jid, ch, f"{n:,}")
-        for reason, n in sorted(s.suppressed.items()):
-            suppressed.add_row(jid, reason, f"{n:,}")
+        for ch, n in s.sends.items():
+            sends.add_row(s.journey, ch, f"{n:,}")
+        for reason, n in s.suppressed.items():
+            suppressed.add_row(s.journey, reason, f"{n:,}")
     out.print(table)
     out.print(sends)
     if suppressed.row_count:
         out.print(suppressed)
     spared = Table("journey", "reason", "customers spared", title="who would be spared (no send at all)",
                    title_justify="left")  # fmt: skip
-    any_spared = False
-    for jid in report.journeys:
-        for reason, n in sorted(report.spared(jid).items()):
-            if n:
-                any_spared = True
-                spared.add_row(jid, reason, f"{n:,}")
-    if any_spared:
+    for s in summary.journeys:
+        for reason, n in s.spared.items():
+            spared.add_row(s.journey, reason, f"{n:,}")
+    if spared.row_count:
         out.print(spared)
     leads = Table("journey", "branch", "leads", title="leads per branch", title_justify="left")
-    any_leads = False
-    for jid, s in report.journeys.items():
-        for branch, n in sorted(s.leads.items()):
-            any_leads = True
-            leads.add_row(jid, branch, f"{n:,}")
-    if any_leads:
+    for s in summary.journeys:
+        for branch, n in s.leads.items():
+            leads.add_row(s.journey, branch, f"{n:,}")
+    if leads.row_count:
         out.print(leads)
-    if report.unknown_customers:
+    if summary.unknown_customers:
         err.print(
-            f"[yellow]{report.unknown_customers:,} trigger events of customers not loaded were ignored[/]"
+            f"[yellow]{summary.unknown_customers:,} trigger events of customers not loaded were ignored[/]"
         )
 
 
@@ -176,25 +173,14 @@ def stop_cmd(journey_id: str = typer.Argument(..., help="The journey id.")) -> N
 @app.command("list")
 def list_cmd(fmt: OutputFormat = FormatOpt) -> None:
     """Journeys with their entries by status."""
-    from sqlalchemy import func, select
-
     from omnibank.db import unit_of_work
-    from omnibank.journeys.models import Journey, JourneyEntry
+    from omnibank.journeys.views import STATES, list_journeys
 
     with unit_of_work() as session:
-        rows = list(session.scalars(select(Journey).order_by(Journey.id)))
-        counts: dict[tuple[str, str], int] = {
-            (j, s): n
-            for j, s, n in session.execute(
-                select(JourneyEntry.journey, JourneyEntry.status, func.count()).group_by(
-                    JourneyEntry.journey, JourneyEntry.status
-                )
-            )
-        }
-    states = ("active", "control", "done", "converted", "exited")
+        rows = list_journeys(session)
     print_rows(
-        (Col("id", "journey"), Col("name"), Col("status"), *(Col(s) for s in states)),
-        ((r.id, r.name, r.status, *(counts.get((r.id, s), 0) for s in states)) for r in rows),
+        (Col("id", "journey"), Col("name"), Col("status"), *(Col(s) for s in STATES)),
+        ((r.id, r.name, r.status, *(r.entries.get(s, 0) for s in STATES)) for r in rows),
         fmt,
         empty="no journeys (omnibank journey start FILE.yaml)",
     )

@@ -7,12 +7,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Request
 from pydantic import BaseModel
-from sqlalchemy import func, select
 
 from omnibank.api.auth import Principal, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.db import unit_of_work
-from omnibank.errors import NotFound
 
 router = APIRouter(prefix="/journeys", tags=["journeys"], responses=ERROR_RESPONSES)
 Reader = Annotated[Principal, Depends(require("campaigns:read"))]
@@ -51,34 +49,20 @@ class AttributionRead(BaseModel):
 
 @router.get("", summary="Journeys started, with their entries by status")
 def list_journeys(request: Request, principal: Reader) -> list[JourneyRead]:
-    from omnibank.journeys.models import Journey, JourneyEntry
+    from omnibank.journeys import views
 
     with unit_of_work(settings_of(request)) as session:
-        rows = list(session.scalars(select(Journey).order_by(Journey.id)))
-        counts = session.execute(
-            select(JourneyEntry.journey, JourneyEntry.status, func.count()).group_by(
-                JourneyEntry.journey, JourneyEntry.status
-            )
-        ).all()
-    by: dict[str, dict[str, int]] = {}
-    for jid, status, n in counts:
-        by.setdefault(jid, {})[status] = n
-    return [JourneyRead(id=r.id, name=r.name, status=r.status, entries=by.get(r.id, {})) for r in rows]
+        rows = views.list_journeys(session)
+    return [JourneyRead(id=r.id, name=r.name, status=r.status, entries=r.entries) for r in rows]
 
 
 @router.get("/{journey_id}/report", summary="Attribution per step, conversion and uplift against control")
 def journey_report(journey_id: JourneyId, request: Request, principal: Reader) -> AttributionRead:
-    from omnibank.journeys.models import Journey
-    from omnibank.journeys.report import attribution
+    from omnibank.journeys import views
 
     with unit_of_work(settings_of(request)) as session:
-        if session.get(Journey, journey_id) is None:
-            raise NotFound(f"no journey {journey_id!r}")
-        figures = attribution(session, journey_id)
-    if not figures:
-        return AttributionRead(journey=journey_id, entered=0, control=0, converted=0, converted_control=0,
-                               conversion_rate=None, control_rate=None, uplift=None, steps=[])  # fmt: skip
-    f = figures[0]
+        found = views.report(session, journey_id)
+    f = found.figures
     return AttributionRead(
         journey=f.journey, entered=f.entered, control=f.control, converted=f.converted,
         converted_control=f.converted_control, conversion_rate=f.rate, control_rate=f.control_rate,

@@ -12,7 +12,6 @@ from rich import box
 from rich.markup import escape
 from rich.text import Text
 
-from omnibank.audit import service as audit
 from omnibank.audit.service import cli_actor
 from omnibank.config import Settings, get_settings
 from omnibank.db import unit_of_work
@@ -20,7 +19,7 @@ from omnibank.errors import AppError
 from omnibank.events.emit import Emitted
 from omnibank.kit.clock import system_clock
 from omnibank.kit.console import err, out
-from omnibank.leads import repository, service
+from omnibank.leads import service, views
 from omnibank.leads.models import LEAD_STATUSES
 from omnibank.leads.repository import Viewer
 from omnibank.leads.service import Event, LeadRead, LeadRequest
@@ -99,14 +98,9 @@ def list_cmd(
     settings = get_settings()
     now = system_clock()
     with unit_of_work(settings) as session:
-        leads = repository.page(session, Viewer(staff_id=staff), now=now, status=status, overdue=overdue,
-                                limit=limit)  # fmt: skip
-        masked = repository.masked_customers(session, get_cipher(settings), {x.customer_id for x in leads})
-        audit.record(
-            session, actor=cli_actor(), action="lead.list", subject_type="lead", subject_id=None,
-            detail={"staff_id": staff, "shown": sorted({x.customer_id for x in leads}),
-                    "fields": ["name", "phone"]}, at=now,
-        )  # fmt: skip
+        found = views.lead_page(session, get_cipher(settings), Viewer(staff_id=staff), now=now,
+                                actor=cli_actor(), audit_detail={"staff_id": staff}, status=status,
+                                overdue=overdue, limit=limit)  # fmt: skip
     columns = (
         Col("lead_id", "lead"), Col("customer_id", "customer"), Col("name"), Col("phone"),
         Col("product_id", "product"), Col("source"), Col("status"), Col("due_at", "due", empty="—"),
@@ -114,10 +108,10 @@ def list_cmd(
         Col("flags", "", data=False), Col("overdue", table=False), Col("escalated_to", table=False),
     )  # fmt: skip
     rows = []
-    for lead in leads:
-        m = masked.get(lead.customer_id, repository.Masked("", ""))
+    for item in found.items:
+        lead = item.lead
         rows.append((
-            lead.lead_id, lead.customer_id, m.name, m.phone, lead.product_id, lead.source, lead.status,
+            lead.lead_id, lead.customer_id, item.name, item.phone, lead.product_id, lead.source, lead.status,
             lead.due_at, lead.owner_staff_id or f"(queue {lead.org_id})", lead.owner_staff_id, lead.org_id,
             Text.from_markup(_flags(lead, now)), lead.overdue(now), lead.escalated_to,
         ))  # fmt: skip
@@ -125,7 +119,7 @@ def list_cmd(
         " overdue" if overdue else "")  # fmt: skip
     # a row per lead, unsqueezed: a narrow terminal wraps the lines rather than cutting ids short
     if print_rows(columns, rows, fmt, empty=nothing, tz=settings.tz, box=box.SIMPLE_HEAD, min_width=_WIDE):
-        note(fmt, f"{len(leads)} leads")
+        note(fmt, f"{len(found.items)} leads")
 
 
 @app.command("show")
@@ -137,12 +131,9 @@ def show_cmd(
     settings = get_settings()
     now = system_clock()
     with unit_of_work(settings) as session:
-        lead = repository.get(session, Viewer(staff_id=staff), lead_id)
-        masked = repository.masked_customers(session, get_cipher(settings), [lead.customer_id])
-        rows = service.history(session, lead_id)
-        audit.record(session, actor=cli_actor(), action="lead.view", subject_type="lead", subject_id=lead_id,
-                     detail={"staff_id": staff, "customer_id": lead.customer_id}, at=now)  # fmt: skip
-    m = masked.get(lead.customer_id, repository.Masked("", ""))
+        detail = views.lead_detail(session, get_cipher(settings), Viewer(staff_id=staff), lead_id, now=now,
+                                   actor=cli_actor(), audit_detail={"staff_id": staff})  # fmt: skip
+    lead, m, rows = detail.item.lead, detail.item, detail.history
     out.print(f"[bold]{lead.lead_id}[/bold] {lead.status} {_flags(lead, now)}")
     out.print(f"customer {lead.customer_id} {escape(m.name)} {m.phone}")
     owner = lead.owner_staff_id or "(queue)"
@@ -173,9 +164,15 @@ def set_cmd(
     settings = get_settings()
     now = system_clock()
     with unit_of_work(settings) as session:
-        before = repository.get(session, Viewer(staff_id=staff), lead_id)
-        change = service.set_status(
-            session, lead_id, status, by=cli_actor(), staff_id=staff, now=now, note=note
+        before, change = views.set_status(
+            session,
+            Viewer(staff_id=staff),
+            lead_id,
+            status,
+            by=cli_actor(),
+            staff_id=staff,
+            now=now,
+            note=note,
         )
     _emit(settings, change.events)
     out.print(f"lead {lead_id}: {before.status} → {change.lead.status} (by {staff})")

@@ -11,20 +11,18 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.api.auth import Principal, audit_source, now_of, require, settings_of
 from omnibank.api.errors import ERROR_RESPONSES
 from omnibank.api.idempotency import run_write
-from omnibank.audit import service as audit
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
-from omnibank.leads import repository, service
-from omnibank.leads.repository import Masked, Viewer
-from omnibank.leads.service import Event, HistoryRead, LeadRead
+from omnibank.leads import service, views
+from omnibank.leads.repository import Viewer
+from omnibank.leads.service import Event
+from omnibank.leads.views import LeadDetail, LeadItem
 from omnibank.security import get_cipher
-from omnibank.users.models import User
 
 router = APIRouter(prefix="/leads", tags=["leads"], responses=ERROR_RESPONSES)
 log = logging.getLogger("omnibank.leads")
@@ -84,11 +82,12 @@ class LeadPatch(BaseModel):
     note: str | None = Field(default=None, max_length=500, description="No personal data; digit runs masked.")
 
 
-def _out(lead: LeadRead, masked: dict[str, Masked], now: datetime) -> LeadOut:
-    m = masked.get(lead.customer_id, Masked("", ""))
+def _out(item: LeadItem, now: datetime) -> LeadOut:
+    lead = item.lead
     return LeadOut(
-        lead_id=lead.lead_id, customer_id=lead.customer_id, customer_name=m.name, customer_phone=m.phone,
-        source=lead.source, journey=lead.journey, step=lead.step, product_id=lead.product_id, note=lead.note,
+        lead_id=lead.lead_id, customer_id=lead.customer_id, customer_name=item.name,
+        customer_phone=item.phone, source=lead.source, journey=lead.journey, step=lead.step,
+        product_id=lead.product_id, note=lead.note,
         owner_staff_id=lead.owner_staff_id, org_id=lead.org_id, status=lead.status,
         overdue=lead.overdue(now), due_at=lead.due_at, created_at=lead.created_at, updated_at=lead.updated_at,
         contacted_at=lead.contacted_at, closed_at=lead.closed_at, escalated_at=lead.escalated_at,
@@ -96,21 +95,13 @@ def _out(lead: LeadRead, masked: dict[str, Masked], now: datetime) -> LeadOut:
     )  # fmt: skip
 
 
-def _view(lead: LeadRead, masked: dict[str, Masked], now: datetime, rows: list[HistoryRead]) -> LeadView:
+def _view(detail: LeadDetail, now: datetime) -> LeadView:
     history = [
         HistoryOut(action=h.action, at=h.at, from_status=h.from_status, to_status=h.to_status, by=h.by,
                    staff_id=h.staff_id, note=h.note)
-        for h in rows
+        for h in detail.history
     ]  # fmt: skip
-    return LeadView(**_out(lead, masked, now).model_dump(), history=history)
-
-
-def _staff_of(session: Session, principal: Principal) -> str | None:
-    """The staff member behind a user account (None for an API token)."""
-    if principal.kind != "user":
-        return None
-    username = principal.actor.removeprefix("user:")
-    return session.scalar(select(User.staff_id).where(User.username == username))
+    return LeadView(**_out(detail.item, now).model_dump(), history=history)
 
 
 @router.get("", response_model=LeadList)
@@ -128,19 +119,12 @@ def list_leads(
     settings = settings_of(request)
     now = now_of(request)
     with unit_of_work(settings) as session:
-        viewer = Viewer(scope=principal.customer_scope(session))
-        leads = repository.page(session, viewer, now=now, status=status, overdue=overdue, owner=owner,
-                                escalated=escalated, after=after, limit=limit)  # fmt: skip
-        masked = repository.masked_customers(session, get_cipher(settings), {x.customer_id for x in leads})
-        audit.record(
-            session, actor=principal.actor, action="lead.list", subject_type="lead", subject_id=None,
-            detail={"shown": sorted({x.customer_id for x in leads}), "fields": ["name", "phone"]},
-            source=audit_source(request), at=now,
+        found = views.lead_page(
+            session, get_cipher(settings), Viewer(scope=principal.customer_scope(session)), now=now,
+            actor=principal.actor, source=audit_source(request), status=status, overdue=overdue, owner=owner,
+            escalated=escalated, after=after, limit=limit,
         )  # fmt: skip
-    return LeadList(
-        items=[_out(x, masked, now) for x in leads],
-        next_after=leads[-1].lead_id if len(leads) == limit else None,
-    )
+    return LeadList(items=[_out(x, now) for x in found.items], next_after=found.next_after)
 
 
 @router.get("/{lead_id}", response_model=LeadView)
@@ -149,14 +133,10 @@ def get_lead(lead_id: LeadId, request: Request, principal: Reader) -> LeadView:
     settings = settings_of(request)
     now = now_of(request)
     with unit_of_work(settings) as session:
-        lead = repository.get(session, Viewer(scope=principal.customer_scope(session)), lead_id)
-        masked = repository.masked_customers(session, get_cipher(settings), [lead.customer_id])
-        rows = service.history(session, lead_id)
-        audit.record(
-            session, actor=principal.actor, action="lead.view", subject_type="lead", subject_id=lead_id,
-            detail={"customer_id": lead.customer_id}, source=audit_source(request), at=now,
-        )  # fmt: skip
-    return _view(lead, masked, now, rows)
+        scope = principal.customer_scope(session)
+        detail = views.lead_detail(session, get_cipher(settings), Viewer(scope=scope), lead_id, now=now,
+                                   actor=principal.actor, source=audit_source(request))  # fmt: skip
+    return _view(detail, now)
 
 
 @router.patch("/{lead_id}", response_model=LeadView)
@@ -171,14 +151,15 @@ def patch_lead(
     events: list[Event] = []
 
     def write(session: Session) -> tuple[int, LeadView]:
-        repository.get(session, Viewer(scope=principal.customer_scope(session)), lead_id)  # 404 out of scope
-        change = service.set_status(
-            session, lead_id, body.status, by=principal.actor, staff_id=_staff_of(session, principal),
-            now=now, note=body.note, source=audit_source(request),
+        _, change = views.set_status(  # 404 out of scope
+            session, Viewer(scope=principal.customer_scope(session)), lead_id, body.status,
+            by=principal.actor, staff_id=views.staff_of(session, principal.actor, principal.kind), now=now,
+            note=body.note, source=audit_source(request),
         )  # fmt: skip
         events.extend(change.events)
-        masked = repository.masked_customers(session, get_cipher(settings), [change.lead.customer_id])
-        return 200, _view(change.lead, masked, now, service.history(session, lead_id))
+        detail = views.lead_detail(session, get_cipher(settings), Viewer(), lead_id, now=now,
+                                   actor=principal.actor, record=False)  # fmt: skip
+        return 200, _view(detail, now)
 
     response = run_write(
         settings, actor=principal.actor, key=idempotency_key, method="PATCH", path=request.url.path,

@@ -69,12 +69,18 @@ def _staff_view(session: Session, staff_id: str) -> ColumnElement[bool]:
     )
 
 
-def _visible(session: Session, stmt: Select[Lead], viewer: Viewer) -> Select[Lead]:
+def visibility(session: Session, viewer: Viewer) -> list[ColumnElement[bool]]:
+    """The conditions on leads that keep those ``viewer`` sees."""
+    found = []
     if viewer.scope is not None:
-        stmt = stmt.where(_in_scope(viewer.scope))
+        found.append(_in_scope(viewer.scope))
     if viewer.staff_id is not None:
-        stmt = stmt.where(_staff_view(session, viewer.staff_id))
-    return stmt
+        found.append(_staff_view(session, viewer.staff_id))
+    return found
+
+
+def _visible(session: Session, stmt: Select[Lead], viewer: Viewer) -> Select[Lead]:
+    return stmt.where(*visibility(session, viewer))
 
 
 def get(session: Session, viewer: Viewer, lead_id: str) -> LeadRead:

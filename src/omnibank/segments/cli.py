@@ -130,18 +130,19 @@ def save(
 @app.command("list")
 def list_(fmt: OutputFormat = FormatOpt) -> None:
     """List saved segments with their latest snapshot."""
+    from omnibank.customers.repository import Scope
     from omnibank.db import unit_of_work
-    from omnibank.segments import service
+    from omnibank.segments import views
 
     with unit_of_work() as session:
-        infos = service.list_segments(session)
+        infos = views.list_segments(session, Scope.whole_bank())
     columns = (
         Col("name"), Col("expression"), Col("members", empty="—"),
         Col("last_snapshot", "last snapshot", empty="—"), Col("description"),
     )  # fmt: skip
     print_rows(
         columns,
-        ((i.name, i.expression, i.members, i.last_snapshot, i.description) for i in infos),
+        ((i.name, i.expression, i.members, i.as_of, i.description) for i in infos),
         fmt,
         empty='no saved segments yet (omnibank segment save NAME "EXPR")',
     )

@@ -85,7 +85,12 @@ def save(
 
     def write(session: Session) -> tuple[int, SegmentRead]:
         seg = service.save(
-            session, name=body.name, text=body.expression, description=body.description, actor=principal.actor
+            session,
+            name=body.name,
+            text=body.expression,
+            description=body.description,
+            actor=principal.actor,
+            source=audit_source(request),
         )
         return 201, SegmentRead(name=seg.name, expression=seg.expression, description=seg.description,
                                 created_by=seg.created_by, updated_at=seg.updated_at)  # fmt: skip

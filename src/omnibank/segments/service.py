@@ -213,7 +213,9 @@ def export(session: Session, settings: Settings, text: str, *, as_of: date, out:
     return len(ids)
 
 
-def save(session: Session, *, name: str, text: str, description: str, actor: str) -> Segment:
+def save(
+    session: Session, *, name: str, text: str, description: str, actor: str, source: str = "cli"
+) -> Segment:
     if not TAG_PATTERN.match(name):
         raise AppError(f"segment name {name!r}: lower-case letters, digits and _, starting with a letter")
     parse_in(session, text)
@@ -226,7 +228,7 @@ def save(session: Session, *, name: str, text: str, description: str, actor: str
     session.flush()
     audit.record(
         session, actor=actor, action="segment.save", subject_type="segment", subject_id=name,
-        detail={"expression": text},
+        detail={"expression": text}, source=source,
     )  # fmt: skip
     return seg
 
@@ -240,40 +242,6 @@ def get(session: Session, name: str) -> Segment:
 
 
 @dataclass(frozen=True)
-class SegmentInfo:
-    name: str
-    expression: str
-    description: str
-    members: int | None
-    last_snapshot: date | None
-
-
-def list_segments(session: Session) -> list[SegmentInfo]:
-    latest = (
-        select(SegmentSnapshot.segment, func.max(SegmentSnapshot.id).label("sid"))
-        .group_by(SegmentSnapshot.segment)
-        .subquery()
-    )
-    snaps = {
-        s.segment: s
-        for s in session.scalars(select(SegmentSnapshot).join(latest, SegmentSnapshot.id == latest.c.sid))
-    }
-    out = []
-    for seg in session.scalars(select(Segment).order_by(Segment.name)):
-        snap = snaps.get(seg.name)
-        out.append(
-            SegmentInfo(
-                seg.name,
-                seg.expression,
-                seg.description,
-                snap.members if snap else None,
-                snap.as_of if snap else None,
-            )
-        )
-    return out
-
-
-@dataclass(frozen=True)
 class SnapshotResult:
     snapshot_id: int
     members: int
@@ -282,7 +250,9 @@ class SnapshotResult:
     first: bool
 
 
-def snapshot(session: Session, settings: Settings, name: str, *, as_of: date, actor: str) -> SnapshotResult:
+def snapshot(
+    session: Session, settings: Settings, name: str, *, as_of: date, actor: str, source: str = "cli"
+) -> SnapshotResult:
     """Evaluate a saved segment and record who entered and who left since its last snapshot."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -329,6 +299,7 @@ def snapshot(session: Session, settings: Settings, name: str, *, as_of: date, ac
     audit.record(
         session, actor=actor, action="segment.snapshot", subject_type="segment", subject_id=name,
         detail={"snapshot": snap.id, "members": len(new), "entered": len(entered), "left": len(left)},
+        source=source,
     )  # fmt: skip
     return SnapshotResult(snap.id, len(new), sorted(entered), sorted(left), first)
 
@@ -362,9 +333,17 @@ class Matrix:
     total: int
 
 
-def matrix(session: Session, settings: Settings, *, where: str | None, as_of: date) -> Matrix:
+def matrix(
+    session: Session,
+    settings: Settings,
+    *,
+    where: str | None,
+    as_of: date,
+    within: str | Within | None = None,
+) -> Matrix:
     """Counts over lifecycle stage × wealth tier × occupation (seed 002's 112 segments), from the tags of
-    categories ``lifecycle`` and ``wealth``; a customer with none of a category counts under "—"."""
+    categories ``lifecycle`` and ``wealth``; a customer with none of a category counts under "—". Only the
+    customers matching ``where`` and, with ``within``, only the caller's (as :func:`count`)."""
     from omnibank.customers.values import OCCUPATIONS
 
     cats: dict[str, list[str]] = {"lifecycle": [], "wealth": []}
@@ -379,17 +358,18 @@ def matrix(session: Session, settings: Settings, *, where: str | None, as_of: da
             "load and compute them: omnibank tags load examples/tags && omnibank tags compute"
         )
     filter_sql = ""
+    narrowed = bool(where) or within is not None
     with duck_engine(session, settings) as duck:
-        if where:
+        if narrowed:
             import pyarrow as pa
 
-            ids = duck.ids(parse_in(session, where), as_of)
+            ids = duck.ids(parse_within(session, where or "customer_id IS NOT NULL", within), as_of)
             duck.con.register("_scope", pa.table({"customer_id": ids}))
             filter_sql = "WHERE p.customer_id IN (SELECT customer_id FROM _scope)"
         try:
             result = duck.query(_matrix_sql(cats["lifecycle"], cats["wealth"], filter_sql))
         finally:
-            if where:
+            if narrowed:
                 duck.con.unregister("_scope")
     counts = {
         (str(lc), str(w), str(o)): int(n) for lc, w, o, n in zip(*result.to_pydict().values(), strict=True)

@@ -1,0 +1,63 @@
+"""The console's tests: the API tests' small bank (two branches, a user for every role), with a test client
+over HTTPS (the console's cookies are Secure) and a browser-like sign-in."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from argon2 import PasswordHasher
+from fastapi.testclient import TestClient
+
+from omnibank.users import service as users
+from tests.api.bank import PASSWORD, Bank, build_bank
+
+BASE = "https://testserver"
+
+
+@pytest.fixture(autouse=True)
+def _cheap_hashes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(users, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
+@dataclass
+class Console:
+    bank: Bank
+    client: TestClient
+
+    def signin(self, username: str, password: str = PASSWORD, *, lang: str = "en") -> Any:
+        """Sign in through the form, as a browser does (English unless ``lang`` says otherwise)."""
+        self.client.cookies.set("ob_lang", lang)
+        page = self.client.get("/console/signin")
+        token = re.search(r'name="presign" value="([^"]+)"', page.text)
+        assert token, page.text
+        return self.client.post(
+            "/console/signin",
+            data={"username": username, "password": password, "presign": token.group(1), "next": "/console"},
+            follow_redirects=False,
+        )
+
+    def csrf(self, path: str = "/console") -> str:
+        found = re.search(r'"X-CSRF-Token": "([0-9a-f]+)"', self.client.get(path).text)
+        assert found
+        return found.group(1)
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.client.get(path, follow_redirects=False, **kw)
+
+    def post(self, path: str, data: dict[str, Any] | None = None, **kw: Any) -> Any:
+        """A form post with this session's CSRF token."""
+        return self.client.post(path, data={"csrf_token": self.csrf(), **(data or {})},
+                                follow_redirects=False, **kw)  # fmt: skip
+
+
+@pytest.fixture
+def console(env: Any, tmp_path: Path) -> Iterator[Console]:
+    settings = env.settings.model_copy(update={"api_login_per_minute": 1000})
+    bank = build_bank(settings, tmp_path / "bank")
+    with TestClient(bank.client.app, base_url=BASE) as client:
+        yield Console(bank, client)
