@@ -85,8 +85,21 @@ def pytest_configure(config: pytest.Config) -> None:
     clock.travel_if_shifted()
 
 
+# the longest tests start first (pytest-xdist hands out the collected order): begun last, one of them would
+# keep a worker busy after the others are done
+SLOW_FIRST = (
+    "tests/e2e/test_tour.py",
+    "tests/demo/test_living_bank.py",
+    "tests/campaigns/test_properties.py",
+    "tests/campaigns/test_kill.py",
+    "tests/scenarios/test_demo_bank.py",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``@pytest.mark.postgres_only`` tests are skipped unless the suite runs on PostgreSQL."""
+    """The slowest tests first; ``@pytest.mark.postgres_only`` tests are skipped unless the suite runs on
+    PostgreSQL."""
+    items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))  # stable: the rest keep their order
     if ON_POSTGRES:
         return
     skip = pytest.mark.skip(reason="PostgreSQL only (scripts/with-postgres sets OMNIBANK_TEST_DATABASE_URL)")
