@@ -106,3 +106,35 @@ def test_money_is_exact_decimal() -> None:
 @given(st.integers(min_value=0, max_value=10**15))
 def test_fen_round_trip(fen: int) -> None:
     assert to_fen(parse_cny(str(from_fen(fen)))) == fen
+
+
+def test_threads_creating_the_key_ring_at_once_all_get_the_one_ring(tmp_path: Path) -> None:
+    """Several threads of a new server (or processes) reach a data home without keys at the same moment: one
+    ring is created and every one of them gets it; no error, no temporary file left behind."""
+    import threading
+
+    key_file = tmp_path / "keys" / "master.key"
+    rings: list[str] = []
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def create() -> None:
+        start.wait()
+        try:
+            rings.append(load_or_create_key_ring(key_file, None).to_json())
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    for _ in range(5):  # a race: several rounds, each on a fresh folder
+        if key_file.exists():
+            key_file.unlink()
+        rings.clear()
+        threads = [threading.Thread(target=create) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        assert len(rings) == 8 and len(set(rings)) == 1
+        assert rings[0] == key_file.read_text()
+        assert sorted(p.name for p in key_file.parent.iterdir()) == ["master.key"]

@@ -96,8 +96,10 @@ def load_or_create_key_ring(key_file: Path, master_secret: str | None) -> KeyRin
     key_file.parent.mkdir(parents=True, exist_ok=True)
     os.chmod(key_file.parent, 0o700)
     ring = KeyRing.generate()
-    tmp = key_file.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # a name of its own per attempt: threads or processes creating the ring at once must not truncate,
+    # link or remove each other's file (one shared name lost a ring half the time under four threads)
+    tmp = key_file.with_name(f".{key_file.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(ring.to_json())
     try:
