@@ -101,6 +101,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     PostgreSQL."""
     items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))  # stable: the rest keep their order
     if ON_POSTGRES:
+        embedded = pytest.mark.skip(
+            reason="the embedded store only: the same run on PostgreSQL proves nothing more"
+        )
+        for item in items:
+            if "embedded_only" in item.keywords:
+                item.add_marker(embedded)
         return
     skip = pytest.mark.skip(reason="PostgreSQL only (scripts/with-postgres sets OMNIBANK_TEST_DATABASE_URL)")
     for item in items:

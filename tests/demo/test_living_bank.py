@@ -176,6 +176,7 @@ def _fingerprint(env, last: date) -> dict[str, object]:
     return figures
 
 
+@pytest.mark.embedded_only  # the demo on PostgreSQL: test_the_demo_leaves_a_bank_that_has_lived_its_year
 def test_the_same_seed_gives_the_same_bank(cli, env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     first = cli("demo", "--customers", "400", "--days", "150", "--seed", "7")
     assert first.exit_code == 0, first.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from sqlalchemy import func, select
 
 from omnibank.customers.models import Customer
@@ -22,6 +23,7 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
     return rows
 
 
+@pytest.mark.embedded_only  # repeatability is the generator's; the demo on PostgreSQL is tests/demo's
 def test_demo_loads_a_whole_bank_and_is_repeatable(cli, env) -> None:
     first = cli("demo", "--customers", "400", "--days", "120")
     assert first.exit_code == 0, first.stderr

@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 from omnibank.api.auth import Principal, now_of, settings_of
 from omnibank.benefits import views
 from omnibank.console.i18n import N_, Speaker
+from omnibank.console.labels import BENEFIT_TYPES as TYPES
 from omnibank.console.web import CONSOLE, needs, render, speaker
 from omnibank.db import unit_of_work
 
@@ -29,15 +30,6 @@ SUPPLIER_STATES = {
     "warning": N_("Warning"),
     "rectification": N_("Rectification"),
     "suspended": N_("Suspended"),
-}
-TYPES = {
-    "voucher": N_("Voucher"),
-    "membership": N_("Membership"),
-    "e_card": N_("E-card"),
-    "instant_discount": N_("Instant discount"),
-    "points": N_("Points"),
-    "installment_discount": N_("Instalment discount"),
-    "physical_gift": N_("Physical gift"),
 }
 STATUSES = {"active": N_("Active"), "inactive": N_("Inactive")}
 

@@ -14,6 +14,7 @@ from omnibank.api.auth import Principal, now_of, settings_of
 from omnibank.campaigns import views
 from omnibank.campaigns.spec import CampaignSpec
 from omnibank.console.i18n import N_, Speaker
+from omnibank.console.labels import RUN_STATUSES as STATUSES
 from omnibank.console.web import CONSOLE, needs, render, speaker
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
@@ -23,7 +24,6 @@ Reader = Annotated[Principal, Depends(needs("campaigns:read"))]
 CampaignId = Annotated[str, Path(max_length=64)]
 MAX_TEXT = 2_000_000  # characters of a pasted definition or events
 
-STATUSES = {"active": N_("Active"), "stopped": N_("Stopped")}
 SCOPES = {"campaign": N_("Campaign"), "rule": N_("Rule"), "branch": N_("Branch")}
 
 

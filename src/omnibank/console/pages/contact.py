@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse
 
 from omnibank.api.auth import Principal, now_of, settings_of
 from omnibank.console.i18n import N_, Speaker
+from omnibank.console.labels import PURPOSES
 from omnibank.console.web import CONSOLE, needs, render, speaker
 from omnibank.contact import views
 from omnibank.contact.models import STATUSES
@@ -24,7 +25,6 @@ PAGE = 50
 LABELS = {"queued": N_("Queued"), "deferred": N_("Deferred"), "suppressed": N_("Suppressed"),
           "sent": N_("Sent"), "delivered": N_("Delivered"), "failed": N_("Failed"),
           "clicked": N_("Clicked")}  # fmt: skip
-PURPOSES = {"marketing": N_("Marketing"), "service": N_("Service")}
 
 
 def _chart(say: Speaker, counts: dict[str, int]) -> dict[str, Any]:

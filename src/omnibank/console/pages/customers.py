@@ -16,6 +16,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from omnibank.api.auth import Principal, client_ip, now_of, settings_of
 from omnibank.console.i18n import N_
+from omnibank.console.labels import CHANNELS, OCCUPATIONS, PURPOSES
 from omnibank.console.web import CONSOLE, needs, redirect, render, speaker
 from omnibank.customer_ops import view as read
 from omnibank.customers.reveal import MIN_REASON, REVEALABLE, RevealRefused, reveal_field
@@ -47,27 +48,6 @@ IDENTIFIER_KINDS = {
     "app_user_id": N_("App user id"),
 }
 GENDERS = {"M": N_("Male"), "F": N_("Female")}
-OCCUPATIONS = {
-    "employee": N_("Employee"),
-    "civil_servant": N_("Civil servant"),
-    "business_owner": N_("Business owner"),
-    "self_employed": N_("Self-employed"),
-    "retired": N_("Retired"),
-    "student": N_("Student"),
-    "farmer": N_("Farmer"),
-    "other": N_("Other"),
-}
-CHANNELS = {
-    "app": N_("App"),
-    "wechat": N_("WeChat"),
-    "sms": N_("SMS"),
-    "phone": N_("Phone call"),
-    "branch": N_("Branch"),
-    "wecom": N_("WeCom"),
-    "web": N_("Web"),
-    "partner": N_("Partner"),
-    "email": N_("Email"),
-}
 COUPON_STATUSES = {
     "granted": N_("Granted"),
     "claimed": N_("Claimed"),
@@ -97,12 +77,6 @@ CONTACT_STATUSES = {
     "delivered": N_("Delivered"),
     "failed": N_("Failed"),
     "clicked": N_("Clicked"),
-}
-PURPOSES = {
-    "marketing": N_("Marketing"),
-    "service": N_("Service"),
-    "profiling": N_("Profiling"),
-    "data_sharing": N_("Data sharing"),
 }
 SOURCES = {"customer record": N_("Customer record")}
 

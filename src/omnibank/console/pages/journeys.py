@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from omnibank.api.auth import Principal, settings_of
 from omnibank.config import Settings
 from omnibank.console.i18n import N_, Speaker
+from omnibank.console.labels import RUN_STATUSES as STATUSES
 from omnibank.console.web import CONSOLE, needs, render, speaker
 from omnibank.db import unit_of_work
 from omnibank.errors import InputRefused
@@ -25,7 +26,6 @@ router = APIRouter(prefix=CONSOLE)
 Reader = Annotated[Principal, Depends(needs("campaigns:read"))]
 JourneyId = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
-STATUSES = {"active": N_("Active"), "stopped": N_("Stopped")}
 STATES = {"active": N_("In progress"), "control": N_("Control group"), "done": N_("Done"),
           "converted": N_("Converted"), "exited": N_("Exited")}  # fmt: skip
 COLOURS = {"active": "#0b4f8a", "control": "#8a8a8a", "done": "#2e7d32", "converted": "#8a4b00",

@@ -33,6 +33,7 @@ from omnibank.benefits.self_service import (
     read_visit,
 )
 from omnibank.console.i18n import N_
+from omnibank.console.labels import BENEFIT_TYPES as TYPES
 from omnibank.console.links import read_link_token
 from omnibank.console.web import redirect, render, speaker
 from omnibank.db import unit_of_work
@@ -45,15 +46,6 @@ CSRF_FIELD = "csrf"
 _BENEFIT_ID = r"^[A-Za-z0-9_.:-]{1,64}$"
 _YEAR = 365 * 86400
 
-TYPES = {
-    "voucher": N_("Voucher"),
-    "membership": N_("Membership"),
-    "e_card": N_("E-card"),
-    "instant_discount": N_("Instant discount"),
-    "points": N_("Points"),
-    "installment_discount": N_("Instalment discount"),
-    "physical_gift": N_("Gift"),
-}
 
 # The guide's pictures (static/public/*.svg): a catalogue step is shown with the first picture whose words it
 # contains (the catalogue is written in Chinese), else the plain phone.

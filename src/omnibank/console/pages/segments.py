@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from omnibank.api.auth import Principal, client_ip, now_of, settings_of
 from omnibank.console.i18n import N_, Speaker
+from omnibank.console.labels import OCCUPATIONS
 from omnibank.console.web import CONSOLE, redirect, render, speaker
 from omnibank.console.web import needs as _needs
 from omnibank.db import unit_of_work
@@ -24,16 +25,6 @@ Writer = Annotated[Principal, Depends(_needs("segments:write"))]
 PREVIEW_ROWS = 20
 EXPRESSION_MAX = 4000
 
-OCCUPATIONS = {
-    "employee": N_("Employee"),
-    "civil_servant": N_("Civil servant"),
-    "business_owner": N_("Business owner"),
-    "self_employed": N_("Self-employed"),
-    "retired": N_("Retired"),
-    "student": N_("Student"),
-    "farmer": N_("Farmer"),
-    "other": N_("Other"),
-}
 STAGES = {  # the example tags' names (examples/tags); others show as named
     "lifecycle_new": N_("New"),
     "lifecycle_growing": N_("Growing"),
