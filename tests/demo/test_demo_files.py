@@ -8,9 +8,12 @@ import re
 import stat
 from pathlib import Path
 
+import pytest
+
 CONTRACT = {"orgs.csv", "staff.csv", "customers.csv", "events.jsonl"}
 
 
+@pytest.mark.embedded_only  # where the demo writes its files does not depend on the store
 def test_the_demo_leaves_no_contract_file_under_the_data_home(cli, env) -> None:
     r = cli("demo", "--customers", "300", "--days", "20")
     assert r.exit_code == 0, r.stderr

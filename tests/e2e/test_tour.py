@@ -47,18 +47,34 @@ def _first_link(page: Any, pattern: str) -> str:
 
 
 def test_every_role_tours_its_pages_in_both_languages(demo_site: DemoSite) -> None:
-    """One test (the demo bank is built once): a campaign manager's pages, a simulation, then the branch
-    staff's and the auditor's, each page in Chinese (checked with axe) and in English (screenshots)."""
-    for lang in ("zh", "en"):
-        _campaign_manager(demo_site, lang)
-        _branch_staff_and_auditor(demo_site, lang)
+    """One test (the demo bank is built once): a campaign manager's pages and the branch staff's and the
+    auditor's in Chinese, each checked with axe; the main pages again in English (screenshots); a
+    simulation."""
+    _campaign_manager(demo_site, "zh")
+    _branch_staff_and_auditor(demo_site, "zh")
+    _campaign_manager(demo_site, "en", main_only=True)
     _simulates_a_campaign(demo_site)
     assert demo_site.errors == []
 
 
-def _campaign_manager(demo_site: DemoSite, lang: str) -> None:
+def _campaign_manager(demo_site: DemoSite, lang: str, *, main_only: bool = False) -> None:
     axe = lang == "zh"
     page = demo_site.page("demo_campaigns", lang=lang)
+    if main_only:  # home, customers and the 360, segments and the heat map, benefits, campaigns, journeys
+        main = (
+            ("/console", "home-cm", 0),
+            ("/console/customers", "customers-cm", 0),
+            ("/console/customers/C000001", "customer-360-cm", 1),
+            ("/console/segments", "segments", 0),
+            ("/console/segments/matrix", "segments-matrix", 1),
+            ("/console/benefits", "benefits", 1),
+            ("/console/campaigns", "campaigns", 0),
+            ("/console/journeys", "journeys", 1),
+        )
+        for path, name, charts in main:
+            _visit(demo_site, page, path, f"{name}-{lang}", charts=charts, axe=axe)
+        page.context.close()
+        return
     _visit(demo_site, page, "/console", f"home-cm-{lang}", axe=axe)
     _visit(demo_site, page, "/console/customers", f"customers-cm-{lang}", axe=axe)
     customer = _first_link(page, r"/console/customers/C\d+")
