@@ -262,15 +262,28 @@ def load_campaign(path: Path) -> CampaignSpec:
     if not path.is_file():
         raise InputRefused(f"{path}: no such file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
         raise InputRefused(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return parse_campaign(text, source=str(path), where=f"{path}: ", one_line=False)
+
+
+def parse_campaign(
+    text: str, *, source: str = "campaign", where: str = "", one_line: bool = True
+) -> CampaignSpec:
+    """A campaign definition given as YAML (or JSON) text, checked as a file is: every problem named with
+    its place (InputRefused, prefixed with ``where``; the problems on one line, or one a line)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputRefused(f"{where}not valid YAML ({str(exc).splitlines()[0]})") from None
     try:
         spec = CampaignSpec.model_validate(raw)
     except ValidationError as exc:
         problems = [f"{'.'.join(str(p) for p in e['loc']) or 'campaign'}: {e['msg']}" for e in exc.errors()]
-        raise InputRefused(f"{path}: campaign refused:\n  " + "\n  ".join(problems)) from None
-    compile_campaign(spec, source=str(path))
+        listed = " " + "; ".join(problems) if one_line else "\n  " + "\n  ".join(problems)
+        raise InputRefused(f"{where}campaign refused:{listed}") from None
+    compile_campaign(spec, source=source)
     return spec
 
 

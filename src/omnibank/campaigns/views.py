@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
-import yaml
-from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -22,7 +20,7 @@ from omnibank.benefits.views import BudgetLine, budgets_view
 from omnibank.campaigns import audience, live
 from omnibank.campaigns.models import Campaign, CampaignGrant
 from omnibank.campaigns.simulate import SimulationReport, simulate
-from omnibank.campaigns.spec import CampaignSpec, compile_campaign
+from omnibank.campaigns.spec import CampaignSpec, parse_campaign
 from omnibank.config import Settings
 from omnibank.customers.repository import Within
 from omnibank.db import unit_of_work
@@ -207,17 +205,7 @@ def simulate_campaign(
 def parse_definition(text: str) -> CampaignSpec:
     """A campaign definition given as YAML (or JSON) text, checked as ``campaign validate`` checks a file:
     every problem named with its place (InputRefused)."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputRefused(f"not valid YAML ({str(exc).splitlines()[0]})") from None
-    try:
-        spec = CampaignSpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = [f"{'.'.join(str(p) for p in e['loc']) or 'campaign'}: {e['msg']}" for e in exc.errors()]
-        raise InputRefused("campaign refused: " + "; ".join(problems)) from None
-    compile_campaign(spec, source="campaign")
-    return spec
+    return parse_campaign(text)
 
 
 def parse_events(text: str) -> list[Event] | None:
