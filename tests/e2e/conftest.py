@@ -30,6 +30,13 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-b
         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]  # fmt: skip
 
 
+def follow(page: Any, selector: str) -> None:
+    """Click something that loads a new page and wait until that page has loaded: a bare ``click`` returns
+    before the navigation starts, so the next read could still see (or lose, mid-way) the old page."""
+    with page.expect_navigation():
+        page.click(selector)
+
+
 def _have_browser() -> bool:
     return Path(CHROMIUM).exists()
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Site
+from tests.e2e.conftest import Site, follow
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +31,7 @@ def test_sign_in_in_chinese_then_switch_to_english(site: Site) -> None:
     assert page.locator("html").get_attribute("lang") == "zh-CN"
     assert "客户经理" in page.locator(".user").inner_text()
     site.shot(page, "home-zh")
-    page.click("text=English")
+    follow(page, "text=English")
     assert page.locator("html").get_attribute("lang") == "en"
     assert "Relationship manager" in page.locator(".user").inner_text()
     site.shot(page, "home-en")
@@ -48,7 +48,7 @@ def test_the_browser_language_decides_until_the_switch(site: Site) -> None:
 
 def test_signing_out_ends_the_session(site: Site) -> None:
     page: Any = site.page("rm_a")
-    page.click("button:has-text('退出登录')")
+    follow(page, "button:has-text('退出登录')")
     assert "/console/signin" in page.url
     page.goto(f"{site.url}/console")
     assert "/console/signin" in page.url

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from omnibank.console.links import customer_link_token
-from tests.e2e.conftest import Site
+from tests.e2e.conftest import Site, follow
 
 pytestmark = pytest.mark.e2e
 
@@ -102,13 +102,13 @@ def test_elder_mode_for_a_customer_of_60_or_more_measured_in_the_browser(site: S
     assert_elder(page)
     site.shot(page, "public-claimed-elder-zh")
 
-    page.click("text=查看图解使用步骤")  # then the guide, a step a screen, each with its picture
+    follow(page, "text=查看图解使用步骤")  # then the guide, a step a screen, each with its picture
     assert "第1步" in page.locator("h2").inner_text()
     assert page.locator("figure img").evaluate("img => img.complete && img.naturalWidth > 0")
     assert_elder(page)
     assert site.axe(page) == []
     site.shot(page, "public-guide-elder-zh")
-    page.click("text=下一步")
+    follow(page, "text=下一步")
     assert "第2步" in page.locator("h2").inner_text()
     assert_elder(page)
 
@@ -137,12 +137,12 @@ def test_standard_view_and_the_switch(site: Site) -> None:
         assert site.axe(page) == []
         site.shot(page, f"public-benefit-standard-{lang}")
         # the switch: on, remembered across pages, then off again
-        page.click("text=长辈版（大字）" if lang == "zh" else "text=Large text (elder mode)")
+        follow(page, "text=长辈版（大字）" if lang == "zh" else "text=Large text (elder mode)")
         assert_elder(page)
         page.goto(f"{site.url}/c/benefits/voucher")  # without the link: the page still works, no claim
         assert measure(page)["elder"]
         assert page.locator("form[action$='/claim']").count() == 0
         site.shot(page, f"public-benefit-nolink-elder-{lang}")
-        page.click("text=标准版" if lang == "zh" else "text=Standard view")
+        follow(page, "text=标准版" if lang == "zh" else "text=Standard view")
         assert not measure(page)["elder"]
     assert site.errors == []
