@@ -27,9 +27,18 @@ def main() -> int:
     runs = [
         [sys.executable, str(HERE / "bench_cli.py")],  # the demo bank's size whatever the scale
         [sys.executable, str(HERE / "bench_console.py")],  # the demo bank (omnibank demo), whatever the scale
+        [sys.executable, str(HERE / "bench_share.py"), "--seconds", str(10 // scale or 2)],
         [sys.executable, str(HERE / "bench_customers.py"), "--customers", str(1_000_000 // scale)],
         [sys.executable, str(HERE / "bench_events.py"), "--events", str(10_000_000 // scale)],
         [sys.executable, str(HERE / "bench_segments.py"), "--customers", str(1_000_000 // scale)],
+        [
+            sys.executable,
+            str(HERE / "bench_invites.py"),
+            "--customers",
+            str(1_000_000 // scale),
+            "--events",
+            str(10_000_000 // scale),
+        ],  # fmt: skip
         [
             sys.executable,
             str(HERE / "bench_campaigns.py"),

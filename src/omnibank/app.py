@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     from omnibank.contact.endpoints import router as contact_router
     from omnibank.customers.endpoints import router as customers_router
     from omnibank.events.endpoints import router as events_router
+    from omnibank.invites.endpoints import install as install_share
+    from omnibank.invites.endpoints import router as invites_router
     from omnibank.journeys.endpoints import router as journeys_router
     from omnibank.leads.endpoints import router as leads_router
     from omnibank.segments.endpoints import router as segments_router
@@ -127,6 +129,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     app.state.lane_served = 0  # requests the fast lane served (omnibank.api.fastlane)
     app.state.fast_path = None
     errors.install(app)
+    install_share(app)  # GET /s/{token}: public, outside the API prefix; first, as the busiest route
     from omnibank.console.app import install as install_console
 
     install_console(app)  # /console for staff and /c/ for customers: HTML pages, HTML error pages
@@ -134,7 +137,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     # the coupon routes first: FastAPI tries the routers in order, and these carry most of the traffic
     for router in (benefits_router, users_router, customers_router, segments_router, events_router,
                    campaigns_router, journeys_router, contact_router, leads_router,
-                   audit_router):  # fmt: skip
+                   audit_router, invites_router):  # fmt: skip
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", response_model=Health, tags=["health"], responses={503: {"model": errors.ErrorBody}})

@@ -73,6 +73,14 @@ COMMANDS: dict[str, Lazy] = {
     "contact": Lazy("omnibank.contact.cli:app", "Channels, the contact policy, the outbox, do-not-disturb."),
     "journey": Lazy("omnibank.journeys.cli:app", "Journeys: validate, simulate, start, stop, list, report."),
     "worker": Lazy("omnibank.worker.cli:app", "Run journeys and the outbox in the background."),
+    "invites": Lazy(
+        "omnibank.invites.cli:app",
+        "Staff invite codes (邀请码): issue, revoke, rotate, export; bindings, stats, leaderboard, rewards.",
+    ),
+    "share": Lazy(
+        "omnibank.invites.cli:share_app", "Share links and posters for staff: /s/ links, QR codes, stats."
+    ),
+    "staff": Lazy("omnibank.orgs.cli:staff_app", "Staff: deactivate a member of staff who left."),
     "leads": Lazy("omnibank.leads.cli:app", "Leads for branch staff: the RM's list, follow-up, escalation."),
     "user": Lazy("omnibank.users.cli:user_app", "Staff accounts that sign in to the API."),
     "token": Lazy("omnibank.users.cli:token_app", "API tokens for integrations (scoped, expiring)."),

@@ -70,6 +70,13 @@ class Settings(BaseSettings):
         description="An API server process freezes what it holds at start-up out of Python's garbage "
         "collector and collects less often (about 15% less CPU a request).",
     )
+    invite_window_days: int = Field(
+        default=30,
+        ge=0,
+        le=3650,
+        description="An invite code binds a customer only if used within this many days after the customer "
+        "registered (later: refused as outside_window).",
+    )
     api_idempotency_ttl_hours: int = Field(
         default=24, ge=1, description="How long an Idempotency-Key's stored answer is replayed (then pruned)."
     )
@@ -96,6 +103,34 @@ class Settings(BaseSettings):
     )
     console_session_hours: int = Field(
         default=12, ge=1, le=168, description="A console session ends this many hours after sign-in."
+    )
+
+    # share links and posters (omnibank.invites.share)
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The public base URL of this server, as customers reach it: share links are "
+        "<public_url>/s/<token>, and a benefit's landing page is under it.",
+    )
+    share_bank_url: str = Field(
+        default="https://www.example.com",
+        description="The bank's own site: the landing pages of products, campaigns, scenes and home.",
+    )
+    share_landing: dict[str, str] = Field(
+        default_factory=dict,
+        description="Target kind → landing page template (JSON), with {id}, {bank_url} and {public_url}; "
+        "kinds not named keep their default.",
+    )
+    share_rate_per_minute: int = Field(
+        default=120, ge=1, description="/s/ link requests a minute per client address (bursts up to it)."
+    )
+    share_flush_seconds: float = Field(
+        default=1.0, ge=0, le=60, description="Seconds a server holds share clicks before writing them."
+    )
+    share_cache_seconds: float = Field(
+        default=30.0, ge=0, le=3600, description="Seconds a server reuses a share link's landing."
+    )
+    poster_font: Path | None = Field(
+        default=None, description="A font with Chinese glyphs for posters; default one fontconfig finds."
     )
 
     # audit checkpoints (omnibank.audit): exported by a running server or worker, kept off the data volume
@@ -185,6 +220,24 @@ class Settings(BaseSettings):
             parts = urlsplit(value)
             if parts.scheme not in ("http", "https") or not parts.netloc:
                 raise ValueError(f"{value!r} is not an http(s) URL")
+        return value
+
+    @field_validator("public_url", "share_bank_url")
+    @classmethod
+    def _base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+            raise ValueError(f"{value!r} is not an http(s) base URL")
+        return value.rstrip("/")
+
+    @field_validator("share_landing")
+    @classmethod
+    def _landing(cls, value: dict[str, str]) -> dict[str, str]:
+        for kind, template in value.items():
+            if not template.startswith(("http://", "https://", "{bank_url}", "{public_url}")):
+                raise ValueError(
+                    f"{kind}: {template!r} must start with http(s):// or {{bank_url}}/{{public_url}}"
+                )
         return value
 
     @field_validator("timezone")

@@ -13,6 +13,7 @@ def import_all_models() -> None:
     import omnibank.customers.models
     import omnibank.db.versions
     import omnibank.events.models
+    import omnibank.invites.models
     import omnibank.journeys.models
     import omnibank.leads.models
     import omnibank.orgs.models

@@ -92,6 +92,10 @@ def _campaign_manager(demo_site: DemoSite, lang: str, *, main_only: bool = False
     journey = _first_link(page, r"/console/journeys/\w+")
     _visit(demo_site, page, journey, f"journey-report-{lang}", charts=2, axe=axe)
     _visit(demo_site, page, "/console/contact", f"contact-{lang}", charts=1, axe=axe)
+    year = "/console/invites?from=2026-01-01&to=2026-12-31"
+    _visit(demo_site, page, year, f"invites-{lang}", charts=1, axe=axe)
+    _visit(demo_site, page, year + "&by=staff&metric=amount", f"invites-staff-{lang}", charts=1, axe=axe)
+    _visit(demo_site, page, "/console/invites/codes", f"invites-codes-{lang}", axe=axe)
     page.context.close()
 
 
@@ -111,10 +115,11 @@ def _simulates_a_campaign(demo_site: DemoSite) -> None:
 
 def _branch_staff_and_auditor(demo_site: DemoSite, lang: str) -> None:
     axe = lang == "zh"
-    tours = (("demo_rm", ("", "/leads")), ("demo_branch", ("", "/leads")), ("demo_audit", ("/audit",)))
+    tours = (("demo_rm", ("", "/leads", "/invites/mine")), ("demo_branch", ("", "/leads")),
+             ("demo_audit", ("/audit",)))  # fmt: skip
     for user, paths in tours:
         page = demo_site.page(user, lang=lang)
         for path in paths:
-            name = f"{(path or '/home').strip('/')}-{user.removeprefix('demo_')}-{lang}"
+            name = f"{(path or '/home').strip('/').replace('/', '-')}-{user.removeprefix('demo_')}-{lang}"
             _visit(demo_site, page, "/console" + path, name, axe=axe)
         page.context.close()

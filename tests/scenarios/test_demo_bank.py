@@ -35,8 +35,12 @@ def test_demo_loads_a_whole_bank_and_is_repeatable(cli, env) -> None:
         assert rejected == "0", name
         assert duplicates == "0", name
         assert int(loaded.replace(",", "")) > 0, name
+    invited = re.search(r"([\d,]+) new customers came through them \(([\d,]+) bound", first.stdout)
+    assert invited is not None, first.stdout
+    newcomers, bound = int(invited.group(1)), int(invited.group(2))
+    assert newcomers == 25 and 0 < bound <= newcomers  # one for every 16 of the bank's customers
     with unit_of_work() as s:
-        assert s.scalar(select(func.count()).select_from(Customer)) == 400
+        assert s.scalar(select(func.count()).select_from(Customer)) == 400 + newcomers
         assert s.scalar(select(func.count()).select_from(Org).where(Org.level == "hq")) == 1
         assert s.scalar(select(func.count()).select_from(Staff)) > 0
     events = EventLog(env.settings).count()
@@ -46,7 +50,7 @@ def test_demo_loads_a_whole_bank_and_is_repeatable(cli, env) -> None:
     log = EventLog(env.settings)
     con = log.connect()
     try:  # every generated event is in the log, besides the platform's own (lead changes, receipts)
-        platform = "type LIKE 'lead.%' OR type LIKE 'message.%'"
+        platform = "type LIKE 'lead.%' OR type LIKE 'message.%' OR event_id LIKE 'inv-%'"  # + the invited's
         row = con.execute(f"SELECT count(*) FROM {log.scan_sql()} WHERE NOT ({platform})").fetchone()
     finally:
         con.close()
@@ -64,4 +68,6 @@ def test_demo_loads_a_whole_bank_and_is_repeatable(cli, env) -> None:
     assert show.exit_code == 0
     assert re.search(r"1[3-9]\d\*{4}\d{4}", show.stdout)  # masked phone
     tree = cli("org", "tree")
-    assert tree.exit_code == 0 and "衡水银行" in tree.stdout and "customers 400" in tree.stdout
+    assert tree.exit_code == 0 and "衡水银行" in tree.stdout and "customers 425" in tree.stdout
+    board = cli("invites", "leaderboard", "--by", "branch", "--format", "csv")
+    assert board.exit_code == 0 and sum(int(r.split(",")[5]) for r in board.stdout.splitlines()[1:]) == bound

@@ -12,7 +12,7 @@ def test_once_prints_the_loop_and_the_metrics_and_status_reads_the_store(cli, en
     states = {r["job"]: r["state"] for r in map(json.loads, before.stdout.splitlines())}
     assert states == dict.fromkeys(
         ("journeys.apply_log", "journeys.segment_triggers", "journeys.due_steps", "contact.dispatch",
-         "leads.escalate", "audit.checkpoint"), "never run",
+         "leads.escalate", "invites.bind", "audit.checkpoint"), "never run",
     )  # fmt: skip
     res = cli("worker", "--once")
     assert res.exit_code == 0, res.stderr

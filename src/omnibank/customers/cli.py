@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import typer
@@ -120,10 +121,14 @@ def merge(
     reason: str = typer.Option("", "--reason", help="Why (kept with the merge; long digit runs masked)."),
 ) -> None:
     """Merge customer A into B: A's events, identifiers and tags count for B from now on (audited)."""
-    with unit_of_work() as session:
+    from omnibank.invites.binding import rebind
+
+    settings = get_settings()
+    with unit_of_work(settings) as session:
         r = merge_customers(
             session, merged_id=merged_id, survivor_id=survivor_id, actor=cli_actor(), reason=reason
         )
+        rebind(session, settings, [survivor_id], now=datetime.now(UTC))  # invite bindings: earliest wins
     out.print(
         f"merged {r.merged_id} into {r.survivor_id}: {r.identifiers_moved} identifiers moved, "
         f"{r.tags_moved} tags united, left {r.segments_left} segments, "

@@ -97,6 +97,12 @@ def demo(
             year = living.live_year(settings, cal=cal, seed=seed, feed=feed, folder=out_dir, phases=phases,
                                     customers=customers, progress=lambda msg: err.print(msg))  # fmt: skip
             out.print(year.line())
+            from omnibank.demo.invites import acquire
+
+            with phases("invite codes"):
+                invites = acquire(settings, cal=cal, seed=seed, customers=customers,
+                                  folder=out_dir / "invites")  # fmt: skip
+            out.print(invites.line())
     with phases("tags & segments"):
         _tags_and_segments(settings, as_of=cal.last)
     with unit_of_work(settings) as session:

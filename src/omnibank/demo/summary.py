@@ -304,6 +304,8 @@ def try_commands(state: BankState, *, last: date) -> list[str]:
         "omnibank journey list",
         "omnibank journey report product_view_lead",
         "omnibank contact outbox",
+        "omnibank invites leaderboard --by branch",
+        "omnibank invites stats --by team --org B001",
     ]
     if state.coupon_customer:
         commands.append(f"omnibank coupons list --customer {state.coupon_customer}")

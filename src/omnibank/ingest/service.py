@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from omnibank.config import Settings, get_settings
@@ -36,7 +37,14 @@ def load_file(
         if kind == "orgs":
             load_orgs(session, path, run=run, progress=progress, encoding=encoding)
         elif kind == "staff":
-            load_staff(session, path, run=run, cipher=cipher, progress=progress, encoding=encoding)
+            report = load_staff(session, path, run=run, cipher=cipher, progress=progress, encoding=encoding)
+            if report.extra.get("left"):  # staff who left: their invite codes bind nobody new
+                from omnibank.invites.codes import revoke_leavers
+
+                left = report.extra["left"]
+                revoked = revoke_leavers(session, left, now=datetime.now(UTC), actor="system:staff-load")
+                report.extra["left"] = len(left)
+                report.extra["codes_revoked"] = revoked
         else:
             today = local_today(settings.tz)
             load_customers(

@@ -68,6 +68,9 @@ class LoadReport:
         line = f"loaded {self.loaded:,}, rejected {self.rejected:,}, duplicates {self.duplicates:,}"
         if self.rejects_path:
             line += f" (rejects: {self.rejects_path})"
+        if self.extra.get("left"):  # a staff file that left some staff out
+            line += (f"\nstaff no longer in the file, marked as left: {self.extra['left']:,} "
+                     f"(invite codes revoked: {self.extra.get('codes_revoked', 0):,})")  # fmt: skip
         if self.recovered:
             done = f"completed an interrupted earlier load first: it added {self.recovered:,} events"
             line = f"{done} to the log\n{line}"

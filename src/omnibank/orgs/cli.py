@@ -77,3 +77,33 @@ def tree(
         t = Tree(f"{label} [dim](staff {s}, customers {c:,})[/dim]")
         add(t, root, 1)
         out.print(t)
+
+
+staff_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+
+
+@staff_app.command("deactivate")
+def deactivate(
+    staff: str = typer.Argument(..., help="The staff id of the member of staff who left."),
+) -> None:
+    """Mark a member of staff as having left: their invite code is revoked (customers bound stay bound)."""
+    from datetime import UTC, datetime
+
+    from omnibank.audit.service import cli_actor, record
+    from omnibank.errors import NotFound
+    from omnibank.invites.codes import revoke_leavers
+    from omnibank.orgs.service import mark_left
+
+    now = datetime.now(UTC)
+    with unit_of_work() as session:
+        if session.get(Staff, staff) is None:
+            raise NotFound(f"no staff member {staff} (load staff.csv first)")
+        left = mark_left(session, [staff], now=now)
+        revoked = revoke_leavers(session, [staff], now=now, actor=cli_actor())
+        if left:
+            record(session, actor=cli_actor(), action="staff.deactivate", subject_type="staff",
+                   subject_id=staff, detail={"codes_revoked": revoked}, at=now)  # fmt: skip
+    if not left:
+        out.print(f"{escape(staff)} had left already")
+        return
+    out.print(f"{escape(staff)} marked as left; invite codes revoked: {revoked}")

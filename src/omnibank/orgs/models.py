@@ -51,3 +51,5 @@ class Staff(Base):
     phone_bidx: Mapped[str | None] = mapped_column(String(32), index=True)
     fingerprint: Mapped[str] = mapped_column(String(32))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # set when the member of staff left (a staff file loaded without them, or ``staff deactivate``)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from omnibank.db import versions
@@ -213,6 +213,7 @@ def load_staff(
     table: Table = Staff.__table__  # type: ignore[assignment]
     batch: list[dict[str, object]] = []
     seen: dict[str, int] = {}
+    present: set[str] = set()  # every staff id the file names, good row or not: they have not left
     changed = 0
     good = 0
     now = datetime.now(UTC)
@@ -225,6 +226,7 @@ def load_staff(
                 run.reject(rec.line, rec.error or "unreadable", mask_free_text(rec.raw))
                 continue
             row = rec.values
+            present.add(row["staff_id"].strip())
             try:
                 staff_id = v.code("staff_id", row["staff_id"])
                 org_id = v.code("org_id", row["org_id"])
@@ -252,12 +254,31 @@ def load_staff(
                     "phone_bidx": cipher.blind_index("phone", phone) if phone else None,
                     "fingerprint": cipher.fingerprint(staff_id, org_id, role, name, phone or ""),
                     "updated_at": now,
+                    "left_at": None,  # kept on update: who left and who came back is settled below
                 }
             )
             if len(batch) >= _BATCH:
-                changed += upsert_changed(session, table, batch, key="staff_id")
+                changed += upsert_changed(session, table, batch, key="staff_id", keep_on_update=("left_at",))
                 batch.clear()
-    changed += upsert_changed(session, table, batch, key="staff_id")
+    changed += upsert_changed(session, table, batch, key="staff_id", keep_on_update=("left_at",))
     run.report.loaded = changed
     run.report.duplicates = good - changed
+    if good:  # a file of the whole staff: whoever it leaves out has left (a file with no good row: nobody)
+        left = mark_left(session, sorted(repository.staff_ids(session) - present), now=now)
+        gone = session.scalars(select(Staff.staff_id).where(Staff.left_at.is_not(None)))
+        back = sorted(set(gone) & present)  # named again: back at the bank
+        for i in range(0, len(back), _BATCH):
+            stmt = update(Staff).where(Staff.staff_id.in_(back[i : i + _BATCH]))
+            session.execute(stmt.values(left_at=None))
+        if left:
+            run.report.extra["left"] = left
     return run.report
+
+
+def mark_left(session: Session, staff_ids: list[str], *, now: datetime) -> list[str]:
+    """Mark those of ``staff_ids`` still active as having left; the ids marked now."""
+    wanted = set(staff_ids)
+    active = sorted(set(session.scalars(select(Staff.staff_id).where(Staff.left_at.is_(None)))) & wanted)
+    for i in range(0, len(active), _BATCH):
+        session.execute(update(Staff).where(Staff.staff_id.in_(active[i : i + _BATCH])).values(left_at=now))
+    return active

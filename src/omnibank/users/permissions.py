@@ -15,6 +15,7 @@ SCOPES: dict[str, str] = {
     "points:read": "points balances",
     "points:write": "redeem points",
     "leads:write": "record the follow-up of leads (contacted, won, lost)",
+    "invites:write": "issue, revoke and rotate staff invite codes",
     "audit:read": "the audit trail",
     "users:write": "create staff accounts",
 }
@@ -26,7 +27,8 @@ _CUSTOMER_FACING = frozenset(
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
     "campaign_manager": _CUSTOMER_FACING
-    | {"segments:read", "segments:write", "events:write", "campaigns:read", "campaigns:write"},
+    | {"segments:read", "segments:write", "events:write", "campaigns:read", "campaigns:write"}
+    | {"invites:write"},
     "branch_manager": _CUSTOMER_FACING | {"customers:reveal", "segments:read", "campaigns:read"},
     "rm": _CUSTOMER_FACING | {"segments:read"},
     "service_agent": _CUSTOMER_FACING,

@@ -28,6 +28,7 @@ JOB_MODULES: tuple[str, ...] = (
     "omnibank.journeys.jobs",
     "omnibank.contact.jobs",
     "omnibank.leads.jobs",
+    "omnibank.invites.jobs",
     "omnibank.audit.jobs",
 )
 

@@ -1,0 +1,375 @@
+"""What invite codes brought in (M2, M3), at every level of the org tree, and the leaderboards.
+
+The figures of a customer bound in the period (by the binding's time, bank-local days ``since`` … ``until``
+inclusive) count for the staff member who bound them and for every org on the path the staff member had
+*then* (``invite_bindings.org_path``). Per binding:
+
+* **invited**: 1;
+* **participated**: a campaign grant after the binding (of ``campaign`` when given);
+* **converted**: the conversion expression holds on the report's last day (``as_of``; by default
+  ``days_since('card.issued') >= 0``: a card issued by then — a code binds only within the window after
+  registration, so a bound customer is a new one); with ``campaign``, only participants convert;
+* **amount**: the sum of ``card.transaction`` amounts within ``days`` of the binding (with ``campaign``, of
+  participants).
+
+Each binding counts once in exactly one child of every node above it, so a unit's figure is the sum of its
+children's (its sub-units and the staff sitting directly in it): ``tests/invites/test_stats.py`` checks it
+as a property. Scoped by :class:`Reach`: the whole bank, an org subtree (a branch manager) or one member of
+staff (an RM sees their own code's figures only).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Literal
+
+import pyarrow as pa
+from sqlalchemy import ColumnElement, and_, exists, select
+from sqlalchemy.orm import Session
+
+from omnibank.campaigns.models import CampaignGrant
+from omnibank.config import Settings
+from omnibank.customers.models import CustomerMerge
+from omnibank.errors import InputRefused, NotFound
+from omnibank.events.log import EventLog
+from omnibank.invites.models import InviteBinding, InviteCode, InviteRefusal
+from omnibank.kit.money import from_fen
+from omnibank.orgs.models import Org, Staff
+
+Level = Literal["staff", "team", "subbranch", "branch", "hq"]
+LEVELS: tuple[Level, ...] = ("staff", "team", "subbranch", "branch", "hq")
+ORG_LEVELS = ("hq", "branch", "subbranch", "team")
+DEFAULT_CONVERT = "days_since('card.issued') >= 0"
+DEFAULT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Reach:
+    """Whose figures a reader sees: everything (both None), an org subtree (``org_path``), or one member of
+    staff (``staff_id``)."""
+
+    org_path: str | None = None
+    staff_id: str | None = None
+
+    @classmethod
+    def whole_bank(cls) -> Reach:
+        return cls()
+
+    def where(self) -> list[ColumnElement[bool]]:
+        found: list[ColumnElement[bool]] = []
+        if self.org_path is not None:
+            found.append(InviteBinding.org_path.startswith(self.org_path, autoescape=True))
+        if self.staff_id is not None:
+            found.append(InviteBinding.staff_id == self.staff_id)
+        return found
+
+
+def reach_of_org(session: Session, org_id: str) -> Reach:
+    org = session.get(Org, org_id)
+    if org is None:
+        raise NotFound(f"no org {org_id} (see omnibank org tree)")
+    return Reach(org_path=org.path)
+
+
+def narrowed(session: Session, reach: Reach, org_id: str | None) -> Reach:
+    """``reach`` narrowed to the subtree of ``org_id`` (an org outside the reach: NotFound)."""
+    if org_id is None:
+        return reach
+    wanted = reach_of_org(session, org_id)
+    assert wanted.org_path is not None
+    if reach.org_path is not None and not wanted.org_path.startswith(reach.org_path):
+        raise NotFound(f"no org {org_id} (see omnibank org tree)")
+    return Reach(org_path=wanted.org_path, staff_id=reach.staff_id)
+
+
+@dataclass
+class Figures:
+    invited: int = 0
+    participated: int = 0
+    converted: int = 0
+    amount_fen: int = 0
+
+    def add(self, other: Figures) -> None:
+        self.invited += other.invited
+        self.participated += other.participated
+        self.converted += other.converted
+        self.amount_fen += other.amount_fen
+
+    @property
+    def amount(self) -> Decimal:
+        return from_fen(self.amount_fen)
+
+    @property
+    def conversion_rate(self) -> Decimal:
+        """Converted per invited, to 4 places (0 when nobody was invited)."""
+        if not self.invited:
+            return Decimal("0")
+        return (Decimal(self.converted) / Decimal(self.invited)).quantize(Decimal("0.0001"))
+
+
+@dataclass(frozen=True)
+class Bound:
+    """One binding in the report, with its figures."""
+
+    customer_id: str
+    staff_id: str
+    org_path: str
+    bound_at: datetime
+    participated: bool
+    converted: bool
+    amount_fen: int
+
+
+@dataclass
+class Node:
+    """A unit of the report: an org (``level`` its org level) or a member of staff."""
+
+    key: str  # an org id, or a staff id
+    level: Level
+    name: str
+    parent: str | None  # the org above (for staff: the org they sat in when bound)
+    figures: Figures = field(default_factory=Figures)
+    code: str | None = None  # a staff member's live code
+    direct: bool = False  # a row of --by that stands for the staff directly in a unit above that level
+
+
+@dataclass(frozen=True)
+class Period:
+    since: date | None
+    until: date | None
+
+    def describe(self) -> str:
+        if self.since is None and self.until is None:
+            return "all time"
+        return f"{self.since or '…'} – {self.until or '…'}"
+
+
+@dataclass
+class Report:
+    """The figures of every unit within reach: ``nodes`` by key (orgs and staff), and the total."""
+
+    nodes: dict[str, Node]
+    total: Figures
+    period: Period
+    campaign: str | None
+    convert: str
+    days: int
+    as_of: date
+    bound: list[Bound]
+
+    def children(self, key: str) -> list[Node]:
+        return [n for n in self.nodes.values() if n.parent == key and n.key != key]
+
+    def rows(self, by: Level) -> list[Node]:
+        """The report at one level: a row per unit of that level, and for bindings whose staff sat above
+        that level (e.g. directly in a sub-branch when ``by`` is team), a row for that unit's direct staff,
+        so the rows add up to the total."""
+        if by == "staff":
+            return sorted((n for n in self.nodes.values() if n.level == "staff"), key=lambda n: n.key)
+        rows: dict[str, Node] = {}
+        for b in self.bound:
+            ids = [p for p in b.org_path.split("/") if p]
+            unit: Node | None = None
+            for org_id in ids:
+                node = self.nodes.get(org_id)
+                if node is not None and node.level == by:
+                    unit = node
+            if unit is not None:
+                rows.setdefault(unit.key, Node(unit.key, unit.level, unit.name, unit.parent, code=None))
+                key = unit.key
+            else:  # the staff member sat above this level: their unit's direct staff
+                deepest = next((self.nodes[o] for o in reversed(ids) if o in self.nodes), None)
+                base = deepest.key if deepest else "?"
+                key = f"{base}*"
+                if key not in rows:
+                    rows[key] = Node(key, by, deepest.name if deepest else "?", base, direct=True)
+            rows[key].figures.add(_figures_of(b))
+        return sorted(rows.values(), key=lambda n: n.key)
+
+
+def _figures_of(b: Bound) -> Figures:
+    return Figures(1, int(b.participated), int(b.converted), b.amount_fen)
+
+
+def _bounds(tz: object, period: Period) -> tuple[datetime | None, datetime | None]:
+    from zoneinfo import ZoneInfo
+
+    assert isinstance(tz, ZoneInfo)
+    start = datetime.combine(period.since, time(0), tz).astimezone(UTC) if period.since else None
+    end = (
+        datetime.combine(period.until + timedelta(days=1), time(0), tz).astimezone(UTC)
+        if period.until
+        else None
+    )
+    return start, end
+
+
+def _bindings(
+    session: Session, reach: Reach, start: datetime | None, end: datetime | None
+) -> list[InviteBinding]:
+    stmt = select(InviteBinding).where(*reach.where())
+    if start is not None:
+        stmt = stmt.where(InviteBinding.bound_at >= start)
+    if end is not None:
+        stmt = stmt.where(InviteBinding.bound_at < end)
+    return list(session.scalars(stmt))
+
+
+def _participants(
+    session: Session, reach: Reach, start: datetime | None, end: datetime | None, campaign: str | None
+) -> set[str]:
+    cond = [
+        CampaignGrant.customer_id == InviteBinding.customer_id,
+        CampaignGrant.granted_at >= InviteBinding.bound_at,
+    ]
+    if campaign is not None:
+        cond.append(CampaignGrant.campaign == campaign)
+    stmt = select(InviteBinding.customer_id).where(*reach.where(), exists().where(and_(*cond)))
+    if start is not None:
+        stmt = stmt.where(InviteBinding.bound_at >= start)
+    if end is not None:
+        stmt = stmt.where(InviteBinding.bound_at < end)
+    return set(session.scalars(stmt))
+
+
+def _amounts(session: Session, settings: Settings, rows: list[InviteBinding], days: int) -> dict[str, int]:
+    """The ``card.transaction`` amounts (fen) of each bound customer within ``days`` of the binding (events of
+    customers merged into them included)."""
+    log = EventLog(settings)
+    if not rows or not log.files():
+        return {}
+    merged = defaultdict(list)
+    for m, s in session.execute(select(CustomerMerge.merged_id, CustomerMerge.survivor_id)):
+        merged[s].append(m)
+    owners, events_of, starts = [], [], []
+    for b in rows:
+        us = int((b.bound_at - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 1_000_000)
+        for cid in (b.customer_id, *merged.get(b.customer_id, ())):
+            owners.append(b.customer_id)
+            events_of.append(cid)
+            starts.append(us)
+    table = pa.table({"owner": owners, "cid": events_of, "start_us": pa.array(starts, pa.int64())})
+    con = log.connect()
+    try:
+        con.register("_bound", table)
+        window = days * 86_400_000_000
+        sql = (
+            "SELECT b.owner, CAST(sum(e.amount) * 100 AS BIGINT) "
+            f"FROM {log.scan_sql()} e JOIN _bound b ON e.customer_id = b.cid "
+            "WHERE e.type = 'card.transaction' AND epoch_us(e.ts) >= b.start_us "
+            f"AND epoch_us(e.ts) < b.start_us + {window} GROUP BY b.owner"
+        )
+        return {owner: int(fen or 0) for owner, fen in con.execute(sql).fetchall()}
+    finally:
+        con.close()
+
+
+def _converted(session: Session, settings: Settings, expression: str, as_of: date, ids: set[str]) -> set[str]:
+    if not ids:
+        return set()
+    from omnibank.segments.service import member_set
+
+    return set(member_set(session, settings, expression, as_of=as_of)) & ids
+
+
+def report(
+    session: Session,
+    settings: Settings,
+    *,
+    reach: Reach,
+    period: Period,
+    as_of: date,
+    campaign: str | None = None,
+    convert: str = DEFAULT_CONVERT,
+    days: int = DEFAULT_DAYS,
+) -> Report:
+    """The figures of every unit within ``reach`` for customers bound in ``period``. ``as_of``: the day the
+    conversion expression is evaluated on (the period's last day, or today if earlier)."""
+    if days < 1 or days > 3650:
+        raise InputRefused("--days: between 1 and 3650")
+    if period.since and period.until and period.since > period.until:
+        raise InputRefused("--from is after --to")
+    if campaign is not None:
+        from omnibank.campaigns.models import Campaign
+
+        if session.get(Campaign, campaign) is None:
+            raise NotFound(f"no campaign {campaign} (omnibank campaign list)")
+    start, end = _bounds(settings.tz, period)
+    rows = _bindings(session, reach, start, end)
+    ids = {b.customer_id for b in rows}
+    participants = _participants(session, reach, start, end, campaign) if rows else set()
+    converted = _converted(session, settings, convert, as_of, ids)
+    if campaign is not None:
+        converted &= participants
+    amounts = _amounts(session, settings, rows, days)
+    orgs = {o.org_id: o for o in session.scalars(select(Org))}
+    live = {
+        c.staff_id: c.code for c in session.scalars(select(InviteCode).where(InviteCode.revoked_at.is_(None)))
+    }
+    nodes: dict[str, Node] = {}
+    bound: list[Bound] = []
+    total = Figures()
+    for b in sorted(rows, key=lambda r: (r.bound_at, r.customer_id)):
+        amount = amounts.get(b.customer_id, 0) if (campaign is None or b.customer_id in participants) else 0
+        item = Bound(b.customer_id, b.staff_id, b.org_path, b.bound_at, b.customer_id in participants,
+                     b.customer_id in converted, amount)  # fmt: skip
+        bound.append(item)
+        figures = _figures_of(item)
+        total.add(figures)
+        path = [p for p in b.org_path.split("/") if p]
+        parent: str | None = None
+        for org_id in path:
+            org = orgs.get(org_id)
+            if org_id not in nodes:
+                level: Level = org.level if org is not None else "team"  # type: ignore[assignment]
+                nodes[org_id] = Node(org_id, level, org.name if org else org_id, parent)
+            nodes[org_id].figures.add(figures)
+            parent = org_id
+        key = b.staff_id  # a staff member transferred since: a leaf for each unit they bound customers in
+        if key in nodes and nodes[key].parent != parent:
+            key = f"{b.staff_id}@{parent}"
+        if key not in nodes:
+            nodes[key] = Node(key, "staff", b.staff_id, parent, code=live.get(b.staff_id))
+        nodes[key].figures.add(figures)
+    return Report(nodes, total, period, campaign, convert, days, as_of, bound)
+
+
+def leaderboard(rep: Report, *, by: Level, metric: str = "invited", top: int = 10) -> list[tuple[int, Node]]:
+    """The ``top`` units at level ``by`` ranked by ``metric`` (invited, participated, converted, amount),
+    ties by converted, then invited, then key; ranks are 1, 2, 3 … (ties share no rank: the order decides)."""
+    if metric not in ("invited", "participated", "converted", "amount"):
+        raise InputRefused("--metric: one of invited, participated, converted, amount")
+    if top < 1:
+        raise InputRefused("--top: at least 1")
+    attr = "amount_fen" if metric == "amount" else metric
+    rows = rep.rows(by)
+    rows.sort(key=lambda n: (-getattr(n.figures, attr), -n.figures.converted, -n.figures.invited, n.key))
+    return list(enumerate(rows[:top], start=1))
+
+
+def refusal_counts(
+    session: Session, reach: Reach, *, since: datetime | None = None, until: datetime | None = None
+) -> dict[str, int]:
+    """Refused bindings by reason (of codes held by staff within reach; unknown codes only bank-wide)."""
+    from sqlalchemy import func
+
+    stmt = select(InviteRefusal.reason, func.count()).group_by(InviteRefusal.reason)
+    if reach.staff_id is not None:
+        stmt = stmt.where(InviteRefusal.staff_id == reach.staff_id)
+    elif reach.org_path is not None:
+        inside = select(Staff.staff_id).join(Org, Org.org_id == Staff.org_id)
+        inside = inside.where(Org.path.startswith(reach.org_path, autoescape=True))
+        stmt = stmt.where(InviteRefusal.staff_id.in_(inside))
+    if since is not None:
+        stmt = stmt.where(InviteRefusal.at >= since)
+    if until is not None:
+        stmt = stmt.where(InviteRefusal.at < until)
+    return {reason: int(n) for reason, n in session.execute(stmt)}
+
+
+def all_levels(rep: Report) -> Iterable[Node]:
+    return rep.nodes.values()
