@@ -52,8 +52,9 @@ def bank(env, tmp_path: Path) -> tuple[Settings, dict[str, str]]:
 
 def _report(settings: Settings, reach: stats.Reach = stats.Reach(), **kw: object) -> stats.Report:
     period = kw.pop("period", stats.Period(None, None))
+    as_of = kw.pop("as_of", date(2026, 12, 31))
     with unit_of_work(settings) as session:
-        return stats.report(session, settings, reach=reach, period=period, as_of=date(2026, 12, 31), **kw)  # type: ignore[arg-type]
+        return stats.report(session, settings, reach=reach, period=period, as_of=as_of, **kw)  # type: ignore[arg-type]
 
 
 def test_every_figure_on_a_worked_example(bank) -> None:
@@ -178,3 +179,29 @@ def test_the_cli_prints_and_writes_the_report(bank, cli, tmp_path: Path) -> None
     assert bad.exit_code != 0 and "--by" in bad.stderr
     refused = cli("invites", "refusals")
     assert refused.exit_code == 0 and "no refused binding" in refused.stdout
+
+
+def test_the_facts_kept_with_bindings_follow_later_files(bank, tmp_path: Path) -> None:
+    """Spend and cards loaded after the binding reach the stored figures, which match the figures computed
+    from the log (the same conversion written differently takes that path)."""
+    settings, _ = bank
+    load_events(settings, tmp_path / "later.jsonl", [
+        event("N2", "2026-11-20T09:00:00+08:00", type_="card.issued", card_id="K2", product="luckin_cobrand",
+              tier="gold", primary=True, new_customer=True),
+        event("N2", "2026-11-21T09:00:00+08:00", type_="card.transaction", card_id="K2", amount="7.25"),
+        event("N2", "2026-12-20T09:00:00+08:00", type_="card.transaction", card_id="K2", amount="1000.00"),
+        event("N1", "2026-11-30T09:00:00+08:00", type_="card.transaction", card_id="K1", amount="0.25"),
+    ])  # fmt: skip
+    bind(settings)
+    stored = _report(settings)
+    assert (stored.total.converted, stored.total.amount) == (2, Decimal("128.00"))  # 120.50 + 7.25 + 0.25
+    computed = _report(settings, convert=stats.DEFAULT_CONVERT + " ")  # not the default text: from the log
+    assert [(g.staff_id, g.figures) for g in sorted(computed.groups, key=lambda g: g.staff_id)] == [
+        (g.staff_id, g.figures) for g in sorted(stored.groups, key=lambda g: g.staff_id)
+    ]
+    november = _report(settings, period=stats.Period(date(2026, 11, 1), date(2026, 11, 30)))
+    assert november.total.converted == 2
+    as_of_19th = _report(settings, as_of=date(2026, 11, 19))  # N2's card came on the 20th: not yet converted
+    assert as_of_19th.total.converted == 1
+    from_log = _report(settings, as_of=date(2026, 11, 19), convert=stats.DEFAULT_CONVERT + " ")
+    assert from_log.total.converted == 1

@@ -32,7 +32,7 @@ from typing import Literal
 from zoneinfo import ZoneInfo
 
 import pyarrow as pa
-from sqlalchemy import delete, insert, select
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
@@ -50,6 +50,9 @@ from omnibank.orgs.models import Org, Staff
 
 Reason = Literal["unknown_code", "revoked_code", "self_referral", "already_bound", "outside_window"]
 _CHUNK = 5000
+_WHOLE = 50_000  # more ids than this: read the whole table and pick
+#: card spend within this many days of the binding is kept with the binding (the report's default window)
+FACT_DAYS = 30
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -236,12 +239,18 @@ def _codes(session: Session) -> dict[str, CodeInfo]:
 
 
 def _people(session: Session, ids: Sequence[str]) -> dict[str, Person]:
+    cols = (Customer.customer_id, Customer.registered_at, Customer.phone_bidx, Customer.id_number_bidx)
     out = {}
+    if len(ids) > _WHOLE:  # most of the bank (a first pass): one scan beats hundreds of long IN lists
+        wanted = set(ids)
+        for cid, reg, phone, idn in session.execute(select(*cols)):
+            if cid in wanted:
+                out[cid] = Person(reg, phone, idn)
+        return out
     for i in range(0, len(ids), _CHUNK):
-        stmt = select(
-            Customer.customer_id, Customer.registered_at, Customer.phone_bidx, Customer.id_number_bidx
-        ).where(Customer.customer_id.in_(ids[i : i + _CHUNK]))
-        for cid, reg, phone, idn in session.execute(stmt):
+        for cid, reg, phone, idn in session.execute(
+            select(*cols).where(Customer.customer_id.in_(ids[i : i + _CHUNK]))
+        ):
             out[cid] = Person(reg, phone, idn)
     return out
 
@@ -262,8 +271,9 @@ def _apply(
     reread: Collection[str],
     now: datetime,
     report: BindReport,
-) -> None:
-    """Decide for every customer of ``events``; those of ``reread`` from all their coded events in the log."""
+) -> set[str]:
+    """Decide for every customer of ``events``; those of ``reread`` from all their coded events in the log.
+    The customers whose binding's facts were read from the whole log now (made, moved or read again)."""
     survivors = _survivors(session)
 
     def owner(cid: str) -> str:
@@ -277,13 +287,15 @@ def _apply(
         for e in _read_coded(settings, EventLog(settings).files(), wanted):
             by_customer[owner(e.customer_id)].append(e)
     if not by_customer:
-        return
+        return set()
     ids = sorted(by_customer)
     people = _people(session, ids)
     codes = _codes(session)
-    bindings = _bindings_of(session, ids)
-    for i in range(0, len(ids), _CHUNK):  # their refusals and waits are among the events read: decided afresh
-        part = ids[i : i + _CHUNK]
+    # only customers read again have rows (every coded event leaves one): theirs are decided afresh
+    known = sorted(set(reread) & set(ids))
+    bindings = _bindings_of(session, known)
+    for i in range(0, len(known), _CHUNK):
+        part = known[i : i + _CHUNK]
         session.execute(delete(InviteRefusal).where(InviteRefusal.customer_id.in_(part)))
         session.execute(delete(InviteWaiting).where(InviteWaiting.customer_id.in_(part)))
     staff_org = {k: v for k, v in session.execute(select(Staff.staff_id, Staff.org_id))}
@@ -292,6 +304,7 @@ def _apply(
     new_refusals: list[dict[str, object]] = []
     new_waiting: list[dict[str, object]] = []
     gone: list[str] = []
+    kept: list[tuple[str, datetime]] = []  # bindings read again that stay: their facts are read again
     tz = settings.tz
     window = settings.invite_window_days
     for cid in ids:
@@ -316,7 +329,10 @@ def _apply(
                 gone.append(cid)
             continue
         if old is not None and old.event_id == d.winner.event_id:
-            continue  # the same event still binds: its org path stays as first recorded
+            kept.append(
+                (cid, old.bound_at)
+            )  # the same event still binds: its org path stays as first recorded
+            continue
         if old is not None:
             gone.append(cid)
         org_id = staff_org.get(d.winner_code.staff_id, "")
@@ -329,24 +345,123 @@ def _apply(
         report.bound += 1
     for i in range(0, len(gone), _CHUNK):
         session.execute(delete(InviteBinding).where(InviteBinding.customer_id.in_(gone[i : i + _CHUNK])))
+    # the facts of bindings made now, and of those read again, from the whole log
+    made: list[tuple[str, datetime]] = [(str(r["customer_id"]), r["bound_at"]) for r in new_bindings]  # type: ignore[misc]
+    facts = _facts(settings, EventLog(settings).files(), made + kept, survivors)
+    for r in new_bindings:
+        r["amount_fen"], r["first_card_at"] = facts.get(str(r["customer_id"]), (0, None))
+    _set_facts(session, {cid: facts.get(cid, (0, None)) for cid, _ in kept})
     for table, rows in (
-        (InviteBinding, new_bindings),
-        (InviteRefusal, new_refusals),
-        (InviteWaiting, new_waiting),
+        (InviteBinding.__table__, new_bindings),
+        (InviteRefusal.__table__, new_refusals),
+        (InviteWaiting.__table__, new_waiting),
     ):
         for i in range(0, len(rows), _CHUNK):
-            session.execute(insert(table), rows[i : i + _CHUNK])
+            session.execute(insert(table), rows[i : i + _CHUNK])  # type: ignore[arg-type]
     session.flush()
+    return {str(r["customer_id"]) for r in new_bindings} | {cid for cid, _ in kept}
 
 
 def _known_rows(session: Session, ids: Sequence[str]) -> set[str]:
-    """Customers of ``ids`` with a binding, a refusal or a waiting event already."""
+    """Customers of ``ids`` with a binding, a refusal or a waiting event already (the tables hold one row
+    per bound customer at most, a few more for the others: read whole, once)."""
+    wanted = set(ids)
     found: set[str] = set()
     for model in (InviteBinding, InviteRefusal, InviteWaiting):
-        for i in range(0, len(ids), _CHUNK):
-            stmt = select(model.customer_id).where(model.customer_id.in_(ids[i : i + _CHUNK])).distinct()
-            found.update(session.scalars(stmt))
+        found.update(c for c in session.scalars(select(model.customer_id).distinct()) if c in wanted)
     return found
+
+
+# ------------------------------------------------------------------------------------------ the facts
+
+
+def _micros(at: datetime) -> int:
+    return (at - _EPOCH) // timedelta(microseconds=1)
+
+
+def _facts(
+    settings: Settings,
+    files: Sequence[Path],
+    bound: Sequence[tuple[str, datetime]],
+    survivors: dict[str, str],
+) -> dict[str, tuple[int, datetime | None]]:
+    """For each bound customer: card spend (fen) in ``files`` within :data:`FACT_DAYS` of the binding, and
+    their first card issued there (events of customers merged into them count for them)."""
+    if not bound or not files:
+        return {}
+    merged: dict[str, list[str]] = defaultdict(list)
+    for m, s in survivors.items():
+        merged[s].append(m)
+    owners, aliases, starts = [], [], []
+    for cid, at in bound:
+        us = _micros(at)
+        for alias in (cid, *merged.get(cid, ())):
+            owners.append(cid)
+            aliases.append(alias)
+            starts.append(us)
+    table = pa.table({"owner": owners, "cid": aliases, "start_us": pa.array(starts, pa.int64())})
+    log = EventLog(settings)
+    con = log.connect()
+    try:
+        con.register("_bound", table)
+        listing = ", ".join(sql_string(str(f)) for f in files)
+        window = FACT_DAYS * 86_400_000_000
+        sql = (
+            "SELECT b.owner, CAST(coalesce(sum(e.amount) FILTER (WHERE e.type = 'card.transaction' AND "
+            f"epoch_us(e.ts) >= b.start_us AND epoch_us(e.ts) < b.start_us + {window}), 0) * 100 AS BIGINT), "
+            "min(epoch_us(e.ts)) FILTER (WHERE e.type = 'card.issued') "
+            f"FROM read_parquet([{listing}], union_by_name = true) e JOIN _bound b ON e.customer_id = b.cid "
+            "WHERE e.type IN ('card.transaction', 'card.issued') GROUP BY b.owner"
+        )
+        rows = con.execute(sql).fetchall()
+    finally:
+        con.close()
+    return {
+        owner: (int(fen or 0), _EPOCH + timedelta(microseconds=int(first)) if first is not None else None)
+        for owner, fen, first in rows
+    }
+
+
+def _set_facts(session: Session, facts: dict[str, tuple[int, datetime | None]]) -> None:
+    if not facts:
+        return
+    table = InviteBinding.__table__
+    stmt = (
+        update(table)  # type: ignore[arg-type]
+        .where(table.c.customer_id == bindparam("cid"))
+        .values(amount_fen=bindparam("fen"), first_card_at=bindparam("first"))
+    )
+    rows = [{"cid": cid, "fen": fen, "first": first} for cid, (fen, first) in facts.items()]
+    session.execute(stmt, rows)
+
+
+def _add_new_facts(
+    session: Session, settings: Settings, files: Sequence[Path], fresh: set[str], survivors: dict[str, str]
+) -> None:
+    """The new files' card events added to the facts of every other binding (spend within the window; an
+    earlier first card)."""
+    if not files:
+        return
+    every = session.execute(select(InviteBinding.customer_id, InviteBinding.bound_at))
+    older = [(cid, at) for cid, at in every if cid not in fresh]
+    added = _facts(settings, files, older, survivors)
+    changed = {cid: f for cid, f in added.items() if f[0] or f[1] is not None}
+    if not changed:
+        return
+    current = {}
+    ids = sorted(changed)
+    for i in range(0, len(ids), _CHUNK):
+        stmt = select(InviteBinding.customer_id, InviteBinding.amount_fen, InviteBinding.first_card_at)
+        for cid, fen, first in session.execute(
+            stmt.where(InviteBinding.customer_id.in_(ids[i : i + _CHUNK]))
+        ):
+            current[cid] = (fen, first)
+    merged = {}
+    for cid, (fen, first) in changed.items():
+        had_fen, had_first = current.get(cid, (0, None))
+        firsts = [f for f in (had_first, first) if f is not None]
+        merged[cid] = (had_fen + fen, min(firsts) if firsts else None)
+    _set_facts(session, merged)
 
 
 def pending_files(session: Session, settings: Settings) -> list[Path]:
@@ -370,7 +485,8 @@ def bind_pass(session: Session, settings: Settings, *, now: datetime) -> BindRep
     if waiting_ids:  # those loaded since: decided from all their events
         loaded = set(_people(session, sorted(waiting_ids)))
         reread |= loaded
-    _apply(session, settings, events, reread=reread, now=now, report=report)
+    fresh = _apply(session, settings, events, reread=reread, now=now, report=report)
+    _add_new_facts(session, settings, files, fresh, survivors)
     log = EventLog(settings)
     for f in files:
         coded = per_file.get(str(f), 0)

@@ -222,7 +222,9 @@ def refusals(
         raise AppError(f"--reason: {reason!r}; use one of {', '.join(REFUSAL_REASONS)}")
     with unit_of_work() as session:
         reach = stats.Reach.whole_bank()
-        rows = views.refusals(session, reach, reason=reason, limit=limit)
+        rows = views.refusals(
+            session, reach, actor=cli_actor(), reason=reason, limit=limit, now=system_clock()
+        )
         counts = stats.refusal_counts(session, reach)
     columns = (Col("at"), Col("event_id"), Col("customer_id"), Col("code"), Col("staff_id", empty="—"),
                Col("reason"), Col("channel", empty=""))  # fmt: skip

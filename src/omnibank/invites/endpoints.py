@@ -257,7 +257,8 @@ def refusals(
     """Coded events that did not bind, latest first, and counts by reason."""
     with unit_of_work(settings_of(request)) as session:
         mine = reach(session, principal)
-        items = views.refusals(session, mine, reason=reason, limit=limit)
+        items = views.refusals(session, mine, actor=principal.actor, source=audit_source(request),
+                               reason=reason, limit=limit, now=now_of(request))  # fmt: skip
         counts = stats.refusal_counts(session, mine)
     return RefusalsOut(counts=counts, items=[RefusalOut(**vars(r)) for r in items])
 

@@ -72,6 +72,10 @@ class InviteBinding(Base):
     share_token: Mapped[str | None] = mapped_column(String(16), index=True)  # the /s/ link it came through
     bound_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)  # the event's time
     recorded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # kept up to date by the binding pass, file by file, so that the figures need no scan of the log:
+    # card spend within 30 days of the binding (fen) and the customer's first card issued (any time)
+    amount_fen: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    first_card_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class InviteRefusal(Base):

@@ -51,6 +51,7 @@ from omnibank.errors import Conflict, InputRefused, NotFound
 from omnibank.events.log import duck, sql_string
 from omnibank.events.reader import TYPE_FIELDS, event_sql, wanted_fields
 from omnibank.invites.models import InviteBinding, StaffRewardEntry
+from omnibank.kit.loading import read_text_file
 from omnibank.kit.money import FEN, MAX_CNY, from_fen, to_fen
 from omnibank.orgs.models import Org
 from omnibank.segments.expr import TYPE_PATTERN
@@ -195,13 +196,7 @@ _ExactLoader.add_constructor("tag:yaml.org,2002:float", _decimal)
 
 def load_rules(path: Path) -> RewardRules:
     """Read and check a rules file; every problem is named with the file, the rule and the field."""
-    if not path.is_file():
-        raise InputRefused(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputRefused(f"{path}: not UTF-8 text") from None
-    return parse_rules(text, source=str(path))
+    return parse_rules(read_text_file(path), source=str(path))
 
 
 def parse_rules(text: str, *, source: str = "rules") -> RewardRules:

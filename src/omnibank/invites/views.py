@@ -132,9 +132,17 @@ class RefusalRow:
 
 
 def refusals(
-    session: Session, reach: Reach, *, reason: str | None = None, limit: int = 200
+    session: Session,
+    reach: Reach,
+    *,
+    actor: str,
+    source: str = "cli",
+    reason: str | None = None,
+    limit: int = 200,
+    now: datetime | None = None,
 ) -> list[RefusalRow]:
-    """Refused bindings, latest first (codes held within reach; unknown codes only for the whole bank)."""
+    """Refused bindings, latest first (codes held within reach; unknown codes only for the whole bank). A
+    list of customers: the read is audited."""
     stmt = select(InviteRefusal).order_by(InviteRefusal.at.desc(), InviteRefusal.event_id).limit(limit)
     if reason is not None:
         stmt = stmt.where(InviteRefusal.reason == reason)
@@ -143,7 +151,11 @@ def refusals(
     elif reach.org_path is not None:
         inside = select(Staff.staff_id).join(Org, Org.org_id == Staff.org_id)
         stmt = stmt.where(InviteRefusal.staff_id.in_(inside.where(Org.path.startswith(reach.org_path))))
-    return [
+    found = [
         RefusalRow(r.event_id, r.customer_id, r.code, r.staff_id, r.reason, r.channel, r.at)
         for r in session.scalars(stmt)
     ]
+    audit.record(session, actor=actor, action="invites.refusals", subject_type="org", subject_id=None,
+                 detail={"rows": len(found), "reason": reason, "org_path": reach.org_path,
+                         "staff_id": reach.staff_id}, source=source, at=now)  # fmt: skip
+    return found

@@ -57,6 +57,7 @@ from pydantic import (
 
 from omnibank.contact.routing import Channel, Route
 from omnibank.errors import InputRefused
+from omnibank.kit.loading import read_text_file
 from omnibank.segments.expr import (
     TAG_PATTERN,
     TYPE_PATTERN,
@@ -514,10 +515,4 @@ def parse_journey(text: str, *, source: str = "journey") -> JourneySpec:
 
 def load_journey(path: Path) -> JourneySpec:
     """Read and validate a journey file."""
-    if not path.is_file():
-        raise InputRefused(f"{path}: no such file")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise InputRefused(f"{path}: not UTF-8 text") from None
-    return parse_journey(text, source=str(path))
+    return parse_journey(read_text_file(path), source=str(path))

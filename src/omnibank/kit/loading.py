@@ -445,3 +445,13 @@ def csv_source(
             yield iter_csv(
                 counted, source=path, required=required, encoding=encoding_name(encoding), personal=personal
             )
+
+
+def read_text_file(path: Path) -> str:
+    """A definition file's text (a journey, reward rules): a missing or non-UTF-8 file is refused, named."""
+    if not path.is_file():
+        raise InputRefused(f"{path}: no such file")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputRefused(f"{path}: not UTF-8 text") from None

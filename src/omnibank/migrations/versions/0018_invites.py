@@ -152,6 +152,8 @@ def upgrade() -> None:
         sa.Column("share_token", sa.String(length=16), nullable=True),
         sa.Column("bound_at", UTCDateTime(), nullable=False),
         sa.Column("recorded_at", UTCDateTime(), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), server_default="0", nullable=False),
+        sa.Column("first_card_at", UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["code"], ["invite_codes.code"], name=op.f("fk_invite_bindings_code_invite_codes")
         ),
