@@ -28,6 +28,7 @@ def main() -> int:
         [sys.executable, str(HERE / "bench_cli.py")],  # the demo bank's size whatever the scale
         [sys.executable, str(HERE / "bench_console.py")],  # the demo bank (omnibank demo), whatever the scale
         [sys.executable, str(HERE / "bench_share.py"), "--seconds", str(10 // scale or 2)],
+        [sys.executable, str(HERE / "bench_assistant.py"), "--entries", str(5_000 // scale)],
         [sys.executable, str(HERE / "bench_customers.py"), "--customers", str(1_000_000 // scale)],
         [sys.executable, str(HERE / "bench_events.py"), "--events", str(10_000_000 // scale)],
         [sys.executable, str(HERE / "bench_segments.py"), "--customers", str(1_000_000 // scale)],
@@ -38,6 +39,14 @@ def main() -> int:
             str(1_000_000 // scale),
             "--events",
             str(10_000_000 // scale),
+        ],  # fmt: skip
+        [
+            sys.executable,
+            str(HERE / "bench_process.py"),
+            "--events",
+            str(10_000_000 // scale),
+            "--cases",
+            str(1_000_000 // scale),
         ],  # fmt: skip
         [
             sys.executable,

@@ -98,15 +98,19 @@ SLOW_FIRST = (
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """The slowest tests first; ``@pytest.mark.postgres_only`` tests are skipped unless the suite runs on
-    PostgreSQL."""
+    PostgreSQL. On PostgreSQL, tests that use no store (no ``env``: pure decisions, parsers, properties of
+    functions) are skipped: they ran on the embedded pass and run the same code whatever the store."""
     items.sort(key=lambda item: not item.nodeid.startswith(SLOW_FIRST))  # stable: the rest keep their order
     if ON_POSTGRES:
         embedded = pytest.mark.skip(
             reason="the embedded store only: the same run on PostgreSQL proves nothing more"
         )
+        storeless = pytest.mark.skip(reason="touches no store: the embedded pass ran the same code")
         for item in items:
             if "embedded_only" in item.keywords:
                 item.add_marker(embedded)
+            elif not {"env", "pg_database_url"} & set(getattr(item, "fixturenames", ())):
+                item.add_marker(storeless)
         return
     skip = pytest.mark.skip(reason="PostgreSQL only (scripts/with-postgres sets OMNIBANK_TEST_DATABASE_URL)")
     for item in items:

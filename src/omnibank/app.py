@@ -44,6 +44,7 @@ class Health(BaseModel):
 
 def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime] = system_clock) -> FastAPI:
     """The application for ``settings`` (default: from the environment); ``clock`` is injectable."""
+    from omnibank.assistant.endpoints import router as assistant_router
     from omnibank.audit.endpoints import router as audit_router
     from omnibank.benefits.endpoints import router as benefits_router
     from omnibank.campaigns.endpoints import router as campaigns_router
@@ -137,7 +138,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     # the coupon routes first: FastAPI tries the routers in order, and these carry most of the traffic
     for router in (benefits_router, users_router, customers_router, segments_router, events_router,
                    campaigns_router, journeys_router, contact_router, leads_router,
-                   audit_router, invites_router):  # fmt: skip
+                   audit_router, invites_router, assistant_router):  # fmt: skip
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", response_model=Health, tags=["health"], responses={503: {"model": errors.ErrorBody}})

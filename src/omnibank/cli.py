@@ -80,6 +80,16 @@ COMMANDS: dict[str, Lazy] = {
     "share": Lazy(
         "omnibank.invites.cli:share_app", "Share links and posters for staff: /s/ links, QR codes, stats."
     ),
+    "calendar": Lazy(
+        "omnibank.service.cli:calendar_app",
+        "The bank's business calendar: working hours, holidays and adjusted working days (调休), due times.",
+    ),
+    "process": Lazy(
+        "omnibank.process.cli:app", "Process lead times over events sharing a case id (e.g. a loan's steps)."
+    ),
+    "ask": Lazy(
+        "omnibank.assistant.cli:ask", "Ask the answering assistant (FAQ and benefit terms), any hour."
+    ),
     "staff": Lazy("omnibank.orgs.cli:staff_app", "Staff: deactivate a member of staff who left."),
     "leads": Lazy("omnibank.leads.cli:app", "Leads for branch staff: the RM's list, follow-up, escalation."),
     "user": Lazy("omnibank.users.cli:user_app", "Staff accounts that sign in to the API."),

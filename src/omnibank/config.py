@@ -42,6 +42,17 @@ class Settings(BaseSettings):
         description="The bank's event-type registry (YAML, see examples/events/registry.yaml): which fields "
         "of its own event types are personal data, kept out of the event log.",
     )
+    holidays_file: Path | None = Field(
+        default=None,
+        description="The bank's holiday file (YAML, see examples/service/holidays-2027.yaml): working "
+        "hours, and per year statutory holidays, adjusted working days (调休) and the bank's own closures; "
+        "it extends and overrides the chinese-calendar package, whose data ends with 2026.",
+    )
+    sla_file: Path | None = Field(
+        default=None,
+        description="The service desk's SLA policy (YAML, see examples/service/sla.yaml); default: "
+        "complaints resolved within 15 calendar days, inquiries answered within 4 business hours.",
+    )
     api_cors_origins: list[str] = Field(
         default_factory=list,
         description="Origins allowed to call the API from a browser (JSON list); none by default.",
@@ -144,6 +155,13 @@ class Settings(BaseSettings):
     )
     audit_checkpoint_seconds: float = Field(
         default=300.0, ge=1, le=86_400, description="Seconds between audit checkpoints (path or URL)."
+    )
+
+    # the answering assistant (omnibank.assistant)
+    faq_dir: Path | None = Field(
+        default=None,
+        description="The folder of the assistant's FAQ files (YAML or Markdown); default the examples/faq "
+        "of a source checkout, when there is one.",
     )
 
     # contact policy (omnibank.contact)
@@ -256,6 +274,14 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def faq_folder(self) -> Path | None:
+        """The assistant's FAQ folder: OMNIBANK_FAQ_DIR, else a source checkout's examples/faq, else none."""
+        if self.faq_dir is not None:
+            return self.faq_dir.expanduser().resolve()
+        shipped = Path(__file__).resolve().parents[2] / "examples" / "faq"
+        return shipped if shipped.is_dir() else None
 
     @property
     def db_url(self) -> str:

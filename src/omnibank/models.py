@@ -5,6 +5,7 @@ from __future__ import annotations
 
 def import_all_models() -> None:
     import omnibank.api.models
+    import omnibank.assistant.models
     import omnibank.audit.models
     import omnibank.benefits.models
     import omnibank.campaigns.models

@@ -103,6 +103,12 @@ def demo(
                 invites = acquire(settings, cal=cal, seed=seed, customers=customers,
                                   folder=out_dir / "invites")  # fmt: skip
             out.print(invites.line())
+            from omnibank.demo.loans import load_loans
+
+            with phases("loans"):
+                loans = load_loans(settings, cal=cal, seed=seed, customers=customers,
+                                   folder=out_dir / "loans")  # fmt: skip
+            out.print(loans.line())
     with phases("tags & segments"):
         _tags_and_segments(settings, as_of=cal.last)
     with unit_of_work(settings) as session:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 from rich.table import Table
 from sqlalchemy import func, select
@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from omnibank.benefits.suppliers import ScoreLine
 from omnibank.config import Settings
+from omnibank.demo.loans import REENGINEERED
+from omnibank.demo.loans import STEPS as LOAN_STEPS
 from omnibank.kit.console import out
 from omnibank.kit.money import format_cny
 
@@ -306,6 +308,9 @@ def try_commands(state: BankState, *, last: date) -> list[str]:
         "omnibank contact outbox",
         "omnibank invites leaderboard --by branch",
         "omnibank invites stats --by team --org B001",
+        "omnibank process report --start loan.application_submitted --end loan.disbursed "
+        f"--steps {','.join(LOAN_STEPS)} --to {REENGINEERED - timedelta(days=1)} "
+        f"--compare {REENGINEERED}..{last}",
     ]
     if state.coupon_customer:
         commands.append(f"omnibank coupons list --customer {state.coupon_customer}")
