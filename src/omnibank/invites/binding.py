@@ -204,7 +204,7 @@ class BindReport:
         )
 
 
-def _survivors(session: Session) -> dict[str, str]:
+def survivors_of(session: Session) -> dict[str, str]:
     stmt = select(CustomerMerge.merged_id, CustomerMerge.survivor_id)
     merged = {k: v for k, v in session.execute(stmt)}
     out = {}
@@ -274,7 +274,7 @@ def _apply(
 ) -> set[str]:
     """Decide for every customer of ``events``; those of ``reread`` from all their coded events in the log.
     The customers whose binding's facts were read from the whole log now (made, moved or read again)."""
-    survivors = _survivors(session)
+    survivors = survivors_of(session)
 
     def owner(cid: str) -> str:
         return survivors.get(cid, cid)
@@ -347,7 +347,7 @@ def _apply(
         session.execute(delete(InviteBinding).where(InviteBinding.customer_id.in_(gone[i : i + _CHUNK])))
     # the facts of bindings made now, and of those read again, from the whole log
     made: list[tuple[str, datetime]] = [(str(r["customer_id"]), r["bound_at"]) for r in new_bindings]  # type: ignore[misc]
-    facts = _facts(settings, EventLog(settings).files(), made + kept, survivors)
+    facts = card_facts(settings, EventLog(settings).files(), made + kept, survivors)
     for r in new_bindings:
         r["amount_fen"], r["first_card_at"] = facts.get(str(r["customer_id"]), (0, None))
     _set_facts(session, {cid: facts.get(cid, (0, None)) for cid, _ in kept})
@@ -379,14 +379,16 @@ def _micros(at: datetime) -> int:
     return (at - _EPOCH) // timedelta(microseconds=1)
 
 
-def _facts(
+def card_facts(
     settings: Settings,
     files: Sequence[Path],
     bound: Sequence[tuple[str, datetime]],
     survivors: dict[str, str],
+    *,
+    days: int = FACT_DAYS,
 ) -> dict[str, tuple[int, datetime | None]]:
-    """For each bound customer: card spend (fen) in ``files`` within :data:`FACT_DAYS` of the binding, and
-    their first card issued there (events of customers merged into them count for them)."""
+    """For each bound customer: card spend (fen) in ``files`` within ``days`` of the binding, and their first
+    card issued there (events of customers merged into them count for them)."""
     if not bound or not files:
         return {}
     merged: dict[str, list[str]] = defaultdict(list)
@@ -405,7 +407,7 @@ def _facts(
     try:
         con.register("_bound", table)
         listing = ", ".join(sql_string(str(f)) for f in files)
-        window = FACT_DAYS * 86_400_000_000
+        window = days * 86_400_000_000
         sql = (
             "SELECT b.owner, CAST(coalesce(sum(e.amount) FILTER (WHERE e.type = 'card.transaction' AND "
             f"epoch_us(e.ts) >= b.start_us AND epoch_us(e.ts) < b.start_us + {window}), 0) * 100 AS BIGINT), "
@@ -444,7 +446,7 @@ def _add_new_facts(
         return
     every = session.execute(select(InviteBinding.customer_id, InviteBinding.bound_at))
     older = [(cid, at) for cid, at in every if cid not in fresh]
-    added = _facts(settings, files, older, survivors)
+    added = card_facts(settings, files, older, survivors)
     changed = {cid: f for cid, f in added.items() if f[0] or f[1] is not None}
     if not changed:
         return
@@ -478,7 +480,7 @@ def bind_pass(session: Session, settings: Settings, *, now: datetime) -> BindRep
     per_file: dict[str, int] = {}
     events = _read_coded(settings, files, None, per_file)
     report.files, report.events = len(files), len(events)
-    survivors = _survivors(session)
+    survivors = survivors_of(session)
     owners = sorted({survivors.get(e.customer_id, e.customer_id) for e in events})
     reread = _known_rows(session, owners) | _fold_merged(session, survivors)
     waiting_ids = set(session.scalars(select(InviteWaiting.customer_id).distinct()))
@@ -516,11 +518,7 @@ def rebind(
     """Decide these customers again from all their coded events (after a merge: the survivor's and the
     merged customer's events together; the earliest binding by time wins)."""
     report = BindReport()
-    survivors = _survivors(session)
+    survivors = survivors_of(session)
     ids = {survivors.get(c, c) for c in customer_ids} | _fold_merged(session, survivors)
     _apply(session, settings, [], reread=ids, now=now, report=report)
     return report
-
-
-def local_day(at: datetime, tz: ZoneInfo) -> date:
-    return at.astimezone(tz).date()

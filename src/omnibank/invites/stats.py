@@ -25,22 +25,19 @@ staff (an RM sees their own code's figures only).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
-import pyarrow as pa
 from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from omnibank.campaigns.models import CampaignGrant
 from omnibank.config import Settings
-from omnibank.customers.models import CustomerMerge
 from omnibank.errors import InputRefused, NotFound
 from omnibank.events.log import EventLog
-from omnibank.invites.binding import FACT_DAYS
+from omnibank.invites.binding import FACT_DAYS, card_facts, survivors_of
 from omnibank.invites.models import InviteBinding, InviteCode, InviteRefusal
 from omnibank.kit.money import from_fen
 from omnibank.orgs.models import Org, Staff
@@ -257,41 +254,6 @@ def _stored_groups(
     ]
 
 
-def _amounts(
-    session: Session, settings: Settings, rows: list[tuple[str, datetime]], days: int
-) -> dict[str, int]:
-    """The ``card.transaction`` amounts (fen) of each bound customer within ``days`` of the binding (events of
-    customers merged into them included), read from the log."""
-    log = EventLog(settings)
-    if not rows or not log.files():
-        return {}
-    merged: dict[str, list[str]] = defaultdict(list)
-    for m, survivor in session.execute(select(CustomerMerge.merged_id, CustomerMerge.survivor_id)):
-        merged[survivor].append(m)
-    owners, events_of, starts = [], [], []
-    epoch = datetime(1970, 1, 1, tzinfo=UTC)
-    for cid, bound_at in rows:
-        us = (bound_at - epoch) // timedelta(microseconds=1)
-        for alias in (cid, *merged.get(cid, ())):
-            owners.append(cid)
-            events_of.append(alias)
-            starts.append(us)
-    table = pa.table({"owner": owners, "cid": events_of, "start_us": pa.array(starts, pa.int64())})
-    con = log.connect()
-    try:
-        con.register("_bound", table)
-        window = days * 86_400_000_000
-        sql = (
-            "SELECT b.owner, CAST(sum(e.amount) * 100 AS BIGINT) "
-            f"FROM {log.scan_sql()} e JOIN _bound b ON e.customer_id = b.cid "
-            "WHERE e.type = 'card.transaction' AND epoch_us(e.ts) >= b.start_us "
-            f"AND epoch_us(e.ts) < b.start_us + {window} GROUP BY b.owner"
-        )
-        return {owner: int(fen or 0) for owner, fen in con.execute(sql).fetchall()}
-    finally:
-        con.close()
-
-
 def _computed_groups(
     session: Session,
     settings: Settings,
@@ -312,7 +274,9 @@ def _computed_groups(
     if not rows:
         return []
     members = member_set(session, settings, convert, as_of=as_of)
-    amounts = _amounts(session, settings, [(r[0], r[3]) for r in rows], days)
+    bound = [(r[0], r[3]) for r in rows]
+    facts = card_facts(settings, EventLog(settings).files(), bound, survivors_of(session), days=days)
+    amounts = {cid: fen for cid, (fen, _first) in facts.items()}
     groups: dict[tuple[str, str], Figures] = defaultdict(Figures)
     for cid, staff_id, path, _at, granted in rows:
         counts = campaign is None or bool(granted)
@@ -408,7 +372,3 @@ def refusal_counts(
     if until is not None:
         stmt = stmt.where(InviteRefusal.at < until)
     return {reason: int(n) for reason, n in session.execute(stmt)}
-
-
-def all_levels(rep: Report) -> Iterable[Node]:
-    return rep.nodes.values()
