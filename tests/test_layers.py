@@ -7,10 +7,12 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import TableClause
 
-import omnibank.models  # noqa: F401 - every model, so that the metadata holds every table
 from omnibank.db.base import Base
+from omnibank.models import import_all_models
 from omnibank.segments import tables as segment_tables
 from omnibank.users import service as users_service
+
+import_all_models()  # every model, so that the metadata holds every table (run alone too)
 
 
 @pytest.mark.parametrize(

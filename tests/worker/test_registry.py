@@ -17,10 +17,12 @@ INFRASTRUCTURE += ("omnibank.listing",)
 
 
 def test_the_platforms_jobs_in_the_order_of_a_loop() -> None:
+    import omnibank.audit.jobs  # noqa: F401 - imported early (as a command or a test may): it stays last
+
     jobs = {j.name: j for j in load_jobs()}
     assert list(jobs) == [
         "journeys.apply_log", "journeys.segment_triggers", "journeys.due_steps", "contact.dispatch",
-        "leads.escalate", "invites.bind", "audit.checkpoint",
+        "leads.escalate", "invites.bind", "service.desk", "audit.checkpoint",
     ]  # fmt: skip
     assert [n for n, j in jobs.items() if not j.exclusive] == ["journeys.due_steps"]  # SKIP LOCKED claims
     assert [n for n, j in jobs.items() if j.on_stop] == ["audit.checkpoint"]

@@ -29,6 +29,7 @@ JOB_MODULES: tuple[str, ...] = (
     "omnibank.contact.jobs",
     "omnibank.leads.jobs",
     "omnibank.invites.jobs",
+    "omnibank.service.jobs",
     "omnibank.audit.jobs",
 )
 
@@ -125,6 +126,18 @@ class Registry:
     def names(self) -> list[str]:
         return list(self._jobs)
 
+    def reorder(self, modules: tuple[str, ...]) -> None:
+        """The platform's jobs in the order of the modules that define them (then as they registered): a
+        module imported early elsewhere (a command, a test) does not move its jobs ahead of the others'.
+        Jobs of other modules keep their places."""
+        rank = {name: i for i, name in enumerate(modules)}
+        jobs = list(self._jobs.values())
+        listed = [i for i, j in enumerate(jobs) if getattr(j.run, "__module__", "") in rank]
+        ordered = sorted((jobs[i] for i in listed), key=lambda j: rank[j.run.__module__])
+        for slot, job in zip(listed, ordered, strict=True):  # other jobs keep their places
+            jobs[slot] = job
+        self._jobs = {j.name: j for j in jobs}
+
 
 #: the jobs of the platform (the modules of :data:`JOB_MODULES` register into it)
 REGISTRY = Registry()
@@ -139,4 +152,5 @@ def load_jobs(modules: tuple[str, ...] = JOB_MODULES) -> Registry:
     """Import the job modules (each registers its jobs once) and return the platform's registry."""
     for name in modules:
         importlib.import_module(name)
+    REGISTRY.reorder(modules)
     return REGISTRY
