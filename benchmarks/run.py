@@ -34,6 +34,16 @@ def main() -> int:
         [sys.executable, str(HERE / "bench_segments.py"), "--customers", str(1_000_000 // scale)],
         [
             sys.executable,
+            str(HERE / "bench_sla.py"),
+            "--tickets",
+            str(1_000_000 // scale),
+            "--entries",
+            str(10_000_000 // scale),
+            "--subset",
+            str(100_000 // scale),
+        ],  # fmt: skip
+        [
+            sys.executable,
             str(HERE / "bench_invites.py"),
             "--customers",
             str(1_000_000 // scale),

@@ -84,6 +84,10 @@ COMMANDS: dict[str, Lazy] = {
         "omnibank.service.cli:calendar_app",
         "The bank's business calendar: working hours, holidays and adjusted working days (调休), due times.",
     ),
+    "tickets": Lazy(
+        "omnibank.service.cli:tickets_app",
+        "Service desk tickets: open, list, assign, answer, move; import history; SLA report; escalation.",
+    ),
     "process": Lazy(
         "omnibank.process.cli:app", "Process lead times over events sharing a case id (e.g. a loan's steps)."
     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omnibank.errors import ConfigError
 from omnibank.kit.delivery import CHANNELS, parse_quiet_hours
+
+_SUPPLIER_ID = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
 
 
 class Settings(BaseSettings):
@@ -52,6 +55,11 @@ class Settings(BaseSettings):
         default=None,
         description="The service desk's SLA policy (YAML, see examples/service/sla.yaml); default: "
         "complaints resolved within 15 calendar days, inquiries answered within 4 business hours.",
+    )
+    routing_file: Path | None = Field(
+        default=None,
+        description="The service desk's queues, routing rules, shifts, surge alerts and supplier response "
+        "targets (YAML, see examples/service/routing.yaml); default: one queue of every service agent.",
     )
     api_cors_origins: list[str] = Field(
         default_factory=list,
@@ -189,6 +197,16 @@ class Settings(BaseSettings):
     contact_webhook_timeout: float = Field(
         default=5.0, gt=0, le=120, description="Seconds before a gateway call counts as failed."
     )
+    supplier_webhooks: dict[str, str] = Field(
+        default_factory=dict,
+        description='Supplier id → https URL its service-desk tickets are posted to (JSON, e.g. {"acme": '
+        '"https://acme.example/omnibank"}); a supplier not named is not told (its tickets wait).',
+    )
+    supplier_webhook_secret: SecretStr | None = Field(
+        default=None,
+        validate_default=True,
+        description="Secret for the HMAC-SHA256 signature of supplier webhook bodies and callbacks.",
+    )
     contact_sandbox_click_rate: Decimal = Field(
         default=Decimal("0"), ge=0, le=1, description="Share of sandbox deliveries that also click (demos)."
     )
@@ -218,6 +236,24 @@ class Settings(BaseSettings):
     def _webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         if info.data.get("contact_webhooks") and (value is None or not value.get_secret_value()):
             raise ValueError("needed when OMNIBANK_CONTACT_WEBHOOKS is set: webhook bodies are signed")
+        return value
+
+    @field_validator("supplier_webhooks")
+    @classmethod
+    def _supplier_webhooks(cls, value: dict[str, str]) -> dict[str, str]:
+        for supplier, url in value.items():
+            if not _SUPPLIER_ID.match(supplier):
+                raise ValueError(f"{supplier!r} is not a supplier id (1 to 32 letters, digits, _ . or -)")
+            parts = urlsplit(url)
+            if parts.scheme != "https" or not parts.netloc:
+                raise ValueError(f"{supplier}: {url!r} is not an https URL")
+        return value
+
+    @field_validator("supplier_webhook_secret")
+    @classmethod
+    def _supplier_webhook_secret(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        if info.data.get("supplier_webhooks") and (value is None or not value.get_secret_value()):
+            raise ValueError("needed when OMNIBANK_SUPPLIER_WEBHOOKS is set: webhook bodies are signed")
         return value
 
     @field_validator("audit_checkpoint_path")

@@ -19,6 +19,7 @@ def import_all_models() -> None:
     import omnibank.leads.models
     import omnibank.orgs.models
     import omnibank.segments.models
+    import omnibank.service.models
     import omnibank.tags.models
     import omnibank.users.models
     import omnibank.worker.models  # noqa: F401

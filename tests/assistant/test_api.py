@@ -82,10 +82,32 @@ def test_an_unanswerable_question_is_recorded_not_guessed(bank: Bank) -> None:
     r = bank.post("rm_a", URL, json={"question": "明天天气怎么样 我的手机13812345678"})
     body = r.json()
     assert r.status_code == 200 and not body["answered"] and body["passages"] == []
-    assert body["note"] == service.NOT_ANSWERED and body["handed_off"] is False
+    assert body["note"] == service.NOT_HANDED_OFF and body["handed_off"] is False
     assert "13812345678" not in r.text and "138****5678" in body["question"]
     (row,) = _rows(bank)
-    assert not row.answered and row.question == body["question"] and row.reason == service.NOT_ANSWERED
+    assert not row.answered and row.question == body["question"] and row.reason == service.NOT_HANDED_OFF
+
+
+def test_an_unanswerable_question_for_a_customer_becomes_an_inquiry_ticket(bank: Bank) -> None:
+    from omnibank.service.models import Ticket
+
+    r = bank.post("rm_a", URL, json={"question": "明天天气怎么样", "customer_id": "CA1"})
+    body = r.json()
+    assert r.status_code == 200 and not body["answered"] and body["handed_off"] is True
+    assert body["ticket_id"] and body["ticket_id"] in body["note"]
+    with unit_of_work(bank.settings) as session:
+        ticket = session.get(Ticket, body["ticket_id"])
+        assert ticket is not None
+        assert (ticket.kind, ticket.category, ticket.channel, ticket.customer_id, ticket.source) == (
+            "inquiry",
+            "faq",
+            "assistant",
+            "CA1",
+            "assistant",
+        )
+        assert ticket.subject == "助手未能回答: 明天天气怎么样"
+    (row,) = _rows(bank)
+    assert row.handed_off and body["ticket_id"] in row.reason
 
 
 def test_my_coupons_for_a_customer_come_from_the_ledger_masked_and_audited(bank: Bank) -> None:

@@ -97,14 +97,14 @@ def test_an_off_topic_question_is_not_guessed_but_recorded_with_digits_masked(en
     load(EXAMPLE)
     answer = _ask(env.settings, "明天天气怎么样? 电话13812345678, 身份证110101199001011234")
     assert not answer.answered and answer.passages == [] and not answer.handed_off
-    assert answer.note == service.NOT_ANSWERED
+    assert answer.note == service.NOT_HANDED_OFF
     assert answer.confidence < service.CONFIDENCE
     (row,) = _rows(env.settings)
     assert row.question == "明天天气怎么样? 电话138****5678, 身份证1101**********1234" == answer.question
     assert (row.answered, row.handed_off, row.reason, row.channel) == (
         False,
         False,
-        service.NOT_ANSWERED,
+        service.NOT_HANDED_OFF,
         "cli",
     )
     assert row.customer_id is None and row.actor == "test:pytest" and row.asked_at == NOW

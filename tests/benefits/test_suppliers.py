@@ -85,10 +85,13 @@ def test_a_sync_that_agrees_reports_no_discrepancy(cli, catalogue, tmp_path) -> 
         ({"stock_outs": 9, "discrepancies": 9}, 65, "C"),  # capped at 20 and 15
         ({"issued": 4, "failed": 4}, 42, "D"),  # 50 + 8
         ({"issued": 100, "failed": 100, "stock_outs": 9, "discrepancies": 9, "complaints": 9}, 0, "D"),
+        ({"complaints": 2, "late_answers": 3}, 84, "B"),  # 10 + 6
+        ({"complaints": 9, "late_answers": 9}, 70, "C"),  # capped at 20 and 10
     ],
 )
 def test_scores_and_grades(figures: dict[str, int], score: int, grade: str) -> None:
-    args = {"issued": 0, "failed": 0, "stock_outs": 0, "discrepancies": 0, "complaints": 0} | figures
+    args = {"issued": 0, "failed": 0, "stock_outs": 0, "discrepancies": 0, "complaints": 0,
+            "late_answers": 0} | figures  # fmt: skip
     assert score_for(**args)[0] == score
     assert grade_for(score) == grade
 

@@ -115,7 +115,7 @@ def _simulates_a_campaign(demo_site: DemoSite) -> None:
 
 def _branch_staff_and_auditor(demo_site: DemoSite, lang: str) -> None:
     axe = lang == "zh"
-    tours = (("demo_rm", ("", "/leads", "/invites/mine")), ("demo_branch", ("", "/leads")),
+    tours = (("demo_rm", ("", "/leads", "/invites/mine")), ("demo_branch", ("", "/leads", "/tickets")),
              ("demo_audit", ("/audit",)))  # fmt: skip
     for user, paths in tours:
         page = demo_site.page(user, lang=lang)

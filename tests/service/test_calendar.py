@@ -4,6 +4,7 @@ file for a year the package does not know, and calendar days reckoned as the law
 from __future__ import annotations
 
 import json
+import pickle
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from omnibank import config
-from omnibank.errors import InputRefused
+from omnibank.errors import ConfigError, InputRefused
 from omnibank.service.calendar import (
     BusinessCalendar,
     DayKind,
@@ -324,3 +325,147 @@ def test_an_edit_leaves_the_calendar_it_came_from_alone() -> None:
     edited = base.edited(workdays={date(2026, 3, 3): None}, closures={date(2026, 3, 4): "停业"})
     assert edited.is_working_day(date(2026, 3, 3)) and not edited.is_working_day(date(2026, 3, 4))
     assert not base.is_working_day(date(2026, 3, 3)) and base.is_working_day(date(2026, 3, 4))
+
+
+# ------------------------------------------------------------- fast paths against a straightforward walk
+
+
+def _ref_windows(cal: BusinessCalendar, d: date) -> list[tuple[datetime, datetime]]:
+    def moment(minute: int) -> datetime:
+        day, minute = (d + timedelta(days=1), 0) if minute == 24 * 60 else (d, minute)
+        return datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=cal.tz).astimezone(
+            UTC
+        )
+
+    return [(moment(w.start), moment(w.end)) for w in cal.day(d).windows]
+
+
+def ref_between(cal: BusinessCalendar, a: datetime, b: datetime) -> timedelta:
+    """Working time from a to b, day by day (the calendar's answer before its per-year index)."""
+    if b < a:
+        return -ref_between(cal, b, a)
+    a, b = a.astimezone(UTC), b.astimezone(UTC)
+    total, day, last = timedelta(0), a.astimezone(cal.tz).date(), b.astimezone(cal.tz).date()
+    while day <= last:
+        for opens, closes in _ref_windows(cal, day):
+            total += max(min(closes, b) - max(opens, a), timedelta(0))
+        day += timedelta(days=1)
+    return total
+
+
+def ref_add(cal: BusinessCalendar, start: datetime, delta: timedelta) -> datetime:
+    """The moment delta of working time after start, window by window (at most 800 days)."""
+    if not delta:
+        return start.astimezone(cal.tz)
+    cursor, day, remaining = start.astimezone(UTC), start.astimezone(cal.tz).date(), delta
+    for _ in range(800):
+        for opens, closes in _ref_windows(cal, day):
+            if closes > cursor:
+                room = closes - max(opens, cursor)
+                if remaining <= room:
+                    return (max(opens, cursor) + remaining).astimezone(cal.tz)
+                remaining -= room
+        day += timedelta(days=1)
+    raise ConfigError(f"the business calendar has no working hours for 800 days after {day}")
+
+
+def outcome(call: Any) -> object:
+    try:
+        return call()
+    except (NoHolidayData, ConfigError) as exc:
+        return type(exc), exc.message
+
+
+_FESTIVALS = [
+    at("2025-01-26 10:00"),
+    at("2025-02-08 16:00"),
+    at("2026-02-13 17:00"),
+    at("2026-02-28 08:00"),
+    at("2025-09-28 12:00"),
+    at("2026-12-31 16:00"),
+]  # 调休 days and the Spring Festival; the year's end
+_INSTANTS = st.one_of(
+    st.integers(0, 2 * 366 * 24 * 60 * 60 * 10**6).map(
+        lambda us: at("2025-01-01 00:00") + timedelta(microseconds=us)
+    ),
+    st.tuples(st.sampled_from(_FESTIVALS), st.integers(-3 * 86_400, 3 * 86_400)).map(
+        lambda p: p[0] + timedelta(seconds=p[1])
+    ),
+).map(lambda m: min(m, at("2026-12-31 23:59")))
+_EDIT_DAYS = st.dates(min_value=date(2025, 1, 1), max_value=date(2026, 12, 31))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    a=_INSTANTS,
+    b=_INSTANTS,
+    minutes=st.integers(0, 40 * 8 * 60),
+    micros=st.integers(0, 10**6 - 1),
+    closures=st.lists(_EDIT_DAYS, max_size=3),
+    workdays=st.lists(_EDIT_DAYS, max_size=3),
+    in_utc=st.booleans(),
+)
+def test_fast_business_time_equals_the_walk(
+    a: datetime, b: datetime, minutes: int, micros: int, closures: list[date], workdays: list[date],
+    in_utc: bool,
+) -> None:  # fmt: skip
+    cals = [BusinessCalendar(tz=TZ)]
+    if closures or workdays:
+        cals.append(
+            cals[0].edited(closures={d: "停业" for d in closures}, workdays={d: None for d in workdays})
+        )
+    if in_utc:
+        a, b = a.astimezone(UTC), b.astimezone(UTC)
+    delta = timedelta(minutes=minutes, microseconds=micros)
+    for cal in cals:
+        assert outcome(lambda cal=cal: cal.business_time_between(a, b)) == outcome(
+            lambda cal=cal: ref_between(cal, a, b)
+        )
+        assert outcome(lambda cal=cal: cal.add_business_time(a, delta)) == outcome(
+            lambda cal=cal: ref_add(cal, a, delta)
+        )
+
+
+def test_fast_paths_keep_the_walks_errors_and_limits() -> None:
+    # a year only partly known (workdays, no holidays): the walk decides, day by day
+    partial = BusinessCalendar(
+        tz=TZ, use_package=False, years={2026: YearDays(workdays={date(2026, 3, 2): None})}
+    )
+    assert partial.business_time_between(at("2026-03-02 09:00"), at("2026-03-02 10:00")) == timedelta(hours=1)
+    with pytest.raises(NoHolidayData, match="2026"):
+        partial.business_time_between(at("2026-03-02 09:00"), at("2026-03-03 10:00"))
+    # no working hours at all: the search gives up after MAX_SEARCH_DAYS, naming the day
+    idle = BusinessCalendar(tz=TZ, hours={i: () for i in range(7)}, adjusted_hours=())
+    fast = outcome(lambda: idle.add_business_minutes(at("2020-01-02 10:00"), 1))
+    assert fast == outcome(lambda: ref_add(idle, at("2020-01-02 10:00"), timedelta(minutes=1)))
+    assert fast == (ConfigError, "the business calendar has no working hours for 800 days after 2022-03-12")
+    late = outcome(lambda: idle.add_business_minutes(at("2025-01-02 10:00"), 1))
+    assert late == (NoHolidayData, outcome(lambda: CAL.day(date(2027, 1, 1)))[1])  # 2027 is reached first
+    with pytest.raises(NoHolidayData, match="2027"):
+        CAL.add_business_minutes(at("2026-12-31 17:00"), 60)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    a=st.datetimes(min_value=datetime(2026, 3, 20), max_value=datetime(2026, 4, 5)),  # noqa: DTZ001
+    span=st.integers(0, 4 * 24 * 60),
+    minutes=st.integers(0, 3000),
+)
+def test_a_zone_with_summer_time_stays_exact(a: datetime, span: int, minutes: int) -> None:
+    berlin = ZoneInfo("Europe/Berlin")  # 29 March 2026: 02:00 → 03:00
+    hours = {i: parse_windows(["01:30-02:30", "09:00-17:00"]) for i in range(7)}
+    cal = BusinessCalendar(tz=berlin, hours=hours)
+    start = a.replace(tzinfo=berlin)
+    end = start + timedelta(minutes=span)
+    assert cal.business_time_between(start, end) == ref_between(cal, start, end)
+    assert cal.add_business_minutes(start, minutes) == ref_add(cal, start, timedelta(minutes=minutes))
+
+
+def test_a_calendar_pickles_as_what_it_was_built_from() -> None:
+    cal = cal_2027().edited(closures={date(2027, 3, 22): "停业"})
+    cal.add_business_minutes(at("2027-03-19 10:00"), 600)
+    copy = pickle.loads(pickle.dumps(cal))
+    assert copy.years == cal.years and copy.source == cal.source and copy.tz is cal.tz
+    assert copy.add_business_minutes(at("2027-03-19 10:00"), 600) == cal.add_business_minutes(
+        at("2027-03-19 10:00"), 600
+    )

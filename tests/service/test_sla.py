@@ -3,8 +3,12 @@ policies as data; and SLA state as a pure function of (history, policy, calendar
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import ROUND_FLOOR, Decimal
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -16,9 +20,13 @@ from omnibank.service.calendar import BusinessCalendar, NoHolidayData, YearDays
 from omnibank.service.sla import (
     ACTIONS,
     DEFAULT_POLICY,
+    LEVELS,
+    PAUSING,
     STATUSES,
+    TARGETS,
     Entry,
     TargetSpec,
+    TargetState,
     evaluate,
     load_policy,
     parse_policy,
@@ -330,3 +338,193 @@ def test_a_wait_moves_the_due_time_by_its_own_length(
     else:
         assert state.due_at == plain.due_at + timedelta(minutes=wait)
         assert state.paused_minutes == wait
+
+
+# ------------------------------------------------------- the engine against its first, timedelta version
+
+_MINUTE = timedelta(minutes=1)
+_MICRO = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class _Meter:
+    measure: Callable[[datetime, datetime], timedelta]
+    advance: Callable[[datetime, timedelta], datetime]
+    allowed: Callable[[datetime], timedelta]
+
+
+def _meter(spec: TargetSpec, calendar: BusinessCalendar) -> _Meter:
+    if spec.calendar_days is not None:
+        days = spec.calendar_days
+        return _Meter(
+            measure=lambda a, b: b - a,
+            advance=lambda t, d: (t + d).astimezone(calendar.tz),
+            allowed=lambda start: calendar.calendar_days_due(start, days) - start,
+        )
+    budget = spec.business_time
+    return _Meter(
+        measure=calendar.business_time_between, advance=calendar.add_business_time, allowed=lambda _: budget
+    )
+
+
+def _threshold(allowed: timedelta, level: str) -> timedelta:
+    return allowed * LEVELS[level][0] / 100
+
+
+def _reached(used: timedelta, allowed: timedelta, level: str) -> bool:
+    limit = _threshold(allowed, level)
+    return used > limit if LEVELS[level][1] else used >= limit
+
+
+class _Clock:
+    """One target's clock walked along the history."""
+
+    def __init__(self, target: str, meter: _Meter, start: datetime) -> None:
+        self.target = target
+        self.meter = meter
+        self.active = True
+        self.stopped_at: datetime | None = None
+        self.first_breach: datetime | None = None
+        self.reached_now: dict[str, datetime] = {}
+        self._round(start)
+
+    def _round(self, start: datetime) -> None:
+        """A new round (next_update): a breach of the round before stays on record."""
+        if "breach" in self.reached_now and self.first_breach is None:
+            self.first_breach = self.reached_now["breach"]
+        self.allowed = self.meter.allowed(start)
+        self.used = timedelta(0)
+        self.paused = timedelta(0)
+        self.reached_now = {}
+
+    def span(self, a: datetime, b: datetime, pausing: bool) -> None:
+        if not self.active or b <= a:
+            return
+        m = self.meter.measure(a, b)
+        if pausing:
+            self.paused += m
+            return
+        for level in LEVELS:
+            if level not in self.reached_now and _reached(self.used + m, self.allowed, level):
+                to_go = max(_threshold(self.allowed, level) - self.used, timedelta(0))
+                self.reached_now[level] = self.meter.advance(a, to_go)
+        self.used += m
+
+    def on(self, event: str, at: datetime) -> None:
+        closing = event in ("resolved", "closed")
+        if self.target == "first_response":
+            if self.active and (event == "responded" or closing):
+                self.active, self.stopped_at = False, at
+        elif self.target == "resolution":
+            if self.active and closing:
+                self.active, self.stopped_at = False, at
+            elif not self.active and event == "reopened":
+                self.active, self.stopped_at = True, None
+        else:  # next_update
+            if self.active and closing:
+                self.active, self.stopped_at = False, at
+            elif event == "reopened" and not self.active:
+                self.active, self.stopped_at = True, None
+                self._round(at)
+            elif self.active and event in ("responded", "updated", "reopened"):
+                self._round(at)
+
+    def result(self, spec: TargetSpec, as_of: datetime, paused_now: bool) -> TargetState:
+        end = self.stopped_at or as_of
+        breach_now = self.reached_now.get("breach")
+        due = self.reached_now.get("breach") or self.meter.advance(end, self.allowed - self.used)
+        breached_at = self.first_breach or breach_now
+        if breached_at is not None:
+            state: Literal["met", "breached", "running"] = "breached"
+        else:
+            state = "met" if self.stopped_at is not None else "running"
+        level = next((lv for lv in reversed(LEVELS) if lv in self.reached_now), None)
+        next_level = next((lv for lv in LEVELS if lv not in self.reached_now), None)
+        next_at = None
+        if next_level is not None and self.stopped_at is None and not paused_now:
+            to_go = max(_threshold(self.allowed, next_level) - self.used, timedelta(0))
+            next_at = self.meter.advance(as_of, to_go)
+        percent = (Decimal(self.used // _MICRO) * 100 / Decimal(self.allowed // _MICRO)).quantize(
+            Decimal("0.1"), rounding=ROUND_FLOOR
+        )
+        return TargetState(
+            target=self.target, spec=str(spec), clock=spec.clock, due_at=due,
+            allowed_minutes=self.allowed // _MINUTE, used_minutes=self.used // _MINUTE,
+            paused_minutes=self.paused // _MINUTE, state=state, breached_at=breached_at,
+            stopped_at=self.stopped_at, paused=paused_now and self.stopped_at is None, percent_used=percent,
+            level=level, reached=dict(self.reached_now), next_level=next_level, next_level_at=next_at,
+        )  # fmt: skip
+
+
+def ref_evaluate(
+    history: Iterable[Entry | tuple[datetime, str]],
+    targets: Mapping[str, TargetSpec],
+    calendar: BusinessCalendar,
+    *,
+    as_of: datetime,
+) -> dict[str, TargetState]:
+    """Each target's state at ``as_of`` (entries after it are not known yet)."""
+    if as_of.utcoffset() is None:
+        raise AssertionError("as_of must be an aware datetime")
+    entries = [e for e in sorted(history, key=lambda e: e.at) if e.at <= as_of]
+    if not entries:
+        raise AssertionError(f"as_of ({as_of.isoformat()}) is before the ticket was received")
+    start = entries[0].at
+    clocks = {name: _Clock(name, _meter(spec, calendar), start) for name, spec in targets.items()}
+    status = "new"
+    previous = start
+    for entry in entries:
+        for clock in clocks.values():
+            clock.span(previous, entry.at, status in PAUSING)
+        if entry.event in STATUSES:
+            status = entry.event
+        for clock in clocks.values():
+            clock.on(entry.event, entry.at)
+        previous = entry.at
+    for clock in clocks.values():
+        clock.span(previous, as_of, status in PAUSING)
+    return {
+        name: clocks[name].result(targets[name], as_of, status in PAUSING)
+        for name in TARGETS
+        if name in clocks
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ticket=tickets(),
+    kind=st.sampled_from(["complaint", "inquiry", "request"]),
+    category=st.sampled_from([None, "benefit", "wealth"]),
+    priority=st.sampled_from([None, "urgent"]),
+    seconds=st.lists(st.integers(0, 59), min_size=14, max_size=14),
+    in_utc=st.booleans(),
+)
+def test_the_engine_equals_its_timedelta_version(
+    ticket: tuple[list[Entry], datetime], kind: str, category: str | None, priority: str | None,
+    seconds: list[int], in_utc: bool,
+) -> None:  # fmt: skip
+    entries, as_of = ticket
+    as_of += timedelta(seconds=60)
+    entries = [
+        Entry(e.at + timedelta(seconds=s, microseconds=7 * s), e.event)
+        for e, s in zip(entries, seconds, strict=False)
+    ]
+    if in_utc:
+        entries = [Entry(e.at.astimezone(UTC), e.event) for e in entries]
+    targets = _POLICY.targets_for(kind, category, priority)
+    mixed = {**targets, "next_update": TargetSpec(business_minutes=97)} if kind == "request" else targets
+
+    def outcome(run: Callable[[], object]) -> object:
+        try:
+            return run()
+        except NoHolidayData as exc:
+            return exc.message
+
+    for chosen in (targets, mixed):
+        fast = outcome(lambda chosen=chosen: evaluate(entries, chosen, CAL, as_of=as_of))
+        assert fast == outcome(lambda chosen=chosen: ref_evaluate(entries, chosen, CAL, as_of=as_of))
+        if isinstance(fast, dict):
+            reference = ref_evaluate(entries, chosen, CAL, as_of=as_of)
+            assert [str(s.percent_used) for s in fast.values()] == [
+                str(s.percent_used) for s in reference.values()
+            ]

@@ -27,8 +27,8 @@ def ask(
 ) -> None:
     """Ask the answering assistant (FAQ and benefit terms), any hour. It answers with the best passages and
     their sources, or says it has no confident answer (the question is recorded for the knowledge base's
-    owners; an inquiry ticket once the service desk exists). With csv and json, stdout carries the passages
-    (and a customer's coupons) only."""
+    owners; asked for a customer, it becomes an inquiry ticket). With csv and json, stdout carries the
+    passages (and a customer's coupons) only."""
     settings = get_settings()
     with unit_of_work(settings) as session:
         answer = service.ask(

@@ -61,7 +61,8 @@ class AnswerOut(BaseModel):
     passages: list[PassageOut]
     coupons: list[CouponOut] | None
     customer_id: str | None
-    handed_off: bool = Field(description="To an inquiry ticket: false until the service desk exists.")
+    handed_off: bool = Field(description="Not answered, asked for a customer: an inquiry ticket was opened.")
+    ticket_id: str | None = Field(description="The inquiry ticket opened for it.")
     note: str
 
 
@@ -72,12 +73,17 @@ def ask(body: AskIn, request: Request, principal: Asker) -> AnswerOut:
     if body.customer_id is not None and not principal.sees_customers:
         raise Forbidden("asking for a customer needs the permission customers:read",
                         details={"needs": "customers:read"})  # fmt: skip
-    with unit_of_work(settings_of(request)) as session:
+    settings = settings_of(request)
+    with unit_of_work(settings) as session:
         answer = service.ask(
             session, body.question, now=now_of(request), settings=settings_of(request), actor=principal.actor,
             channel="api", source=audit_source(request), customer_id=body.customer_id,
             scope=principal.customer_scope(session) if body.customer_id is not None else None, top=body.top,
         )  # fmt: skip
+    if answer.ticket_id is not None:
+        from omnibank.service.tickets import emit_pending
+
+        emit_pending(settings, now=now_of(request))
     return AnswerOut(
         question_id=answer.question_id, question=answer.question, answered=answer.answered,
         confidence=answer.confidence, intent=answer.intent,
@@ -86,4 +92,5 @@ def ask(body: AskIn, request: Request, principal: Asker) -> AnswerOut:
         coupons=None if answer.coupons is None
         else [CouponOut.model_validate(vars(c)) for c in answer.coupons],
         customer_id=answer.customer_id, handed_off=answer.handed_off, note=answer.note,
+        ticket_id=answer.ticket_id,
     )  # fmt: skip

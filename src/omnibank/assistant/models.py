@@ -4,8 +4,8 @@
 Questions are free text typed by customers and staff, so they may carry personal data: every run of digits
 long enough to be a phone, card or ID number is masked before the row is written
 (:func:`omnibank.kit.masking.mask_numbers`), and no name is stored — the customer, when the caller was
-authenticated for one, is referred to by number only. An unanswered question is recorded with
-``handed_off`` false: it becomes an ``inquiry`` ticket once the service desk exists (not built yet).
+authenticated for one, is referred to by number only. An unanswered question asked for a customer becomes an
+``inquiry`` ticket (``handed_off`` true, the ticket named in ``reason``); one asked for nobody stays here.
 """
 
 from __future__ import annotations

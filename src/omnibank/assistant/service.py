@@ -7,8 +7,9 @@ answers is judged apart: the *confidence* is the share of what the question says
 idf, a word no passage holds weighing most — that the best passage holds. "瑞幸券怎么用" finds every term in
 the coffee voucher's passage (1.0); "明天天气怎么样" holds no word of the knowledge base (0.0). Under
 :data:`CONFIDENCE` (0.6) the question is not answered: no guess is shown, only the reason. Such a question is
-meant to become an ``inquiry`` ticket; the service desk does not exist yet, so it is recorded with
-``handed_off`` false and the reason :data:`NOT_ANSWERED` for the knowledge base's owners.
+handed to the service desk as an ``inquiry`` ticket (category ``faq``, channel ``assistant``, keyed by the
+question, so it opens once) when it was asked for a customer; asked for nobody (an anonymous page) it is
+recorded for the knowledge base's owners only.
 
 **Every question is recorded** (``assistant_questions``), with long digit runs masked and no name; a
 customer-specific answer is audited (``assistant.customer_coupons``). A coupon is shown by its benefit, status
@@ -38,7 +39,12 @@ from omnibank.kit.masking import mask_numbers
 MAX_QUESTION = 300  # characters
 MAX_TOP = 10
 CONFIDENCE = Decimal("0.6")
-NOT_ANSWERED = "no confident answer; an inquiry ticket will be opened once the service desk exists"
+NOT_ANSWERED = "no confident answer"
+HANDED_OFF = "no confident answer: an inquiry ticket was opened ({ticket_id}); the service desk will answer"
+NOT_HANDED_OFF = (
+    "no confident answer (recorded for the knowledge base's owners; asked for a customer, it opens an "
+    "inquiry ticket)"
+)
 NO_TERMS = "the question has no word the knowledge base could look up"
 #: a question about the asker's own coupons ("我的券还能用吗", "我还有几张瑞幸券")
 MY_COUPONS = re.compile(
@@ -47,9 +53,13 @@ MY_COUPONS = re.compile(
 )
 USABLE = ("granted", "claimed", "active")
 STATUS_WORDS = {
-    "granted": "待领取", "claimed": "已领取, 未生效", "active": "可使用", "redeemed": "已使用",
-    "expired": "已过期", "revoked": "已撤销",
-}  # fmt: skip
+    "granted": "待领取",
+    "claimed": "已领取, 未生效",
+    "active": "可使用",
+    "redeemed": "已使用",
+    "expired": "已过期",
+    "revoked": "已撤销",
+}
 #: words of a benefit's name too general to say which benefit a question means
 _GENERIC = frozenset({"券", "卡", "优惠", "会员", "礼品", "积分", "元", "月卡"})
 
@@ -91,6 +101,7 @@ class AnswerRead:
     customer_id: str | None
     handed_off: bool
     note: str
+    ticket_id: str | None = None
 
 
 def clean_question(question: str) -> str:
@@ -161,9 +172,15 @@ def ask(
     if intent == "my_coupons" and customer_id is not None:
         coupons = _coupons(session, customer_id, terms, now=now)
         audit.record(
-            session, actor=actor, action="assistant.customer_coupons", subject_type="customer",
-            subject_id=customer_id, detail={"coupons": len(coupons)}, source=source, at=now,
-        )  # fmt: skip
+            session,
+            actor=actor,
+            action="assistant.customer_coupons",
+            subject_type="customer",
+            subject_id=customer_id,
+            detail={"coupons": len(coupons)},
+            source=source,
+            at=now,
+        )
         answered, sure, note, top_source = (
             True,
             Decimal(1),
@@ -175,24 +192,81 @@ def ask(
         if intent == "my_coupons":
             note = "this asks about a customer's own coupons: ask for the customer to see theirs"
     else:
-        answered, note = False, NOT_ANSWERED if terms else NO_TERMS
+        answered, note = (
+            False,
+            (NOT_HANDED_OFF if customer_id is None else NOT_ANSWERED) if terms else NO_TERMS,
+        )
     row = AssistantQuestion(
-        asked_at=now, question=mask_numbers(text)[:500], answered=answered,
-        score=_decimal(best.score) if best else None, confidence=sure, top_source=top_source, intent=intent,
-        channel=channel, actor=actor, customer_id=customer_id, handed_off=False,
+        asked_at=now,
+        question=mask_numbers(text)[:500],
+        answered=answered,
+        score=_decimal(best.score) if best else None,
+        confidence=sure,
+        top_source=top_source,
+        intent=intent,
+        channel=channel,
+        actor=actor,
+        customer_id=customer_id,
+        handed_off=False,
         reason="" if answered else note,
-    )  # fmt: skip
+    )
     session.add(row)
     session.flush()
-    passages = [
-        PassageRead(h.passage.source, h.passage.kind, h.passage.title, h.passage.text, h.passage.steps,
-                    _decimal(h.score))
-        for h in hits
-    ] if known else []  # fmt: skip
+    ticket_id = None
+    if not answered and terms and customer_id is not None:
+        ticket_id = _hand_off(session, settings, row, customer_id, now=now)
+        note = HANDED_OFF.format(ticket_id=ticket_id)
+        row.handed_off, row.reason = True, note[:200]
+        session.flush()
+    passages = (
+        [
+            PassageRead(
+                h.passage.source,
+                h.passage.kind,
+                h.passage.title,
+                h.passage.text,
+                h.passage.steps,
+                _decimal(h.score),
+            )
+            for h in hits
+        ]
+        if known
+        else []
+    )
     return AnswerRead(
-        question_id=row.id, question=row.question, answered=answered, confidence=sure, intent=intent,
-        passages=passages, coupons=coupons, customer_id=customer_id, handed_off=False, note=note,
-    )  # fmt: skip
+        question_id=row.id,
+        question=row.question,
+        answered=answered,
+        confidence=sure,
+        intent=intent,
+        passages=passages,
+        coupons=coupons,
+        customer_id=customer_id,
+        handed_off=ticket_id is not None,
+        note=note,
+        ticket_id=ticket_id,
+    )
+
+
+def _hand_off(
+    session: Session, settings: Settings, row: AssistantQuestion, customer_id: str, *, now: datetime
+) -> str:
+    """An inquiry ticket for a question the assistant could not answer (once per question)."""
+    from omnibank.security import get_cipher
+    from omnibank.service import tickets
+
+    desk = tickets.desk_of(session, settings)
+    request = tickets.TicketRequest(
+        kind="inquiry",
+        category="faq",
+        customer_id=customer_id,
+        channel="assistant",
+        subject=f"助手未能回答: {row.question}"[: tickets.MAX_SUBJECT],
+        key=f"assistant:{row.id}",
+        source="assistant",
+    )
+    opened = tickets.open_ticket(session, desk, get_cipher(settings), request, by="system:assistant", now=now)
+    return opened.ticket.ticket_id
 
 
 def _coupons(session: Session, customer_id: str, terms: list[str], *, now: datetime) -> list[CouponLine]:
@@ -201,12 +275,16 @@ def _coupons(session: Session, customer_id: str, terms: list[str], *, now: datet
     names = {b.id: b.name for b in views.catalogue_view(session)}
     lines = [
         CouponLine(
-            coupon_id=c.id, benefit_id=c.benefit_id, benefit_name=names.get(c.benefit_id, c.benefit_id),
-            status=c.status, usable=c.status in USABLE and (c.valid_to is None or c.valid_to >= now),
-            claim_by=c.claim_by, valid_to=c.valid_to,
+            coupon_id=c.id,
+            benefit_id=c.benefit_id,
+            benefit_name=names.get(c.benefit_id, c.benefit_id),
+            status=c.status,
+            usable=c.status in USABLE and (c.valid_to is None or c.valid_to >= now),
+            claim_by=c.claim_by,
+            valid_to=c.valid_to,
         )
         for c in granting.list_coupons(session, customer_id=customer_id, limit=500)
-    ]  # fmt: skip
+    ]
     asked = set(terms) - _GENERIC
     named = {ln.benefit_id for ln in lines if asked & (set(knowledge.tokens(ln.benefit_name)) - _GENERIC)}
     if named:

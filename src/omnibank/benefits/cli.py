@@ -309,21 +309,26 @@ def suppliers_scorecard(
     ),
     fmt: OutputFormat = FormatOpt,
 ) -> None:
-    """Score suppliers on fulfilment, failed issues, stock-outs, sync discrepancies and complaints (A–D)."""
+    """Score suppliers on fulfilment, failed issues, stock-outs, sync discrepancies, complaints and late
+    answers to tickets (A–D)."""
     settings = get_settings()
     try:
         until = check_date("--as-of", v.iso_date("--as-of", as_of)) if as_of else local_today(settings.tz)
     except v.FieldError as exc:
         raise AppError(str(exc)) from None
+    from omnibank.service.suppliers import scorecard_tickets
+
     with unit_of_work(settings) as session:
-        lines = views.scorecard_view(session, until=until, days=days, tz=settings.tz)
         now = system_clock()
+        tickets = scorecard_tickets(session, until=until, days=days, tz=settings.tz, now=now)
+        lines = views.scorecard_view(session, until=until, days=days, tz=settings.tz, tickets=tickets)
         moved = suppliers.apply_scorecard(session, lines, actor=cli_actor(), now=now) if apply else []
     columns = (
         Col("supplier_id", "supplier"), Col("name"), Col("issued"), Col("failed"),
         Col("success", data=False), Col("success_rate", table=False),
         Col("stock_outs", "stock-outs", show=str), Col("discrepancies", show=str),
-        Col("complaints", show=str), Col("score", show=str), Col("grade"), Col("status"),
+        Col("complaints", show=str), Col("late_answers", "late answers", show=str), Col("score", show=str),
+        Col("grade"), Col("status"),
         Col("recommended", "calls for"),
     )  # fmt: skip
     print_rows(
@@ -331,7 +336,7 @@ def suppliers_scorecard(
         (
             (ln.supplier_id, ln.name, ln.issued, ln.failed, f"{ln.success_rate * 100:.1f}%",
              ln.success_rate.quantize(Decimal("0.0001")), ln.stock_outs, ln.discrepancies,
-             ln.complaints, ln.score, ln.grade, ln.status, ln.recommended)
+             ln.complaints, ln.late_answers, ln.score, ln.grade, ln.status, ln.recommended)
             for ln in lines
         ),
         fmt,

@@ -42,6 +42,7 @@ from omnibank.customers import repository as customers
 from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError, Conflict, NotFound
+from omnibank.service.suppliers import scorecard_tickets
 
 router = APIRouter(responses=ERROR_RESPONSES)
 IdemKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=200)]
@@ -203,6 +204,7 @@ class ScoreOut(BaseModel):
     stock_outs: int
     discrepancies: int
     complaints: int
+    late_answers: int = Field(description="Answers to tickets that came after the supplier's target, or not.")
     score: int
     grade: str
     status: str
@@ -220,7 +222,10 @@ def scorecard(
     until = now_of(request).astimezone(settings.tz).date()
     supplier = principal.supplier_id if principal.role == "supplier" else None
     with unit_of_work(settings) as session:
-        lines = views.scorecard_view(session, until=until, days=days, tz=settings.tz, supplier_id=supplier)
+        tickets = scorecard_tickets(session, until=until, days=days, tz=settings.tz, now=now_of(request))
+        lines = views.scorecard_view(
+            session, until=until, days=days, tz=settings.tz, supplier_id=supplier, tickets=tickets
+        )
     return [ScoreOut.model_validate(vars(ln)) for ln in lines]
 
 

@@ -12,7 +12,13 @@ be used go to ``rejects.csv``. A sync reports; it changes no stock (lots do).
 * failed issues: 2 each, at most 20;
 * stock-outs: 5 per benefit-day that refused grants for want of stock, at most 20;
 * sync discrepancies: 3 per line that differs or is missing, at most 15;
-* complaints: 5 each, at most 20 (0 until tickets exist).
+* complaints: 5 each, at most 20 (service-desk complaints about the supplier's benefits opened in the window);
+* late answers: 2 each, at most 10 (tickets sent to the supplier whose answer was due in the window and came
+  late, or has not come).
+
+The ticket figures come from the service desk, which sits above benefits: the caller counts them
+(:func:`omnibank.service.suppliers.scorecard_tickets`) and passes them in as ``tickets``; without them they
+count 0.
 
 Grade A ≥ 90, B ≥ 75, C ≥ 60, else D; the state a grade calls for is active, warning, rectification,
 suspended. ``--apply`` moves a supplier to that state when it is worse than its current one; lifting a
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -260,6 +267,7 @@ class ScoreLine:
     stock_outs: int
     discrepancies: int
     complaints: int
+    late_answers: int
     score: int
     grade: str
     status: str  # now
@@ -271,7 +279,7 @@ def grade_for(score: int) -> str:
 
 
 def score_for(
-    *, issued: int, failed: int, stock_outs: int, discrepancies: int, complaints: int
+    *, issued: int, failed: int, stock_outs: int, discrepancies: int, complaints: int, late_answers: int = 0
 ) -> tuple[int, Decimal]:
     rate = Decimal(issued - failed) / Decimal(issued) if issued else Decimal(1)
     penalty = (
@@ -280,17 +288,34 @@ def score_for(
         + min(20, 5 * stock_outs)
         + min(15, 3 * discrepancies)
         + min(20, 5 * complaints)
+        + min(10, 2 * late_answers)
     )
     return max(0, 100 - int(penalty)), rate
 
 
-def scorecard(session: Session, *, until: date, days: int, tz: ZoneInfo) -> list[ScoreLine]:
-    """Score every supplier over the bank-local days ``until - days + 1`` … ``until``."""
+def scorecard_window(*, until: date, days: int, tz: ZoneInfo) -> tuple[datetime, datetime]:
+    """The scorecard's window: from the start of bank-local day ``until - days + 1`` to the end of
+    ``until`` (exclusive)."""
     if days < 1:
         raise AppError("the scorecard window is at least one day")
     first = until - timedelta(days=days - 1)
-    start = datetime.combine(first, time(0, 0), tz)
-    end = datetime.combine(until + timedelta(days=1), time(0, 0), tz)
+    return datetime.combine(first, time(0, 0), tz), datetime.combine(
+        until + timedelta(days=1), time(0, 0), tz
+    )
+
+
+def scorecard(
+    session: Session,
+    *,
+    until: date,
+    days: int,
+    tz: ZoneInfo,
+    tickets: Mapping[str, tuple[int, int]] | None = None,
+) -> list[ScoreLine]:
+    """Score every supplier over the bank-local days ``until - days + 1`` … ``until``; ``tickets``:
+    supplier → (complaints, late answers) in that window, counted by the service desk."""
+    start, end = scorecard_window(until=until, days=days, tz=tz)
+    first = start.date()
     issued: Counter[str] = Counter()
     failed: Counter[str] = Counter()
     for sid, ok, n in session.execute(
@@ -326,13 +351,14 @@ def scorecard(session: Session, *, until: date, days: int, tz: ZoneInfo) -> list
     )
     lines = []
     for s in session.scalars(select(Supplier).order_by(Supplier.id)):
-        complaints = 0  # counted once tickets exist
+        complaints, late_answers = (tickets or {}).get(s.id, (0, 0))
         score, rate = score_for(
             issued=issued[s.id],
             failed=failed[s.id],
             stock_outs=int(outs[s.id]),
             discrepancies=int(discrepancies[s.id]),
             complaints=complaints,
+            late_answers=late_answers,
         )
         grade = grade_for(score)
         lines.append(
@@ -345,6 +371,7 @@ def scorecard(session: Session, *, until: date, days: int, tz: ZoneInfo) -> list
                 stock_outs=int(outs[s.id]),
                 discrepancies=int(discrepancies[s.id]),
                 complaints=complaints,
+                late_answers=late_answers,
                 score=score,
                 grade=grade,
                 status=s.status,

@@ -15,6 +15,7 @@ supplier's user sees its own benefits only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -143,10 +144,18 @@ def overview(session: Session, *, now: datetime, supplier_id: str | None = None)
 
 
 def scorecard_view(
-    session: Session, *, until: date, days: int, tz: ZoneInfo, supplier_id: str | None = None
+    session: Session,
+    *,
+    until: date,
+    days: int,
+    tz: ZoneInfo,
+    supplier_id: str | None = None,
+    tickets: Mapping[str, tuple[int, int]] | None = None,
 ) -> list[ScoreLine]:
-    """The supplier scorecard over the ``days`` bank-local days to ``until`` (``supplier_id``: its line)."""
-    lines = suppliers.scorecard(session, until=until, days=days, tz=tz)
+    """The supplier scorecard over the ``days`` bank-local days to ``until`` (``supplier_id``: its line);
+    ``tickets``: supplier → (complaints, late answers), from
+    :func:`omnibank.service.suppliers.scorecard_tickets` (the service desk sits above benefits)."""
+    lines = suppliers.scorecard(session, until=until, days=days, tz=tz, tickets=tickets)
     return [ln for ln in lines if ln.supplier_id == supplier_id] if supplier_id else lines
 
 

@@ -240,6 +240,7 @@ NAV: tuple[tuple[str, str, str | None], ...] = (
     ("/campaigns", N_("Campaigns"), "campaigns:read"),
     ("/journeys", N_("Journeys"), "campaigns:read"),
     ("/leads", N_("Leads"), "leads:write"),
+    ("/tickets", N_("Tickets"), "customers:read"),
     ("/contact", N_("Contact"), "campaigns:read"),
     ("/audit", N_("Audit"), "audit:read"),
 )

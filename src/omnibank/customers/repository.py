@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, false, func, or_, select
 from sqlalchemy.orm import Session
 
 from omnibank.customers.models import Customer
@@ -99,6 +99,16 @@ def scoped(stmt: Select[T], scope: Scope) -> Select[T]:
     if scope.rm_id is None:
         return stmt.where(in_unit)
     return stmt.where(or_(Customer.rm_id == scope.rm_id, and_(Customer.rm_id.is_(None), in_unit)))
+
+
+def customer_in_scope(column: Any, scope: Scope) -> ColumnElement[bool]:
+    """A condition on rows of another table whose customer number is ``column`` (a lead's, a ticket's): the
+    customer is one the scope sees (the rule of :func:`scoped`)."""
+    if scope.whole:
+        return column.is_not(None)  # type: ignore[no-any-return]
+    if not scope.org_ids and scope.rm_id is None:
+        return false()
+    return column.in_(scoped(select(Customer.customer_id), scope))  # type: ignore[no-any-return]
 
 
 def get(session: Session, scope: Scope, customer_id: str) -> Customer | None:

@@ -109,6 +109,11 @@ def demo(
                 loans = load_loans(settings, cal=cal, seed=seed, customers=customers,
                                    folder=out_dir / "loans")  # fmt: skip
             out.print(loans.line())
+            from omnibank.demo.desk import run_desk
+
+            with phases("service desk"):
+                desk = run_desk(settings, cal=cal, seed=seed, customers=customers, folder=out_dir / "desk")
+            out.print(desk.line())
     with phases("tags & segments"):
         _tags_and_segments(settings, as_of=cal.last)
     with unit_of_work(settings) as session:

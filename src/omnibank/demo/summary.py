@@ -111,6 +111,7 @@ def read(session: Session, settings: Settings, *, last: date, days: int = 90) ->
     from omnibank.contact.models import ContactMessage
     from omnibank.journeys.models import Journey, JourneyEntry
     from omnibank.leads.models import Lead
+    from omnibank.service.suppliers import scorecard_tickets
 
     state = BankState()
     grants = Counter[tuple[str, str]]()
@@ -179,7 +180,8 @@ def read(session: Session, settings: Settings, *, last: date, days: int = 90) ->
     state.escalated = int(
         session.scalar(select(func.count()).select_from(Lead).where(Lead.escalated_at.is_not(None))) or 0
     )
-    state.scorecard = scorecard(session, until=last, days=days, tz=settings.tz)
+    tickets = scorecard_tickets(session, until=last, days=days, tz=settings.tz)
+    state.scorecard = scorecard(session, until=last, days=days, tz=settings.tz, tickets=tickets)
     state.points_customer = session.scalar(
         select(PointsBalance.customer_id)
         .where(PointsBalance.balance > 0)
@@ -311,6 +313,8 @@ def try_commands(state: BankState, *, last: date) -> list[str]:
         "omnibank process report --start loan.application_submitted --end loan.disbursed "
         f"--steps {','.join(LOAN_STEPS)} --to {REENGINEERED - timedelta(days=1)} "
         f"--compare {REENGINEERED}..{last}",
+        "omnibank tickets list",
+        f"omnibank tickets sla --out sla.csv --as-of {last}",
     ]
     if state.coupon_customer:
         commands.append(f"omnibank coupons list --customer {state.coupon_customer}")

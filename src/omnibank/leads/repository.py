@@ -17,11 +17,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, Select, and_, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from omnibank.customers.models import Customer
-from omnibank.customers.repository import Scope, scoped, staff_scope
+from omnibank.customers.repository import Scope, customer_in_scope, staff_scope
 from omnibank.errors import NotFound
 from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.masking import mask_name, mask_phone
@@ -45,11 +45,7 @@ class Viewer:
 
 
 def _in_scope(scope: Scope) -> ColumnElement[bool]:
-    if scope.whole:
-        return Lead.customer_id.is_not(None)
-    if not scope.org_ids and scope.rm_id is None:
-        return false()
-    return Lead.customer_id.in_(scoped(select(Customer.customer_id), scope))
+    return customer_in_scope(Lead.customer_id, scope)
 
 
 def staff_member(session: Session, staff_id: str) -> Staff:

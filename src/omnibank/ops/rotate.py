@@ -49,6 +49,7 @@ from omnibank.errors import ConfigError, Conflict, InputRefused, NotFound
 from omnibank.kit.crypto import FieldCipher, KeyRing, load_or_create_key_ring
 from omnibank.orgs.models import Staff
 from omnibank.security import reset_ciphers
+from omnibank.service.models import Ticket
 
 DEFAULT_BATCH = 2000
 
@@ -75,6 +76,8 @@ ENCRYPTED: tuple[EncryptedTable, ...] = (
     EncryptedTable(Staff.__table__, "staff_id", ("name", "phone")),  # type: ignore[arg-type]
     # a card's number beside its token (the token is the row's value: customer_identifiers.value:<token>)
     EncryptedTable(CustomerIdentifier.__table__, "value", ("value",)),  # type: ignore[arg-type]
+    # a complaint's own words, which may name people
+    EncryptedTable(Ticket.__table__, "ticket_id", ("description",)),  # type: ignore[arg-type]
 )
 
 

@@ -22,6 +22,7 @@ the bank's zone. Arithmetic is done in UTC, exact to the microsecond (``timedelt
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -44,6 +45,21 @@ WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PACKAGE_YEARS = (min(_PKG_HOLIDAYS).year, max(_PKG_HOLIDAYS).year)
 MAX_SEARCH_DAYS = 800  # a calendar without a working window for this long is a mistake, not a due date
 _SPAN_MAX_DAYS = 31
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_US = timedelta(microseconds=1)
+_DAY_US = 86_400_000_000
+_MINUTE_US = 60_000_000
+
+
+def utc_micros(moment: datetime) -> int:
+    """An aware moment as whole microseconds since 1970-01-01 UTC (exact)."""
+    return (moment - _EPOCH) // _US
+
+
+def from_utc_micros(micros: int) -> datetime:
+    """The UTC moment ``micros`` microseconds after 1970-01-01 UTC."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 class NoHolidayData(ConfigError):
@@ -338,6 +354,44 @@ def _package_name(english: str) -> str:
         return english
 
 
+class _YearIndex:
+    """One year of working windows as integer UTC microseconds, with the working time before each window.
+
+    Built only for a year whose every day has data and a constant UTC offset (a plain 24-hour day), so
+    that the windows, in order, never overlap and the walk's day-by-day answer is the index's answer;
+    any other year is left to the walk."""
+
+    __slots__ = ("year", "first_day", "lo", "hi", "starts", "opens", "closes", "before", "after", "wday",
+                 "total", "base")  # fmt: skip
+
+    def __init__(self, year: int, first_day: int, starts: list[int], windows: list[tuple[int, int, int]]):
+        self.year = year
+        self.first_day = first_day  # ordinal of 1 January
+        self.starts = starts  # UTC µs of each local midnight, and of the next year's first
+        self.lo, self.hi = starts[0], starts[-1]
+        self.opens = [w[0] for w in windows]
+        self.closes = [w[1] for w in windows]
+        self.wday = [w[2] for w in windows]
+        self.before: list[int] = []
+        self.after: list[int] = []
+        total = 0
+        for opens, closes, _ in windows:
+            self.before.append(total)
+            total += closes - opens
+            self.after.append(total)
+        self.total = total
+        self.base: int | None = None  # working time before this year from the calendar's origin (worked_us)
+
+    def worked(self, t: int) -> int:
+        """Working microseconds of this year before ``t``."""
+        k = bisect_right(self.opens, t) - 1
+        if k < 0:
+            return 0
+        if t < self.closes[k]:
+            return self.before[k] + t - self.opens[k]
+        return self.after[k]
+
+
 class BusinessCalendar:
     """Working days and hours of the bank. Build it with :func:`load_calendar` (from the settings) or
     directly (tests); it never changes afterwards."""
@@ -363,6 +417,16 @@ class BusinessCalendar:
         self.source = source
         self._days: dict[date, DayInfo] = {}
         self._utc: dict[date, tuple[tuple[datetime, datetime], ...]] = {}
+        self._index: dict[int, _YearIndex | None] = {}
+        self._last: _YearIndex | None = None
+        self._origin: _YearIndex | None = None
+        self._due: dict[tuple[date, int], datetime] = {}
+        self._due_us: dict[tuple[int, int], int] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as what it was built from (its caches are rebuilt where it is unpickled)."""
+        return (_rebuilt, (self.tz, self.hours, self.adjusted_hours, self.years, self.use_package,
+                           self.source))  # fmt: skip
 
     @classmethod
     def from_file(cls, data: HolidayFile, *, tz: ZoneInfo) -> BusinessCalendar:
@@ -491,6 +555,98 @@ class BusinessCalendar:
             self._utc[d] = known
         return known
 
+    # The fast paths answer from the per-year index; whatever they cannot answer exactly (a year without
+    # data or with an irregular day, the search limit) goes to the walk, which raises as it always has.
+
+    def _year_index(self, year: int) -> _YearIndex | None:
+        if year in self._index:
+            return self._index[year]
+        try:
+            index = self._build_index(year)
+        except (NoHolidayData, ValueError, OverflowError):
+            index = None
+        self._index[year] = index
+        return index
+
+    def _build_index(self, year: int) -> _YearIndex | None:
+        first, following = date(year, 1, 1), date(year + 1, 1, 1)
+        infos = [self.day(first + timedelta(days=i)) for i in range((following - first).days)]
+        starts = [utc_micros(datetime.combine(first + timedelta(days=i), time(0), tzinfo=self.tz))
+                  for i in range(len(infos) + 1)]  # fmt: skip
+        windows: list[tuple[int, int, int]] = []
+        for i, info in enumerate(infos):
+            lo, hi = starts[i], starts[i + 1]
+            if hi - lo != _DAY_US:
+                return None
+            offset = from_utc_micros(lo).astimezone(self.tz).utcoffset()
+            if offset != from_utc_micros(hi - 1).astimezone(self.tz).utcoffset():
+                return None
+            ordinal = info.day.toordinal()
+            for w in info.windows:
+                opens, closes = lo + w.start * _MINUTE_US, lo + w.end * _MINUTE_US
+                if closes <= opens or (windows and opens < windows[-1][1]):
+                    return None
+                windows.append((opens, closes, ordinal))
+        return _YearIndex(year, first.toordinal(), starts, windows)
+
+    def _index_at(self, t: int) -> _YearIndex | None:
+        """The index of the (bank-local) year that ``t`` falls in, or None when that year has none."""
+        last = self._last
+        if last is not None and last.lo <= t < last.hi:
+            return last
+        try:
+            year = date.fromordinal(_EPOCH_ORDINAL + t // _DAY_US).year
+        except (ValueError, OverflowError):
+            return None
+        for _ in range(3):
+            index = self._year_index(year)
+            if index is None:
+                return None
+            if t < index.lo:
+                year -= 1
+            elif t >= index.hi:
+                year += 1
+            else:
+                self._last = index
+                return index
+        return None
+
+    def _fast_between(self, a: int, b: int) -> int | None:
+        first, last = self._index_at(a), self._index_at(b)
+        if first is None or last is None:
+            return None
+        if first is last:
+            return last.worked(b) - first.worked(a)
+        total = first.total - first.worked(a) + last.worked(b)
+        for year in range(first.year + 1, last.year):
+            index = self._year_index(year)
+            if index is None:
+                return None
+            total += index.total
+        return total
+
+    def _fast_add(self, start: int, delta: int) -> int | None:
+        index = self._index_at(start)
+        if index is None:
+            return None
+        first_day = index.first_day + bisect_right(index.starts, start) - 1
+        cursor, remaining = start, delta
+        while True:
+            done = index.worked(cursor)
+            if remaining <= index.total - done:
+                goal = done + remaining
+                k = bisect_left(index.after, goal)
+                if index.wday[k] - first_day >= MAX_SEARCH_DAYS:
+                    return None
+                return index.opens[k] + goal - index.before[k]
+            remaining -= index.total - done
+            if index.first_day + len(index.starts) - 1 - first_day >= MAX_SEARCH_DAYS:
+                return None
+            following = self._year_index(index.year + 1)
+            if following is None:
+                return None
+            index, cursor = following, following.lo
+
     def add_business_time(self, start: datetime, delta: timedelta) -> datetime:
         """The moment when ``delta`` of working time has passed after ``start``."""
         _aware(start, "start")
@@ -498,6 +654,95 @@ class BusinessCalendar:
             raise ValueError("business time to add must not be negative")
         if not delta:
             return start.astimezone(self.tz)
+        return self.add_business_micros(utc_micros(start), delta // _US)
+
+    def add_business_micros(self, start: int, micros: int) -> datetime:
+        """:meth:`add_business_time` from a UTC microsecond instant (:func:`utc_micros`); ``micros`` > 0."""
+        fast = self._fast_add(start, micros)
+        if fast is not None:
+            return from_utc_micros(fast).astimezone(self.tz)
+        return self._walk_add(from_utc_micros(start), timedelta(microseconds=micros))
+
+    def add_us(self, start_us: int, delta_us: int) -> int:
+        """:meth:`add_business_time` in UTC microseconds (:func:`utc_micros`) in and out: the same answer,
+        fallbacks and exceptions (``delta_us`` = 0 gives ``start_us``; a negative one is a ValueError)."""
+        if delta_us < 0:
+            raise ValueError("business time to add must not be negative")
+        if not delta_us:
+            return start_us
+        fast = self._fast_add(start_us, delta_us)
+        if fast is not None:
+            return fast
+        return utc_micros(self._walk_add(from_utc_micros(start_us), timedelta(microseconds=delta_us)))
+
+    def worked_us(self, t_us: int) -> int | None:
+        """Working microseconds from this calendar's origin (the first year it indexed) to ``t_us`` (UTC
+        microseconds), from the integer index; None where the index cannot answer. For ``a`` ≤ ``b`` whose
+        answers are both known, ``worked_us(b) - worked_us(a) == between_us(a, b)`` (the same sum the fast
+        path of :meth:`business_micros_between` makes); otherwise ask :meth:`between_us`."""
+        index = self._index_at(t_us)
+        if index is None:
+            return None
+        base = index.base
+        if base is None:
+            base = self._base(index)
+            if base is None:
+                return None
+        return base + index.worked(t_us)
+
+    def worked_windows(self, a_us: int, b_us: int) -> tuple[int, list[int], list[int], list[int]] | None:
+        """The index's working windows from the (bank-local) year of ``a_us`` to that of ``b_us``, for
+        computing :meth:`worked_us` of many moments at once: ``(floor, opens, closes, before)``, where the
+        windows are ``[opens[k], closes[k])`` in order and ``before[k]`` is ``worked_us(opens[k])``. For
+        ``a_us`` ≤ ``t`` ≤ ``b_us``, with ``k`` the last window that opens at or before ``t``,
+        ``worked_us(t)`` is ``floor`` when there is none, ``before[k] + t - opens[k]`` when ``t`` is inside
+        it, else ``before[k] + closes[k] - opens[k]``. None when :meth:`worked_us` cannot answer."""
+        if a_us > b_us or self.worked_us(a_us) is None or self.worked_us(b_us) is None:
+            return None
+        first, last = self._index_at(a_us), self._index_at(b_us)
+        assert first is not None
+        assert last is not None
+        assert first.base is not None
+        opens: list[int] = []
+        closes: list[int] = []
+        before: list[int] = []
+        for year in range(first.year, last.year + 1):
+            index = self._index[year]  # built, with its base, by worked_us: the chain passes every year
+            assert index is not None
+            assert index.base is not None
+            base = index.base
+            opens += index.opens
+            closes += index.closes
+            before += [base + worked for worked in index.before]
+        return first.base, opens, closes, before
+
+    def _base(self, index: _YearIndex) -> int | None:
+        """Working time from the origin's 1 January to ``index``'s (negative before the origin), or None
+        when a year between has no index."""
+        origin = self._origin
+        if origin is None:
+            origin = self._origin = index
+            index.base = 0
+            return 0
+        assert origin.base is not None
+        step = 1 if index.year > origin.year else -1
+        known = origin
+        for year in range(origin.year + step, index.year + step, step):
+            following = self._year_index(year)
+            if following is None:
+                return None
+            if following.base is None:
+                assert known.base is not None
+                following.base = known.base + known.total if step > 0 else known.base - following.total
+            known = following
+        return index.base
+
+    def between_us(self, a_us: int, b_us: int) -> int:
+        """Working microseconds from ``a_us`` to ``b_us`` (UTC microseconds, ``a_us`` ≤ ``b_us``): the
+        same as :meth:`business_micros_between`."""
+        return self.business_micros_between(a_us, b_us)
+
+    def _walk_add(self, start: datetime, delta: timedelta) -> datetime:
         cursor = start.astimezone(UTC)
         day = start.astimezone(self.tz).date()
         remaining = delta
@@ -524,7 +769,18 @@ class BusinessCalendar:
         _aware(b, "b")
         if b < a:
             return -self.business_time_between(b, a)
-        a, b = a.astimezone(UTC), b.astimezone(UTC)
+        return timedelta(microseconds=self.business_micros_between(utc_micros(a), utc_micros(b)))
+
+    def business_micros_between(self, a: int, b: int) -> int:
+        """Working microseconds from UTC microsecond instant ``a`` to ``b`` (:func:`utc_micros`), as
+        :meth:`business_time_between` counts them from ``a`` ≤ ``b``."""
+        if a <= b:
+            fast = self._fast_between(a, b)
+            if fast is not None:
+                return fast
+        return self._walk_between(from_utc_micros(a), from_utc_micros(b)) // _US
+
+    def _walk_between(self, a: datetime, b: datetime) -> timedelta:
         total = timedelta(0)
         day, last = a.astimezone(self.tz).date(), b.astimezone(self.tz).date()
         while day <= last:
@@ -549,12 +805,48 @@ class BusinessCalendar:
         _aware(received_at, "received_at")
         if days < 1:
             raise ValueError("a period of calendar days is at least 1 day")
-        last = received_at.astimezone(self.tz).date() + timedelta(days=days)
+        received = received_at.astimezone(self.tz).date()
+        known = self._due.get((received, days))
+        if known is not None:
+            return known
+        last = received + timedelta(days=days)
         for _ in range(MAX_SEARCH_DAYS):
             if not self.is_legal_day_off(last):
-                return datetime.combine(last + timedelta(days=1), time(0), tzinfo=self.tz)
+                due = self._due[(received, days)] = datetime.combine(last + timedelta(days=1), time(0),
+                                                                      tzinfo=self.tz)  # fmt: skip
+                return due
             last += timedelta(days=1)
         raise ConfigError(f"no working day for {MAX_SEARCH_DAYS} days after {last}")
+
+    def calendar_days_due_us(self, received_us: int, days: int) -> int:
+        """:meth:`calendar_days_due` in UTC microseconds (:func:`utc_micros`) in and out, remembered per
+        bank-local day of receipt (the same answer and exceptions)."""
+        key = (self._local_ordinal(received_us), days)
+        known = self._due_us.get(key)
+        if known is None:
+            known = utc_micros(self.calendar_days_due(from_utc_micros(received_us), days))
+            self._due_us[key] = known
+        return known
+
+    def _local_ordinal(self, t: int) -> int:
+        """The ordinal of the bank-local day that UTC microsecond instant ``t`` falls on."""
+        index = self._index_at(t)
+        if index is not None:
+            return index.first_day + bisect_right(index.starts, t) - 1
+        return from_utc_micros(t).astimezone(self.tz).date().toordinal()
+
+
+def _rebuilt(
+    tz: ZoneInfo,
+    hours: Mapping[int, Sequence[Window]],
+    adjusted_hours: Sequence[Window],
+    years: Mapping[int, YearDays],
+    use_package: bool,
+    source: str | None,
+) -> BusinessCalendar:
+    return BusinessCalendar(
+        tz=tz, hours=hours, adjusted_hours=adjusted_hours, years=years, use_package=use_package, source=source
+    )
 
 
 def _local_minute(d: date, minute: int, tz: ZoneInfo) -> datetime:

@@ -25,10 +25,11 @@ itself is still in time), ``breach2`` past 150 %.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import Decimal
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from omnibank.errors import InputRefused
 from omnibank.kit.loading import read_text_file
-from omnibank.service.calendar import BusinessCalendar
+from omnibank.service.calendar import BusinessCalendar, utc_micros
 
 KINDS = ("complaint", "inquiry", "request")
 PRIORITIES = ("low", "normal", "high", "urgent")
@@ -51,8 +52,13 @@ LEVELS: dict[str, tuple[int, bool]] = {"warn": (80, False), "breach": (100, True
 
 Kind = Literal["complaint", "inquiry", "request"]
 Priority = Literal["low", "normal", "high", "urgent"]
-_MINUTE = timedelta(minutes=1)
+_MINUTE_US = 60_000_000
 _MICRO = timedelta(microseconds=1)
+_KNOWN_EVENTS = frozenset(STATUSES) | frozenset(ACTIONS)
+_CLOSING = frozenset({"resolved", "closed"})
+_ROUND_EVENTS = frozenset({"responded", "updated", "reopened"})
+_LEVELS = tuple((level, percent, strict) for level, (percent, strict) in LEVELS.items())
+_BY_TIME = attrgetter("at")
 
 
 # -------------------------------------------------------------------------------------------- policies
@@ -232,9 +238,11 @@ def history_of(entries: Iterable[Entry | tuple[datetime, str]]) -> list[Entry]:
     checked = []
     for i, item in enumerate(entries):
         entry = item if isinstance(item, Entry) else Entry(*item)
-        if not isinstance(entry.at, datetime) or entry.at.utcoffset() is None:
-            raise InputRefused(f"history[{i}]: {entry.at!r} is not an aware datetime")
-        if entry.event not in STATUSES and entry.event not in ACTIONS:
+        at = entry.at
+        if not isinstance(at, datetime) or at.utcoffset() is None:
+            raise InputRefused(f"history[{i}]: {at!r} is not an aware datetime")
+        event = entry.event
+        if not (event in _KNOWN_EVENTS if type(event) is str else event in STATUSES or event in ACTIONS):
             raise InputRefused(
                 f"history[{i}]: {entry.event!r} is neither a status ({', '.join(STATUSES)}) nor an action "
                 f"({', '.join(ACTIONS)})"
@@ -242,7 +250,8 @@ def history_of(entries: Iterable[Entry | tuple[datetime, str]]) -> list[Entry]:
         checked.append(entry)
     if not checked:
         raise InputRefused("the ticket has no history: its first entry is its receipt")
-    return sorted(checked, key=lambda e: e.at)
+    checked.sort(key=_BY_TIME)
+    return checked
 
 
 # ------------------------------------------------------------------------------------------ the clocks
@@ -271,42 +280,45 @@ class TargetState:
     next_level_at: datetime | None
 
 
-@dataclass(frozen=True)
-class _Meter:
-    measure: Callable[[datetime, datetime], timedelta]
-    advance: Callable[[datetime, timedelta], datetime]
-    allowed: Callable[[datetime], timedelta]
+# The clocks count in whole microseconds (ints): exactly what timedelta arithmetic gives, without its cost.
+# Moments are compared and calendar-day spans measured as the datetimes themselves would be; working time is
+# the calendar's, from UTC microseconds.
 
 
-def _meter(spec: TargetSpec, calendar: BusinessCalendar) -> _Meter:
-    if spec.calendar_days is not None:
-        days = spec.calendar_days
-        return _Meter(
-            measure=lambda a, b: b - a,
-            advance=lambda t, d: (t + d).astimezone(calendar.tz),
-            allowed=lambda start: calendar.calendar_days_due(start, days) - start,
-        )
-    budget = spec.business_time
-    return _Meter(
-        measure=calendar.business_time_between, advance=calendar.add_business_time, allowed=lambda _: budget
-    )
+def _share(allowed: int, percent: int) -> int:
+    """``allowed * percent / 100`` rounded half to even, as ``timedelta / int`` rounds."""
+    whole, rest = divmod(allowed * percent, 100)
+    if 2 * rest > 100 or (2 * rest == 100 and whole & 1):
+        whole += 1
+    return whole
 
 
-def _threshold(allowed: timedelta, level: str) -> timedelta:
-    return allowed * LEVELS[level][0] / 100
+_PERCENTS: dict[int, Decimal] = {}
 
 
-def _reached(used: timedelta, allowed: timedelta, level: str) -> bool:
-    limit = _threshold(allowed, level)
-    return used > limit if LEVELS[level][1] else used >= limit
+def _percent(used: int, allowed: int) -> Decimal:
+    """``used / allowed`` in percent, floored to 0.1 (the tenths are exact: 28 digits cover any µs ratio)."""
+    tenths = used * 1000 // allowed
+    known = _PERCENTS.get(tenths)
+    if known is None:
+        known = Decimal(tenths).scaleb(-1)
+        if len(_PERCENTS) < 100_000:
+            _PERCENTS[tenths] = known
+    return known
 
 
 class _Clock:
     """One target's clock walked along the history."""
 
-    def __init__(self, target: str, meter: _Meter, start: datetime) -> None:
+    __slots__ = ("target", "spec", "calendar", "days", "budget", "active", "stopped_at", "first_breach",
+                 "reached_now", "allowed", "used", "paused", "limits")  # fmt: skip
+
+    def __init__(self, target: str, spec: TargetSpec, calendar: BusinessCalendar, start: datetime) -> None:
         self.target = target
-        self.meter = meter
+        self.spec = spec
+        self.calendar = calendar
+        self.days = spec.calendar_days
+        self.budget = 0 if self.days is not None else spec.business_time // _MICRO
         self.active = True
         self.stopped_at: datetime | None = None
         self.first_breach: datetime | None = None
@@ -317,26 +329,33 @@ class _Clock:
         """A new round (next_update): a breach of the round before stays on record."""
         if "breach" in self.reached_now and self.first_breach is None:
             self.first_breach = self.reached_now["breach"]
-        self.allowed = self.meter.allowed(start)
-        self.used = timedelta(0)
-        self.paused = timedelta(0)
+        if self.days is not None:
+            self.allowed = (self.calendar.calendar_days_due(start, self.days) - start) // _MICRO
+        else:
+            self.allowed = self.budget
+        self.used = 0
+        self.paused = 0
         self.reached_now = {}
+        self.limits = [(level, _share(self.allowed, percent), strict) for level, percent, strict in _LEVELS]
 
-    def span(self, a: datetime, b: datetime, pausing: bool) -> None:
-        if not self.active or b <= a:
-            return
-        m = self.meter.measure(a, b)
-        if pausing:
-            self.paused += m
-            return
-        for level in LEVELS:
-            if level not in self.reached_now and _reached(self.used + m, self.allowed, level):
-                to_go = max(_threshold(self.allowed, level) - self.used, timedelta(0))
-                self.reached_now[level] = self.meter.advance(a, to_go)
-        self.used += m
+    def advance(self, moment: datetime, micros: int | None, to_go: int) -> datetime:
+        """The moment ``to_go`` µs of this clock's time after ``moment`` (``micros``: its UTC µs if known)."""
+        if self.days is not None:
+            return (moment + timedelta(microseconds=to_go)).astimezone(self.calendar.tz)
+        if to_go <= 0:
+            return self.calendar.add_business_time(moment, timedelta(microseconds=to_go))
+        return self.calendar.add_business_micros(utc_micros(moment) if micros is None else micros, to_go)
+
+    def span(self, a: datetime, a_us: int, m: int) -> None:
+        used = self.used + m
+        reached = self.reached_now
+        for level, limit, strict in self.limits:
+            if level not in reached and (used > limit if strict else used >= limit):
+                reached[level] = self.advance(a, a_us, max(limit - self.used, 0))
+        self.used = used
 
     def on(self, event: str, at: datetime) -> None:
-        closing = event in ("resolved", "closed")
+        closing = event in _CLOSING
         if self.target == "first_response":
             if self.active and (event == "responded" or closing):
                 self.active, self.stopped_at = False, at
@@ -351,33 +370,34 @@ class _Clock:
             elif event == "reopened" and not self.active:
                 self.active, self.stopped_at = True, None
                 self._round(at)
-            elif self.active and event in ("responded", "updated", "reopened"):
+            elif self.active and event in _ROUND_EVENTS:
                 self._round(at)
 
-    def result(self, spec: TargetSpec, as_of: datetime, paused_now: bool) -> TargetState:
-        end = self.stopped_at or as_of
-        breach_now = self.reached_now.get("breach")
-        due = self.reached_now.get("breach") or self.meter.advance(end, self.allowed - self.used)
+    def result(self, as_of: datetime, paused_now: bool) -> TargetState:
+        stopped_at = self.stopped_at
+        end = stopped_at or as_of
+        reached = self.reached_now
+        breach_now = reached.get("breach")
+        due = breach_now or self.advance(end, None, self.allowed - self.used)
         breached_at = self.first_breach or breach_now
         if breached_at is not None:
             state: Literal["met", "breached", "running"] = "breached"
         else:
-            state = "met" if self.stopped_at is not None else "running"
-        level = next((lv for lv in reversed(LEVELS) if lv in self.reached_now), None)
-        next_level = next((lv for lv in LEVELS if lv not in self.reached_now), None)
+            state = "met" if stopped_at is not None else "running"
+        level = next((lv for lv in reversed(LEVELS) if lv in reached), None)
+        next_level = next((lv for lv in LEVELS if lv not in reached), None)
         next_at = None
-        if next_level is not None and self.stopped_at is None and not paused_now:
-            to_go = max(_threshold(self.allowed, next_level) - self.used, timedelta(0))
-            next_at = self.meter.advance(as_of, to_go)
-        percent = (Decimal(self.used // _MICRO) * 100 / Decimal(self.allowed // _MICRO)).quantize(
-            Decimal("0.1"), rounding=ROUND_FLOOR
-        )
+        if next_level is not None and stopped_at is None and not paused_now:
+            limit = next(limit for lv, limit, _ in self.limits if lv == next_level)
+            next_at = self.advance(as_of, None, max(limit - self.used, 0))
+        spec = self.spec
         return TargetState(
             target=self.target, spec=str(spec), clock=spec.clock, due_at=due,
-            allowed_minutes=self.allowed // _MINUTE, used_minutes=self.used // _MINUTE,
-            paused_minutes=self.paused // _MINUTE, state=state, breached_at=breached_at,
-            stopped_at=self.stopped_at, paused=paused_now and self.stopped_at is None, percent_used=percent,
-            level=level, reached=dict(self.reached_now), next_level=next_level, next_level_at=next_at,
+            allowed_minutes=self.allowed // _MINUTE_US, used_minutes=self.used // _MINUTE_US,
+            paused_minutes=self.paused // _MINUTE_US, state=state, breached_at=breached_at,
+            stopped_at=stopped_at, paused=paused_now and stopped_at is None,
+            percent_used=_percent(self.used, self.allowed), level=level, reached=dict(reached),
+            next_level=next_level, next_level_at=next_at,
         )  # fmt: skip
 
 
@@ -394,25 +414,50 @@ def evaluate(
     entries = [e for e in history_of(history) if e.at <= as_of]
     if not entries:
         raise InputRefused(f"as_of ({as_of.isoformat()}) is before the ticket was received")
+    return _walk(entries, targets, calendar, as_of)
+
+
+def _walk(
+    entries: list[Entry], targets: Mapping[str, TargetSpec], calendar: BusinessCalendar, as_of: datetime
+) -> dict[str, TargetState]:
+    """The clocks along checked entries in time order, none after ``as_of``."""
     start = entries[0].at
-    clocks = {name: _Clock(name, _meter(spec, calendar), start) for name, spec in targets.items()}
+    clocks = [_Clock(name, spec, calendar, start) for name, spec in targets.items()]
+    business = any(clock.days is None for clock in clocks)
     status = "new"
     previous = start
-    for entry in entries:
-        for clock in clocks.values():
-            clock.span(previous, entry.at, status in PAUSING)
+    previous_us = utc_micros(start) if business else 0
+    for entry in [*entries, None]:
+        at = as_of if entry is None else entry.at
+        at_us = utc_micros(at) if business else 0
+        if at > previous:  # a span of the history: each running clock counts it (or pauses through it)
+            pausing = status in PAUSING
+            worked = elapsed = -1
+            for clock in clocks:
+                if not clock.active:
+                    continue
+                if clock.days is None:
+                    if worked < 0:
+                        worked = calendar.business_micros_between(previous_us, at_us)
+                    m = worked
+                else:
+                    if elapsed < 0:
+                        elapsed = (at - previous) // _MICRO
+                    m = elapsed
+                if pausing:
+                    clock.paused += m
+                else:
+                    clock.span(previous, previous_us, m)
+        if entry is None:
+            break
         if entry.event in STATUSES:
             status = entry.event
-        for clock in clocks.values():
-            clock.on(entry.event, entry.at)
-        previous = entry.at
-    for clock in clocks.values():
-        clock.span(previous, as_of, status in PAUSING)
-    return {
-        name: clocks[name].result(targets[name], as_of, status in PAUSING)
-        for name in TARGETS
-        if name in clocks
-    }
+        for clock in clocks:
+            clock.on(entry.event, at)
+        previous, previous_us = at, at_us
+    paused_now = status in PAUSING
+    named = {clock.target: clock for clock in clocks}
+    return {name: named[name].result(as_of, paused_now) for name in TARGETS if name in named}
 
 
 def sla_state(

@@ -16,12 +16,21 @@ SCOPES: dict[str, str] = {
     "points:write": "redeem points",
     "leads:write": "record the follow-up of leads (contacted, won, lost)",
     "invites:write": "issue, revoke and rotate staff invite codes",
+    "tickets:write": "open service desk tickets, answer, move and assign them",
     "audit:read": "the audit trail",
     "users:write": "create staff accounts",
 }
 
 _CUSTOMER_FACING = frozenset(
-    {"customers:read", "benefits:read", "coupons:write", "points:read", "points:write", "leads:write"}
+    {
+        "customers:read",
+        "benefits:read",
+        "coupons:write",
+        "points:read",
+        "points:write",
+        "leads:write",
+        "tickets:write",
+    }
 )
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {

@@ -15,6 +15,7 @@ from omnibank.console.i18n import N_, Speaker
 from omnibank.console.labels import BENEFIT_TYPES as TYPES
 from omnibank.console.web import CONSOLE, needs, render, speaker
 from omnibank.db import unit_of_work
+from omnibank.service.suppliers import scorecard_tickets
 
 router = APIRouter(prefix=CONSOLE)
 Reader = Annotated[Principal, Depends(needs("benefits:read"))]
@@ -83,8 +84,10 @@ def suppliers_page(
     settings = settings_of(request)
     until = now_of(request).astimezone(settings.tz).date()
     with unit_of_work(settings) as session:
+        tickets = scorecard_tickets(session, until=until, days=days, tz=settings.tz, now=now_of(request))
+        supplier = _supplier_of(principal)
         lines = views.scorecard_view(
-            session, until=until, days=days, tz=settings.tz, supplier_id=_supplier_of(principal)
+            session, until=until, days=days, tz=settings.tz, supplier_id=supplier, tickets=tickets
         )
     chart = {
         "tooltip": {"trigger": "axis"},

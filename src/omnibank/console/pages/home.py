@@ -9,15 +9,21 @@ from decimal import Decimal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session
 
 from omnibank.api.auth import client_ip, now_of, settings_of
 from omnibank.benefits.views import StockRow, stock_view
 from omnibank.campaigns.views import CampaignLine, campaign_list
+from omnibank.config import Settings
 from omnibank.console.web import CONSOLE, Staff, render
 from omnibank.customers import repository as customers
+from omnibank.customers.repository import Scope
 from omnibank.db import unit_of_work
+from omnibank.errors import AppError
 from omnibank.leads.views import LeadCounts, LeadItem, lead_counts, my_leads
 from omnibank.security import get_cipher
+from omnibank.service.tickets import desk_of
+from omnibank.service.views import DeskCounts, Viewer, desk_counts
 
 router = APIRouter(prefix=CONSOLE)
 BUDGET_ALERT = Decimal("0.8")  # a campaign that has used this share of a budget is an alert
@@ -52,12 +58,22 @@ def home(request: Request, principal: Staff) -> HTMLResponse:
         if principal.can("benefits:read"):
             stock = [r for r in stock_view(session, now=now, supplier_id=principal.supplier_id) if r.warning]
         campaigns = campaign_list(session) if principal.can("campaigns:read") else []
+        tickets = _ticket_counts(session, settings, scope) if principal.sees_customers else None
     today = Today(
         customers=seen, leads=counts, due=due or [], stock_alerts=stock,
         budget_alerts=[c for c in campaigns if (c.used_share or 0) >= BUDGET_ALERT],
         live=[c for c in campaigns if c.status == "active"],
     )  # fmt: skip
-    return render(request, "home.html", {"today": today, "now": now})
+    return render(request, "home.html", {"today": today, "now": now, "tickets": tickets})
+
+
+def _ticket_counts(session: Session, settings: Settings, scope: Scope) -> DeskCounts | None:
+    """The service desk's figures for the customers seen (None if the desk's files are broken: the
+    tickets page says why)."""
+    try:
+        return desk_counts(session, desk_of(session, settings), Viewer(scope=scope))
+    except AppError:
+        return None
 
 
 def _staff_id(session: object, principal: object) -> str | None:
