@@ -59,6 +59,17 @@ KINDS: dict[str, str] = {
     "inquiry": N_("Inquiry"),
     "request": N_("Service request"),
 }
+#: the usual categories (others are shown as they are: a bank may use its own words)
+CATEGORIES: dict[str, str] = {
+    "benefit": N_("Benefits"),
+    "card": N_("Cards"),
+    "app": N_("Mobile banking"),
+    "branch": N_("Branches"),
+    "wealth": N_("Wealth management"),
+    "loan": N_("Loans"),
+    "faq": N_("Questions"),
+    "general": N_("General"),
+}
 PRIORITIES: dict[str, str] = {
     "low": N_("Low"),
     "normal": N_("Normal"),
@@ -117,7 +128,8 @@ def _viewer(session: Session, principal: Principal) -> views.Viewer:
 
 
 def _labels() -> dict[str, Any]:
-    return {"statuses": STATUSES, "kinds": KINDS, "priorities": PRIORITIES, "actions": ACTIONS,
+    return {"statuses": STATUSES, "kinds": KINDS, "categories": CATEGORIES, "priorities": PRIORITIES,
+            "actions": ACTIONS,
             "clocks": CLOCKS, "clock_states": CLOCK_STATES, "sla_levels": SLA_LEVELS,
             "channels": CHANNELS}  # fmt: skip
 
