@@ -22,6 +22,7 @@ def pipe_console(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(out, "_width", None)
 
 
+@pytest.mark.embedded_only  # the demo on PostgreSQL, journeys included: tests/demo/test_living_bank.py
 def test_demo_runs_the_example_journeys_live(cli, env) -> None:
     res = cli("demo", "--customers", "400", "--days", "120")
     assert res.exit_code == 0, res.stderr

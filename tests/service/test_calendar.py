@@ -395,7 +395,7 @@ _INSTANTS = st.one_of(
 _EDIT_DAYS = st.dates(min_value=date(2025, 1, 1), max_value=date(2026, 12, 31))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     a=_INSTANTS,
     b=_INSTANTS,

@@ -490,7 +490,7 @@ def ref_evaluate(
     }
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
     ticket=tickets(),
     kind=st.sampled_from(["complaint", "inquiry", "request"]),

@@ -151,7 +151,7 @@ def check(
         assert got.get(i, []) == expected(i, ticket, policy, calendar, as_of), f"ticket {i}"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.lists(tickets(), min_size=1, max_size=6),
     st.sampled_from([EXAMPLE, TIGHT]),
@@ -301,7 +301,7 @@ def outcome(call: Any) -> Any:
         return type(exc), exc.message
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     st.sampled_from([CAL, ONLY_2026]),
     st.integers(utc_micros(datetime(2024, 12, 20, tzinfo=TZ)), utc_micros(datetime(2027, 1, 10, tzinfo=TZ))),
