@@ -60,6 +60,16 @@ def main() -> int:
         ],  # fmt: skip
         [
             sys.executable,
+            str(HERE / "bench_cx_index.py"),
+            "--customers",
+            str(1_000_000 // scale),
+            "--events",
+            str(10_000_000 // scale),
+        ],  # fmt: skip
+        [sys.executable, str(HERE / "bench_cx_text.py"), "--comments", str(100_000 // scale)],
+        [sys.executable, str(HERE / "bench_cx_alerts.py"), "--events", str(1_000_000 // scale)],
+        [
+            sys.executable,
             str(HERE / "bench_campaigns.py"),
             "--customers",
             str(1_000_000 // scale),

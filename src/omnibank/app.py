@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     from omnibank.campaigns.endpoints import router as campaigns_router
     from omnibank.contact.endpoints import router as contact_router
     from omnibank.customers.endpoints import router as customers_router
+    from omnibank.cx.endpoints import router as cx_router
     from omnibank.events.endpoints import router as events_router
     from omnibank.invites.endpoints import install as install_share
     from omnibank.invites.endpoints import router as invites_router
@@ -57,6 +58,7 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     from omnibank.leads.endpoints import router as leads_router
     from omnibank.segments.endpoints import router as segments_router
     from omnibank.service.endpoints import router as tickets_router
+    from omnibank.surveys.endpoints import router as surveys_router
     from omnibank.users.endpoints import router as users_router
 
     settings = settings or get_settings()
@@ -139,7 +141,8 @@ def create_app(settings: Settings | None = None, *, clock: Callable[[], datetime
     # the coupon routes first: FastAPI tries the routers in order, and these carry most of the traffic
     for router in (benefits_router, users_router, customers_router, segments_router, events_router,
                    campaigns_router, journeys_router, contact_router, leads_router,
-                   audit_router, invites_router, assistant_router, tickets_router):  # fmt: skip
+                   audit_router, invites_router, assistant_router, tickets_router, surveys_router,
+                   cx_router):  # fmt: skip
         app.include_router(router, prefix=API_PREFIX)
 
     @app.get("/healthz", response_model=Health, tags=["health"], responses={503: {"model": errors.ErrorBody}})

@@ -88,6 +88,10 @@ COMMANDS: dict[str, Lazy] = {
         "omnibank.service.cli:tickets_app",
         "Service desk tickets: open, list, assign, answer, move; import history; SLA report; escalation.",
     ),
+    "cx": Lazy(
+        "omnibank.cx.cli:app",
+        "Customer experience: journey-map index, survey results, feedback topics, alerts, funnels.",
+    ),
     "process": Lazy(
         "omnibank.process.cli:app", "Process lead times over events sharing a case id (e.g. a loan's steps)."
     ),

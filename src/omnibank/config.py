@@ -184,6 +184,28 @@ class Settings(BaseSettings):
     cap_week: int = Field(
         default=3, ge=0, le=10000, description="Marketing sends per customer per natural week, all channels."
     )
+    survey_gap_days: int = Field(
+        default=30,
+        ge=0,
+        le=3660,
+        description="At most one survey per customer in this many days, across all surveys (a survey may set "
+        "its own gap).",
+    )
+    surveys_file: Path | None = Field(
+        default=None,
+        description="The bank's surveys (YAML, e.g. examples/cx/surveys.yaml): what each asks, its channel, "
+        "what triggers it.",
+    )
+    cx_alerts_file: Path | None = Field(
+        default=None,
+        description="The customer-experience alert rules (YAML, e.g. examples/cx/alerts.yaml) the worker "
+        "evaluates as events arrive; none: no alerts.",
+    )
+    cx_maps_dir: Path | None = Field(
+        default=None,
+        description="The folder of journey maps (*_map.yaml) the console shows; default the examples/cx of a "
+        "source checkout, when there is one.",
+    )
     contact_webhooks: dict[str, str] = Field(
         default_factory=dict,
         description='Channel → gateway URL (JSON, e.g. {"sms": "https://gw.bank/sms"}); channels not named '
@@ -317,6 +339,13 @@ class Settings(BaseSettings):
         if self.faq_dir is not None:
             return self.faq_dir.expanduser().resolve()
         shipped = Path(__file__).resolve().parents[2] / "examples" / "faq"
+        return shipped if shipped.is_dir() else None
+
+    def cx_maps_folder(self) -> Path | None:
+        """The journey maps' folder: OMNIBANK_CX_MAPS_DIR, else a source checkout's examples/cx, else none."""
+        if self.cx_maps_dir is not None:
+            return self.cx_maps_dir.expanduser().resolve()
+        shipped = Path(__file__).resolve().parents[2] / "examples" / "cx"
         return shipped if shipped.is_dir() else None
 
     @property

@@ -12,6 +12,7 @@ def import_all_models() -> None:
     import omnibank.consent.models
     import omnibank.contact.models
     import omnibank.customers.models
+    import omnibank.cx.models
     import omnibank.db.versions
     import omnibank.events.models
     import omnibank.invites.models

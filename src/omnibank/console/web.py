@@ -241,6 +241,7 @@ NAV: tuple[tuple[str, str, str | None], ...] = (
     ("/journeys", N_("Journeys"), "campaigns:read"),
     ("/leads", N_("Leads"), "leads:write"),
     ("/tickets", N_("Tickets"), "customers:read"),
+    ("/cx", N_("Experience"), "customers:read"),
     ("/contact", N_("Contact"), "campaigns:read"),
     ("/audit", N_("Audit"), "audit:read"),
 )

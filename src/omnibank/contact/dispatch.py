@@ -25,9 +25,10 @@ from sqlalchemy.orm import Session
 from omnibank.config import Settings
 from omnibank.contact.caps import StoreCounters
 from omnibank.contact.channels import Adapter, Outcome, Outgoing, adapters_for
+from omnibank.contact.holds import held_many
 from omnibank.contact.models import ContactMessage
 from omnibank.contact.outbox import MAX_REASON, STATUS_OF
-from omnibank.contact.policy import Send, decide
+from omnibank.contact.policy import Purpose, Send, decide
 from omnibank.contact.receipts import emit_pending
 from omnibank.contact.standing import CHUNK, in_dnd, policy_config, standing
 from omnibank.db import unit_of_work
@@ -80,11 +81,10 @@ def redecide_due(session: Session, settings: Settings, *, now: datetime, limit: 
     if not rows:
         return result
     known, consent, windows = standing(session, rows)
+    held = held_many(session, [r.customer_id for r in rows if r.purpose == "survey"], "survey")
     counters = StoreCounters(session)
     for r in sorted(rows, key=lambda m: (m.customer_id, m.scheduled_for, m.id)):
-        send = Send(
-            r.key, r.customer_id, r.channel, "marketing" if r.purpose == "marketing" else "service", now
-        )
+        send = Send(r.key, r.customer_id, r.channel, cast(Purpose, r.purpose), now)
         d = decide(
             send,
             config,
@@ -92,6 +92,7 @@ def redecide_due(session: Session, settings: Settings, *, now: datetime, limit: 
             dnd=in_dnd(windows, r.customer_id, r.channel, now),
             counters=counters,
             reachable=r.customer_id in known,
+            held=held.get(r.customer_id) if r.purpose == "survey" else None,
         )
         r.status = STATUS_OF[d.action]
         r.reason = d.reason

@@ -95,3 +95,23 @@ class ContactDnd(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     removed_by: Mapped[str | None] = mapped_column(String(128))
+
+
+class ContactHold(Base):
+    """A hold on one purpose of contact for a customer while something of theirs is open: the service desk
+    holds ``survey`` while a complaint is open (``ref`` = ``ticket:<id>``; a survey then is suppressed
+    ``open_complaint``) and lifts it when the complaint is resolved. Lifted holds keep their row."""
+
+    __tablename__ = "contact_holds"
+    __table_args__ = (
+        CheckConstraint(one_of("purpose", PURPOSES), name="purpose"),
+        Index("ix_contact_holds_customer_id", "customer_id", "purpose"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    ref: Mapped[str] = mapped_column(String(80), unique=True)  # what holds it, e.g. ticket:TK…
+    customer_id: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(40))  # the suppression reason it gives, e.g. open_complaint
+    since: Mapped[datetime] = mapped_column(UTCDateTime())
+    lifted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

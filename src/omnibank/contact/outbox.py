@@ -2,7 +2,8 @@
 decides a batch of sends with :func:`omnibank.contact.policy.decide` — marketing consent from
 :func:`omnibank.consent.service.allowed_many`, do-not-disturb in one query per 900 customers
 (:mod:`omnibank.contact.standing`), caps over the ``contact_caps`` table with a conditional upsert
-(:class:`omnibank.contact.caps.StoreCounters`) — and writes one outbox row per send with its decision and
+(:class:`omnibank.contact.caps.StoreCounters`), and for surveys the holds (:mod:`omnibank.contact.holds`) and
+each customer's last survey in the outbox (fatigue) — and writes one outbox row per send with its decision and
 reason. A key submitted again returns its recorded decision (as it stands now) and changes nothing.
 
 Apart from dispatch because it runs inside the caller's transaction (the journey worker's step, a test)
@@ -16,16 +17,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
 from omnibank.consent.service import allowed_many
 from omnibank.contact.caps import StoreCounters
+from omnibank.contact.holds import held_many
 from omnibank.contact.models import ContactMessage
 from omnibank.contact.policy import Decision, Send, decide
 from omnibank.contact.standing import chunks, dnd_many, in_dnd, known_customers, policy_config
@@ -123,11 +125,15 @@ def submit(session: Session, settings: Settings, sends: Sequence[Send], *, now: 
     marketing = {sends[i].customer_id for i in fresh if sends[i].purpose == "marketing"}
     consent = allowed_many(session, marketing, "marketing") if marketing else {}
     windows = dnd_many(session, customers)
+    surveyed = {sends[i].customer_id for i in fresh if sends[i].purpose == "survey"}
+    held = held_many(session, surveyed, "survey") if surveyed else {}
+    last_survey = last_surveys(session, surveyed) if surveyed else {}
     counters = StoreCounters(session)
     rows: list[dict[str, Any]] = []
     # customer order (then time): transactions lock counters in the same order
     for i in sorted(fresh, key=lambda j: (sends[j].customer_id, sends[j].at, j)):
         s = sends[i]
+        survey = s.purpose == "survey"
         d = decide(
             s,
             config,
@@ -135,7 +141,11 @@ def submit(session: Session, settings: Settings, sends: Sequence[Send], *, now: 
             dnd=in_dnd(windows, s.customer_id, s.channel, s.at),
             counters=counters,
             reachable=s.customer_id in known,
+            held=held.get(s.customer_id) if survey else None,
+            surveyed_at=last_survey.get(s.customer_id) if survey else None,
         )
+        if survey and d.action != "suppress":
+            last_survey[s.customer_id] = s.at  # the next survey in this batch counts this one
         decisions[i] = d
         rows.append(_row(s, d, now))
     ids = _insert_new(session, rows)
@@ -156,6 +166,25 @@ def submit(session: Session, settings: Settings, sends: Sequence[Send], *, now: 
         answer = decisions[i] if decisions[i] is not None else decisions[first[s.key]]
         assert answer is not None
         out.append(answer)
+    return out
+
+
+def last_surveys(session: Session, customer_ids: Collection[str]) -> dict[str, datetime]:
+    """When each customer was last asked to take a survey that went or is going (not suppressed)."""
+    ids = list(dict.fromkeys(customer_ids))
+    out: dict[str, datetime] = {}
+    for chunk in chunks(ids):
+        rows = session.execute(
+            select(ContactMessage.customer_id, func.max(ContactMessage.asked_at))
+            .where(
+                ContactMessage.customer_id.in_(chunk),
+                ContactMessage.purpose == "survey",
+                ContactMessage.status != "suppressed",
+            )
+            .group_by(ContactMessage.customer_id)
+        )
+        for cid, at in rows:
+            out[cid] = at
     return out
 
 

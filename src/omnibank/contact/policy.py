@@ -7,7 +7,12 @@ The order of the checks (docs/journeys.md):
 
 1. **reachable** — a send to a customer we do not know (or who was erased) is suppressed ``unreachable``;
 2. **consent** — marketing only: without marketing consent, suppressed ``no_consent``;
-3. **do-not-disturb** — marketing *and* service: suppressed ``dnd``;
+   **holds** — a survey while the customer has a complaint open (the service desk holds surveys then):
+   suppressed ``open_complaint``;
+3. **do-not-disturb** — marketing, service and surveys: suppressed ``dnd``;
+   **survey fatigue** — surveys only: a customer asked to take a survey less than the gap ago (30 days by
+   default, ``OMNIBANK_SURVEY_GAP_DAYS``, or the survey's own ``gap``), by any survey, is not asked again:
+   suppressed ``survey_fatigue``;
 4. **quiet hours** (default 21:00–08:00 bank-local) — a send asked for inside them is deferred to their end
    (``defer``, reason ``quiet_hours``), never dropped; it is decided again when it goes. ``branch_task`` is
    a task for staff at the branch, not a contact at that moment, so it is exempt. ``wecom`` is sent by
@@ -38,7 +43,7 @@ from omnibank.kit.delivery import parse_quiet_hours as parse_quiet_hours
 if TYPE_CHECKING:
     from omnibank.config import Settings
 
-PURPOSES: tuple[str, ...] = ("marketing", "service")
+PURPOSES: tuple[str, ...] = ("marketing", "service", "survey")
 REASONS: tuple[str, ...] = (
     "no_consent",
     "dnd",
@@ -47,6 +52,8 @@ REASONS: tuple[str, ...] = (
     "cap_week",
     "unreachable",
     "duplicate",
+    "survey_fatigue",
+    "open_complaint",
 )
 #: channels not subject to quiet hours (a task for staff, done in working hours anyway)
 QUIET_EXEMPT: frozenset[str] = frozenset({"branch_task"})
@@ -55,7 +62,7 @@ _CHANNEL_SET = frozenset(CHANNELS)
 _PURPOSE_SET = frozenset(PURPOSES)
 
 Action = Literal["send", "defer", "suppress"]
-Purpose = Literal["marketing", "service"]
+Purpose = Literal["marketing", "service", "survey"]
 
 
 # ------------------------------------------------------------------------------------------------ config
@@ -72,6 +79,7 @@ class PolicyConfig:
     week_cap: int = 3
     tz: ZoneInfo = field(default_factory=lambda: ZoneInfo("Asia/Shanghai"))
     quiet_exempt: frozenset[str] = QUIET_EXEMPT
+    survey_gap_days: int = 30  # at most one survey per customer in this many days, across all surveys
     quiet_seconds: tuple[int, int] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,6 +89,8 @@ class PolicyConfig:
             raise ValueError("quiet hours: start and end are the same")
         if self.channel_day_cap < 0 or self.week_cap < 0:
             raise ValueError("caps cannot be negative")
+        if self.survey_gap_days < 0:
+            raise ValueError("survey gap cannot be negative")
         unknown = set(self.quiet_exempt) - _CHANNEL_SET
         if unknown:
             raise ValueError(f"quiet_exempt: unknown channel(s) {', '.join(sorted(unknown))}")
@@ -97,6 +107,7 @@ class PolicyConfig:
             quiet_end=quiet[1] if quiet else None,
             channel_day_cap=settings.cap_channel_day,
             week_cap=settings.cap_week,
+            survey_gap_days=settings.survey_gap_days,
             tz=settings.tz,
         )
 
@@ -118,12 +129,13 @@ class Send:
     step: str | None = None
     template: str | None = None
     payload: Mapping[str, str] = field(default_factory=dict)
+    gap_days: int | None = None  # a survey's own fatigue window (None: the policy's survey_gap_days)
 
     def __post_init__(self) -> None:
         if self.channel not in _CHANNEL_SET:
             raise ValueError(f"send {self.key}: channel {self.channel!r} is not one of {', '.join(CHANNELS)}")
         if self.purpose not in _PURPOSE_SET:
-            raise ValueError(f"send {self.key}: purpose {self.purpose!r} is not marketing or service")
+            raise ValueError(f"send {self.key}: purpose {self.purpose!r} is not one of {', '.join(PURPOSES)}")
         if self.at.tzinfo is None:
             raise ValueError(f"send {self.key}: naive datetime refused; every time must carry a zone")
 
@@ -238,17 +250,27 @@ def decide(
     dnd: bool,
     counters: Counters,
     reachable: bool = True,
+    held: str | None = None,
+    surveyed_at: datetime | None = None,
 ) -> Decision:
-    """Decide one send at ``send.at``: reachable → consent (marketing) → do-not-disturb → quiet hours →
-    caps (marketing). Caps are taken (in ``counters``) only when the answer is ``send``."""
+    """Decide one send at ``send.at``: reachable → consent (marketing) → a hold (survey: an open
+    complaint) → do-not-disturb → survey fatigue (survey: the customer's last survey ``surveyed_at`` less
+    than the gap ago) → quiet hours → caps (marketing). Caps are taken (in ``counters``) only when the
+    answer is ``send``."""
     at = send.at
     if not reachable:
         return Decision("suppress", "unreachable", at)
     marketing = send.purpose == "marketing"
     if marketing and not consent:
         return Decision("suppress", "no_consent", at)
+    if held is not None:
+        return Decision("suppress", held, at)
     if dnd:
         return Decision("suppress", "dnd", at)
+    if send.purpose == "survey" and surveyed_at is not None:
+        gap = send.gap_days if send.gap_days is not None else config.survey_gap_days
+        if at - surveyed_at < timedelta(days=gap):
+            return Decision("suppress", "survey_fatigue", at)
     local = at.astimezone(config.tz)  # once: the checks below reuse it
     if send.channel not in config.quiet_exempt:
         until = quiet_until(local, config)
@@ -274,18 +296,22 @@ def plan(
     dnd: Lookup,
     counters: Counters,
     reachable: Lookup | None = None,
+    held: Callable[[Send], str | None] | None = None,
 ) -> Iterator[tuple[Send, Decision]]:
     """Decide a stream of sends in time order (``sends`` sorted by ``at``), each deferred send again when
     its quiet hours end — before any send asked for at or after that moment — with ``at`` moved to then.
     Yields every decision made: a deferred send appears twice (``defer``, then its final decision, whose
-    ``at`` is when it goes). ``consent``, ``dnd`` and ``reachable`` answer for a send at its time.
-    Repeated keys are suppressed ``duplicate`` (the first one stands)."""
+    ``at`` is when it goes). ``consent``, ``dnd`` and ``reachable`` answer for a send at its time, ``held``
+    (surveys) with the reason of a hold on it. Survey fatigue is reckoned from the surveys this plan let
+    through. Repeated keys are suppressed ``duplicate`` (the first one stands)."""
     waiting: list[tuple[float, int, Send]] = []  # (POSIX time it goes, order, the send moved to then)
     seen: set[str] = set()
+    surveyed: dict[str, datetime] = {}  # customer → their last survey that went or is going
     n = 0
     last = float("-inf")
 
     def one(s: Send) -> tuple[Send, Decision]:
+        survey = s.purpose == "survey"
         d = decide(
             s,
             config,
@@ -293,8 +319,18 @@ def plan(
             dnd=dnd(s),
             counters=counters,
             reachable=True if reachable is None else reachable(s),
+            held=held(s) if survey and held is not None else None,
+            surveyed_at=surveyed.get(s.customer_id) if survey and s.key not in redecided else None,
         )
+        if survey and d.action == "defer":
+            redecided.add(s.key)  # decided again when it goes: its own first decision is not another survey
+        if survey and d.action != "suppress" and s.key not in counted:
+            counted.add(s.key)
+            surveyed[s.customer_id] = s.at
         return s, d
+
+    redecided: set[str] = set()
+    counted: set[str] = set()
 
     for send in sends:
         moment = send.at.timestamp()  # instants, not wall times (a zone's repeated hour compares right)
@@ -323,5 +359,5 @@ def plan(
 def _moved(send: Send, at: datetime) -> Send:
     return Send(
         send.key, send.customer_id, send.channel, send.purpose, at,
-        send.journey, send.step, send.template, send.payload,
+        send.journey, send.step, send.template, send.payload, send.gap_days,
     )  # fmt: skip

@@ -114,6 +114,11 @@ def demo(
             with phases("service desk"):
                 desk = run_desk(settings, cal=cal, seed=seed, customers=customers, folder=out_dir / "desk")
             out.print(desk.line())
+            from omnibank.demo.cx import run_cx
+
+            with phases("experience"):
+                experience = run_cx(settings, cal=cal)
+            out.print(experience.line())
     with phases("tags & segments"):
         _tags_and_segments(settings, as_of=cal.last)
     with unit_of_work(settings) as session:

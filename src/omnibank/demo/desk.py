@@ -26,6 +26,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from omnibank.config import Settings
+from omnibank.demo.experience import resolved_tickets, service_responses
 from omnibank.demo.year import Calendar
 
 TICKETS_PER_CUSTOMER = 0.01
@@ -197,6 +198,8 @@ def run_desk(settings: Settings, *, cal: Calendar, seed: int, customers: int, fo
             report = intake.import_history(session, desk, get_cipher(settings), path, run, now=cal.end)
         run.finish()
     events = live_complaints(seed=seed, cal=cal, customers=customers)
+    with unit_of_work(settings) as session:  # ces_service answers to some resolved tickets (issue 17)
+        events += service_responses(resolved_tickets(session), seed=seed, cal=cal)
     feed = folder / "complaints.jsonl"
     feed.write_text("".join(json.dumps(e, ensure_ascii=False) + "\n" for e in events), encoding="utf-8")
     load_file("events", feed, settings=settings, progress=False)

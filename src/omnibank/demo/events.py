@@ -14,6 +14,7 @@ import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Protocol
 
 import numpy as np
 from numpy.random import Generator
@@ -125,13 +126,28 @@ class _Batch:
     render: Callable[[IntArr], tuple[list[bytes], IntArr]]
 
 
+class ExtraDays(Protocol):
+    """More rows for a day: (type, seconds of the day, renderer as :class:`_Batch` takes it) per type."""
+
+    def day(
+        self, d: int, day: date
+    ) -> Sequence[tuple[str, IntArr, Callable[[IntArr], tuple[list[bytes], IntArr]]]]: ...
+
+
 class EventDays:
     """Holds the O(customers) state and produces each day's events as time-sorted JSON lines (bytes)."""
 
     def __init__(
-        self, seed: int, start: date, ages: IntArr, beh: Behaviour, mult: dict[str, FloatArr]
+        self,
+        seed: int,
+        start: date,
+        ages: IntArr,
+        beh: Behaviour,
+        mult: dict[str, FloatArr],
+        extra: ExtraDays | None = None,
     ) -> None:
         n = len(ages)
+        self.extra = extra  # more rows per day (the experience data), numbered with the rest
         self.seed = seed
         self.start = start
         self.mult = mult
@@ -403,6 +419,9 @@ class EventDays:
             return lines, concat(groups)
 
         batches.append(_Batch("points.redeem", rd_s, render_redeem))
+
+        if self.extra is not None:
+            batches.extend(_Batch(kind, secs, fn) for kind, secs, fn in self.extra.day(d, day))
 
         # Number the events in time order (stable: ties keep the order above), render, put in time order.
         secs = np.concatenate([b.secs for b in batches])

@@ -62,6 +62,8 @@ class BankState:
     leads: Counter[str] = field(default_factory=Counter)
     escalated: int = 0
     scorecard: list[ScoreLine] = field(default_factory=list)
+    surveys: Counter[str] = field(default_factory=Counter)  # survey → responses in the event log
+    branch_visits: int = 0
     # examples for the "try:" list
     points_customer: str | None = None
     coupon_customer: str | None = None
@@ -194,6 +196,7 @@ def read(session: Session, settings: Settings, *, last: date, days: int = 90) ->
         .order_by(func.count(func.distinct(Coupon.status)).desc(), func.count().desc(), Coupon.customer_id)
         .limit(1)
     )
+    state.surveys, state.branch_visits = experience_counts(settings)
     state.manager = session.scalar(
         select(Lead.escalated_to)
         .where(Lead.escalated_to.is_not(None))
@@ -202,6 +205,30 @@ def read(session: Session, settings: Settings, *, last: date, days: int = 90) ->
         .limit(1)
     )
     return state
+
+
+def experience_counts(settings: Settings) -> tuple[Counter[str], int]:
+    """Survey responses (by survey) and branch visits in the event log (issue 17's experience data)."""
+    from omnibank.events.log import duck
+    from omnibank.events.reader import event_sql
+
+    surveys: Counter[str] = Counter()
+    visits = 0
+    con = duck(settings)
+    try:
+        event_sql(con, settings, fields=[], ordered=False)  # defines the view ``src`` of the log's events
+        rows = con.sql(
+            "SELECT type, json_extract_string(payload, '$.survey'), count(*) FROM src "
+            "WHERE type IN ('survey.response', 'branch.visit') GROUP BY ALL"
+        ).fetchall()
+    finally:
+        con.close()
+    for kind, survey, n in rows:
+        if kind == "branch.visit":
+            visits += int(n)
+        else:
+            surveys[str(survey)] += int(n)
+    return surveys, visits
 
 
 # ------------------------------------------------------------------------------------------------ printing
@@ -290,6 +317,11 @@ def print_state(state: BankState, *, first: date, last: date, launch: date) -> N
             s.recommended,
         )
     out.print(scores)
+    answers = ", ".join(f"{k} {_n(v)}" for k, v in sorted(state.surveys.items()))
+    out.print(
+        f"体验数据: {_n(sum(state.surveys.values()))} 份问卷回复 ({answers or '—'}), "
+        f"{_n(state.branch_visits)} 次网点到访"
+    )
     postings = ", ".join(f"{k} {_n(v)}" for k, v in sorted(state.postings.items())) or "none"
     out.print(
         f"points: postings {postings}; {_n(state.points_holders)} customers hold "
@@ -315,6 +347,10 @@ def try_commands(state: BankState, *, last: date) -> list[str]:
         f"--compare {REENGINEERED}..{last}",
         "omnibank tickets list",
         f"omnibank tickets sla --out sla.csv --as-of {last}",
+        "omnibank cx index examples/cx/credit_card_map.yaml --by branch",
+        "omnibank cx survey csat_branch --by branch",
+        "omnibank cx feedback --by branch",
+        "omnibank cx alerts list",
     ]
     if state.coupon_customer:
         commands.append(f"omnibank coupons list --customer {state.coupon_customer}")

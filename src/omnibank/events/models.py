@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from decimal import Decimal
 
-from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Numeric, String
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, Numeric, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from omnibank.db.base import Base
@@ -48,3 +48,15 @@ class EventMirrorFile(Base):
     path: Mapped[str] = mapped_column(String(500), primary_key=True)
     rows: Mapped[int] = mapped_column(BigInteger)
     mirrored_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EventConsumerFile(Base):
+    """An event-log file a consumer (a job that acts on events as they arrive: survey triggers, CX alert
+    rules) has read. Log files are immutable once published, so "read" is a set of paths."""
+
+    __tablename__ = "event_consumer_files"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    path: Mapped[str] = mapped_column(String(500), primary_key=True)
+    events: Mapped[int] = mapped_column(Integer)
+    read_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -291,7 +291,11 @@ def _execute(c: Compiled, state: EntryState, step: Step, facts: Facts, actions: 
                 "send", _key(state, f":{state.attempt}"), c.id, cid, step.id, at,
                 channel=state.chain[state.attempt], purpose=step.send.purpose or c.spec.purpose,
                 template=_message(step, state),
-                detail={**state.vars, **({"variant": state.variant} if state.variant else {})},
+                detail={
+                    **state.vars,
+                    **({"variant": state.variant} if state.variant else {}),
+                    **({"survey": step.send.survey} if step.send.survey else {}),
+                },
             )
         )  # fmt: skip
         state.awaiting = "decision"

@@ -44,7 +44,7 @@ from omnibank.segments.compile import event_condition_sql
 from omnibank.segments.expr import parse_event_condition
 from omnibank.segments.facts import Profile, identifier_kinds, load_profiles
 
-VARS = ("product_id", "product", "card_id", "tier", "channel")
+VARS = ("product_id", "product", "card_id", "tier", "channel", "survey")
 
 
 def policy_config(settings: Settings) -> PolicyConfig:

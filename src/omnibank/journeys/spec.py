@@ -26,8 +26,9 @@ Step kinds: ``wait`` (a duration), ``wait_for`` (an event with a condition and a
 ``on_event`` / ``on_timeout``), ``branch`` (``if`` an expression ``then`` / ``else``), ``split`` (weighted
 variants, deterministic by customer), ``send`` (a ``channel``, or a ``route``: rules choosing a fallback
 chain of channels), ``lead`` (for the customer's RM or branch queue, due in a duration), ``tag``
-(add/remove), ``grant`` (a benefit), ``exit``. A step goes on to the next one in the list unless it names
-``next`` (or its targets); ``end`` ends the journey.
+(add/remove), ``grant`` (a benefit), ``survey`` (an invitation to a survey: a send with purpose
+``survey``, under the contact policy's survey fatigue), ``exit``. A step goes on to the next one in the list
+unless it names ``next`` (or its targets); ``end`` ends the journey.
 
 Durations: a whole number and a unit: ``30m``, ``4h``, ``2d``, ``90d``, ``2w``.
 """
@@ -42,14 +43,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
-    ValidationError,
     WithJsonSchema,
     field_validator,
     model_validator,
@@ -58,6 +57,7 @@ from pydantic import (
 from omnibank.contact.routing import Channel, Route
 from omnibank.errors import InputRefused
 from omnibank.kit.loading import read_text_file
+from omnibank.kit.specfile import validate_yaml
 from omnibank.segments.expr import (
     TAG_PATTERN,
     TYPE_PATTERN,
@@ -215,7 +215,12 @@ class SendStep(_Model):
         description="The message text or the gateway's template id; {field} takes the trigger event's field "
         "(the filled-in text is kept to 500 characters).",
     )
-    purpose: Purpose | None = Field(None, description="Default: the journey's purpose.")
+    purpose: Purpose | Literal["survey"] | None = Field(
+        None, description="Default: the journey's purpose; 'survey' for a survey invitation."
+    )
+    survey: Id | None = Field(
+        None, description="The survey this send invites to (a step 'survey: ID' is such a send)."
+    )
     until: Literal["sent", "delivered", "clicked"] = Field(
         "sent", description="Fall back to the next channel of a route unless this happens …"
     )
@@ -225,6 +230,8 @@ class SendStep(_Model):
     def _one(self) -> SendStep:
         if (self.channel is None) == (self.route is None):
             raise ValueError("give exactly one of channel or route")
+        if (self.survey is None) != (self.purpose != "survey"):
+            raise ValueError("a survey invitation has purpose survey and names its survey ('survey: ID')")
         return self
 
 
@@ -261,6 +268,10 @@ class ExitStep(_Model):
     reason: str = Field("exit", max_length=64)
 
 
+#: the text of a survey invitation unless the step gives its own (answers come back as survey.response events
+#: from the app, WeChat or the bank's survey page)
+SURVEY_TEMPLATE = "您的意见对我们很重要，邀请您花1分钟评价本次服务：请在手机银行“我的-问卷”中作答。"
+
 KINDS = ("wait", "wait_for", "branch", "split", "send", "lead", "tag", "grant", "exit")
 StepKind = Literal["wait", "wait_for", "branch", "split", "send", "lead", "tag", "grant", "exit"]
 
@@ -283,6 +294,23 @@ class Step(_Model):
     def _exit_shorthand(cls, data: Any) -> Any:
         if isinstance(data, dict) and data.get("exit") in (True, None) and "exit" in data:
             return {**data, "exit": {}}
+        if isinstance(data, dict) and "survey" in data:  # survey: ID  or  survey: {id, channel, template}
+            if "send" in data:
+                raise ValueError("a step does exactly one of survey or send")
+            given = data["survey"]
+            spec = dict(given) if isinstance(given, dict) else {"id": given}
+            unknown = set(spec) - {"id", "channel", "template"}
+            if unknown:
+                listed = ", ".join(sorted(unknown))
+                raise ValueError(f"survey: unknown field(s) {listed} (id, channel, template)")
+            send = {
+                "channel": spec.get("channel", "sms"),
+                "template": spec.get("template", SURVEY_TEMPLATE),
+                "purpose": "survey",
+                "survey": spec.get("id"),
+            }
+            rest = {k: v for k, v in data.items() if k != "survey"}
+            return {**rest, "send": send}
         return data
 
     @model_validator(mode="after")
@@ -464,53 +492,11 @@ def bucket(*parts: str, modulo: int = 100) -> int:
 # ----------------------------------------------------------------------------------------------- load
 
 
-def _line_of(root: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
-    """The line (1-based) of the YAML node at a validation error's location (as far as it goes)."""
-    node = root
-    line = node.start_mark.line + 1 if node is not None else None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            found = next((v for k, v in node.value if getattr(k, "value", None) == str(part)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            found = node.value[part]
-        else:
-            found = None
-        if found is None:
-            break
-        node = found
-        line = node.start_mark.line + 1
-    return line
-
-
-def _where(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    """Pydantic's location without the model names it adds for unions and 'before' validators."""
-    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or "[" in p)))
-
-
 def parse_journey(text: str, *, source: str = "journey") -> JourneySpec:
     """Validate a journey's YAML text; every problem is named with its field and line."""
-    try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise InputRefused(f"{source}: not valid YAML{where} ({str(exc).splitlines()[0]})") from None
-    if not isinstance(raw, dict):
-        raise InputRefused(f"{source}: a journey is a mapping (id, name, trigger, steps, …)")
-    try:
-        spec = JourneySpec.model_validate(raw)
-    except ValidationError as exc:
-        problems = []
-        for e in exc.errors():
-            loc = _where(tuple(e["loc"]))
-            line = _line_of(root, loc)
-            field = ".".join(str(p) for p in loc) or "journey"
-            at = f" (line {line})" if line else ""
-            problems.append(f"{field}{at}: {e['msg'].removeprefix('Value error, ')}")
-        raise InputRefused(f"{source}: journey refused:\n  " + "\n  ".join(problems)) from None
-    Compiled(spec, source=source)
-    return spec
+    doc = validate_yaml(text, JourneySpec, source=source, kind="journey", shape="id, name, trigger, steps, …")
+    Compiled(doc.value, source=source)
+    return doc.value
 
 
 def load_journey(path: Path) -> JourneySpec:

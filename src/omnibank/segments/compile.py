@@ -16,7 +16,7 @@ checked tree; strings are quoted here, never pasted from the user's text.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -322,3 +322,14 @@ def compile_expression(expression: Expression, as_of: date, dialect: Dialect) ->
 def event_condition_sql(condition: Node, dialect: Dialect = "duckdb") -> str:
     """A condition over one event's fields as SQL over the event log's columns."""
     return _Writer(Expression(text="", root=condition), date.min, dialect).sql(condition)
+
+
+def compile_many(expressions: Sequence[Expression], as_of: date, dialect: Dialect) -> tuple[str, list[str]]:
+    """Several expressions over one grouped scan of the events (e.g. a report counting many shares): the
+    ``ev`` CTE computing every aggregate any of them uses (empty when none does), and each expression's
+    predicate over ``profiles p LEFT JOIN ev ON ev.customer_id = p.customer_id`` (aggregates are coalesced,
+    so a customer without events reads as none)."""
+    check_date("as_of", as_of)
+    aggregates = tuple(dict.fromkeys(a for e in expressions for a in e.aggregates))
+    w = _Writer(Expression(text="", root=Lit(True, "bool"), aggregates=aggregates), as_of, dialect)
+    return w.events_cte(), [w.sql(e.root) for e in expressions]

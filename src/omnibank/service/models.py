@@ -37,7 +37,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from omnibank.db.base import Base, one_of
 from omnibank.db.types import UTCDateTime
 
-TICKET_KINDS = ("complaint", "inquiry", "request")
+TICKET_KINDS = ("complaint", "inquiry", "request", "alert")  # alert: raised by a CX alert rule
 TICKET_PRIORITIES = ("low", "normal", "high", "urgent")
 TICKET_STATUSES = (
     "new", "assigned", "in_progress", "waiting_customer", "waiting_supplier", "resolved", "closed",

@@ -40,7 +40,7 @@ from omnibank.errors import InputRefused
 from omnibank.kit.loading import read_text_file
 from omnibank.service.calendar import BusinessCalendar, utc_micros
 
-KINDS = ("complaint", "inquiry", "request")
+KINDS = ("complaint", "inquiry", "request", "alert")
 PRIORITIES = ("low", "normal", "high", "urgent")
 TARGETS = ("first_response", "next_update", "resolution")
 STATUSES = ("new", "assigned", "in_progress", "waiting_customer", "waiting_supplier", "resolved", "closed",
@@ -50,7 +50,7 @@ PAUSING = frozenset({"waiting_customer", "waiting_supplier"})
 #: level → (share of the target in percent, reached only when strictly past it)
 LEVELS: dict[str, tuple[int, bool]] = {"warn": (80, False), "breach": (100, True), "breach2": (150, True)}
 
-Kind = Literal["complaint", "inquiry", "request"]
+Kind = Literal["complaint", "inquiry", "request", "alert"]
 Priority = Literal["low", "normal", "high", "urgent"]
 _MINUTE_US = 60_000_000
 _MICRO = timedelta(microseconds=1)
@@ -181,6 +181,10 @@ DEFAULT_POLICY = SlaPolicy(
         Rule(name="投诉15日办结", kind="complaint", targets=Targets(resolution=TargetSpec(calendar_days=15))),
         Rule(
             name="咨询4小时响应", kind="inquiry", targets=Targets(first_response=TargetSpec(business_hours=4))
+        ),
+        # a CX alert (docs/cx.md) is acted on within one business day (the default calendar's 8 hours)
+        Rule(
+            name="体验预警1个工作日", kind="alert", targets=Targets(resolution=TargetSpec(business_hours=8))
         ),
     ]
 )

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.benefits.models import Benefit, Coupon
 from omnibank.config import Settings
+from omnibank.contact import holds
 from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
 from omnibank.errors import Conflict, InputRefused, NotFound
@@ -249,6 +250,7 @@ class TicketRequest:
     key: str | None = None
     source: str = "cli"
     ticket_id: str | None = None  # imported tickets keep their id
+    owner_staff_id: str | None = None  # owned by this member of staff from the start (no routing): CX alerts
 
 
 def check_request(r: TicketRequest) -> None:
@@ -337,6 +339,10 @@ def open_ticket(
     ticket_id = request.ticket_id or ticket_id_for(key)
     if session.get(Ticket, ticket_id) is not None:
         raise Conflict(f"ticket {ticket_id} exists already")
+    if request.owner_staff_id is not None:
+        owner = session.get(Staff, request.owner_staff_id) if _STAFF.match(request.owner_staff_id) else None
+        if owner is None or owner.left_at is not None:
+            raise NotFound(f"owner: no active member of staff {request.owner_staff_id}")
     benefit_id, coupon_id, supplier_id = _benefit_of(session, request)
     customer = session.get(Customer, request.customer_id)
     org_id = customer.branch_id if customer is not None else None
@@ -355,12 +361,28 @@ def open_ticket(
     session.add(ticket)
     session.flush()
     add_history(session, ticket, "opened", now, by=by, from_status=None, queue=queue.id)
-    agent = _agent_for(session, desk, queue.id, now=now)
-    if agent is not None:
-        _set_owner(session, ticket, staff_id=agent, queue=None, by="system:routing", now=now)
+    if request.owner_staff_id is not None:
+        _set_owner(session, ticket, staff_id=request.owner_staff_id, queue=None, by=by, now=now)
+    else:
+        agent = _agent_for(session, desk, queue.id, now=now)
+        if agent is not None:
+            _set_owner(session, ticket, staff_id=agent, queue=None, by="system:routing", now=now)
+    if ticket.kind == "complaint":
+        hold_surveys(session, ticket.customer_id, ticket.ticket_id, now=now)
     refresh_sla(session, desk, ticket, now=now)
     session.flush()
     return Opened(ticket_read(ticket), True)
+
+
+def hold_surveys(session: Session, customer_id: str, ticket_id: str, *, now: datetime) -> None:
+    """No survey reaches a customer while a complaint of theirs is open (the contact policy's hold)."""
+    holds.hold(
+        session, customer_id, purpose="survey", ref=f"ticket:{ticket_id}", reason="open_complaint", now=now
+    )
+
+
+def lift_survey_hold(session: Session, ticket_id: str, *, now: datetime) -> None:
+    holds.lift(session, ref=f"ticket:{ticket_id}", now=now)
 
 
 def _agent_for(session: Session, desk: Desk, queue_id: str, *, now: datetime) -> str | None:
@@ -496,6 +518,10 @@ def set_status(
         raise Conflict(f"ticket {ticket_id} is {before}: it may move to {allowed}, not {status}")
     if status == "assigned" and ticket.owner_staff_id is None:
         raise Conflict(f"ticket {ticket_id} is owned by a queue: assign it to someone instead")
+    if ticket.kind == "alert" and status in ("resolved", "closed") and clean_note(note) is None:
+        raise InputRefused(
+            f"note: ticket {ticket_id} is an alert; say what was done about it (the action taken)"
+        )
     values: dict[str, Any] = {"status": status, "updated_at": now}
     if status == "resolved":
         values["resolved_at"] = now
@@ -507,6 +533,11 @@ def set_status(
         values["closed_at"] = None
     _guarded(session, ticket, **values)
     add_history(session, ticket, "status", now, by=by, from_status=before, note=note)
+    if ticket.kind == "complaint" and status in ("resolved", "closed", "reopened"):
+        if status == "reopened":
+            hold_surveys(session, ticket.customer_id, ticket.ticket_id, now=now)
+        else:
+            lift_survey_hold(session, ticket.ticket_id, now=now)
     refresh_sla(session, desk, ticket, now=now)
     session.flush()
     return ticket_read(ticket)

@@ -30,6 +30,8 @@ JOB_MODULES: tuple[str, ...] = (
     "omnibank.leads.jobs",
     "omnibank.invites.jobs",
     "omnibank.service.jobs",
+    "omnibank.surveys.jobs",
+    "omnibank.cx.jobs",
     "omnibank.audit.jobs",
 )
 

@@ -58,6 +58,7 @@ KINDS: dict[str, str] = {
     "complaint": N_("Complaint"),
     "inquiry": N_("Inquiry"),
     "request": N_("Service request"),
+    "alert": N_("Experience alert"),
 }
 #: the usual categories (others are shown as they are: a bank may use its own words)
 CATEGORIES: dict[str, str] = {
