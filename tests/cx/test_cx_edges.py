@@ -104,6 +104,12 @@ def test_the_commands_show_index_survey_feedback_and_a_backtest(bank: Bank, cli,
     assert "line 9" in backtest.stderr  # the bad line, named
     bad = cli("cx", "index", str(EXAMPLES / "surveys.yaml"))
     assert bad.exit_code != 0 and "journey map refused" in bad.stderr
+    typo = tmp_path / "typo.yaml"
+    typo.write_text(MAP.replace("of: branch.visit", "of: branch.vist"), encoding="utf-8")
+    refused = cli("cx", "index", str(typo))
+    assert refused.exit_code != 0
+    assert "events.of (line 20): 'branch.vist' is not a contract event type nor in the log" in refused.stderr
+    assert "did you mean branch.visit" in refused.stderr
 
 
 def test_alerts_and_results_over_the_api_are_scoped_and_named(bank: Bank) -> None:

@@ -18,7 +18,7 @@ from omnibank.errors import AppError, NotFound
 
 #: the page modules under omnibank.console.pages, each with a ``router``
 PAGES = ("signin", "home", "customers", "segments", "benefits", "campaigns", "journeys", "leads",
-         "tickets", "cx", "invites", "contact", "audit", "public")  # fmt: skip
+         "tickets", "cx", "invites", "contact", "audit", "public", "surveys_public")  # fmt: skip
 _PREFIXES = (CONSOLE, "/c/")
 
 

@@ -20,8 +20,9 @@ import re
 from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
@@ -34,12 +35,17 @@ from omnibank.contact.standing import chunks, dnd_many, in_dnd, known_customers,
 from omnibank.db.upsert import insert_for
 from omnibank.errors import AppError
 from omnibank.kit.masking import mask_numbers
+from omnibank.users.links import customer_link_token
 
 MAX_REASON = 200  # a stored reason (an outbox row's, a do-not-disturb window's): String(200)
 _PII_KEYS = frozenset({"name", "phone", "mobile", "id_number", "id_no", "id_card", "address", "email"})
 _PHONE_OR_ID = re.compile(r"(?<![0-9])(1[3-9][0-9]{9}|[0-9]{17}[0-9Xx])(?![0-9])")
 _KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
 _NAME = re.compile(r"^[^\x00-\x1f]{1,64}$")
+MAX_TEMPLATE = 500  # the outbox's template column (the message text or the gateway's template id)
+_TEMPLATE = re.compile(rf"^[^\x00-\x1f]{{1,{MAX_TEMPLATE}}}$")
+SURVEY_LINK = "{survey_link}"  # in a survey invitation's template: its answer page, filled in once stored
+SURVEY_LINK_DAYS = 30
 
 
 def clean_payload(payload: Mapping[str, str]) -> dict[str, str]:
@@ -59,10 +65,14 @@ def _check(send: Send) -> None:
         raise AppError(f"send key {send.key[:60]!r}: 1 to 200 visible ASCII characters", code="bad_send")
     if not send.customer_id or len(send.customer_id) > 32:
         raise AppError(f"send {send.key}: customer_id must be 1 to 32 characters", code="bad_send")
-    for name in ("journey", "step", "template"):
+    for name in ("journey", "step"):
         value = getattr(send, name)
         if value is not None and not _NAME.match(value):
             raise AppError(f"send {send.key}: {name} must be 1 to 64 printable characters", code="bad_send")
+    if send.template is not None and not _TEMPLATE.match(send.template):
+        raise AppError(
+            f"send {send.key}: template must be 1 to {MAX_TEMPLATE} printable characters", code="bad_send"
+        )
 
 
 def _decision_of(row: ContactMessage) -> Decision:
@@ -149,6 +159,11 @@ def submit(session: Session, settings: Settings, sends: Sequence[Send], *, now: 
         decisions[i] = d
         rows.append(_row(s, d, now))
     ids = _insert_new(session, rows)
+    for i in fresh:
+        if sends[i].key in ids and (text := _with_survey_link(settings, sends[i], ids[sends[i].key], now)):
+            session.execute(
+                update(ContactMessage).where(ContactMessage.id == ids[sends[i].key]).values(template=text)
+            )
     lost = [i for i in fresh if sends[i].key not in ids]
     if lost:  # another transaction recorded these keys first: its decisions stand, ours are undone
         for i in lost:
@@ -167,6 +182,21 @@ def submit(session: Session, settings: Settings, sends: Sequence[Send], *, now: 
         assert answer is not None
         out.append(answer)
     return out
+
+
+def _with_survey_link(settings: Settings, s: Send, message_id: int, now: datetime) -> str | None:
+    """A survey invitation's text with its answer page's signed link in place of ``{survey_link}`` (the
+    page knows the invitation by its outbox id, the customer by the link token); None when there is none."""
+    survey = s.payload.get("survey")
+    if s.purpose != "survey" or not s.template or SURVEY_LINK not in s.template or not survey:
+        return None
+    try:
+        token = customer_link_token(settings, s.customer_id, now=now, days=SURVEY_LINK_DAYS)
+    except ValueError:  # a customer id no link can carry: the text goes without one
+        return None
+    link = f"{settings.public_url}/c/surveys/{quote(str(survey))}?i={message_id}&k={token}"
+    text = s.template.replace(SURVEY_LINK, link)
+    return text if len(text) <= MAX_TEMPLATE else f"请点击作答：{link}"[:MAX_TEMPLATE]
 
 
 def last_surveys(session: Session, customer_ids: Collection[str]) -> dict[str, datetime]:

@@ -65,6 +65,7 @@ def index_cmd(
     to touchpoints, stages and the map, per branch, channel or segment and period."""
     from omnibank.cx.index import compute_index, write_csv
     from omnibank.cx.maps import load_map
+    from omnibank.cx.reading import log_types
     from omnibank.segments.engine import vocabulary
 
     depth = {"map": 0, "stage": 1, "touchpoint": 2, "experience_point": 3, "indicator": 4}
@@ -72,7 +73,7 @@ def index_cmd(
         raise InputRefused(f"--level: {level!r} is not one of map, stage, touchpoint, indicator")
     settings = get_settings()
     with unit_of_work(settings) as session:
-        spec = load_map(map_file, vocabulary=vocabulary(session))
+        spec = load_map(map_file, vocabulary=vocabulary(session), known_types=log_types(settings))
         result = compute_index(session, settings, spec, by=by, period=period)
     for warning in result.warnings:
         err.print(f"[yellow]warning:[/yellow] {escape(warning)}")

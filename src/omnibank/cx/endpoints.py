@@ -130,15 +130,16 @@ def experience_index(
     weight, raw value, score and coverage."""
     from omnibank.cx.index import compute_index
     from omnibank.cx.maps import load_map
+    from omnibank.cx.reading import log_types
     from omnibank.segments.engine import vocabulary
 
     settings = settings_of(request)
     folder = settings.cx_maps_folder()
     with unit_of_work(settings) as session:
-        vocab = vocabulary(session)
+        vocab, known = vocabulary(session), log_types(settings)
         maps = {}
         for path in sorted(folder.glob("*_map.yaml")) if folder is not None else []:
-            spec = load_map(path, vocabulary=vocab)
+            spec = load_map(path, vocabulary=vocab, known_types=known)
             maps[spec.id] = spec
         if map_id not in maps:
             raise NotFound(f"no journey map {map_id!r} (maps: {', '.join(sorted(maps)) or 'none'})")

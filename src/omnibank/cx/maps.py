@@ -52,8 +52,9 @@ computed (:func:`unseen_types`): a map may be written before its events flow.
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -271,24 +272,69 @@ class JourneyMap(_Model):
     def event_types(self) -> set[str]:
         return {t for _, i in self.indicators() for t in i.event_types()}
 
+    def located_indicators(self) -> Iterator[tuple[tuple[int | str, ...], Indicator]]:
+        """Each indicator with its location in the document (for messages naming the line)."""
+        for si, s in enumerate(self.stages):
+            for ti, t in enumerate(s.touchpoints):
+                for pi, p in enumerate(t.experience_points):
+                    for ii, ind in enumerate(p.indicators):
+                        loc = ("stages", si, "touchpoints", ti, "experience_points", pi, "indicators", ii)
+                        yield loc, ind
+
 
 _SHAPE = "id, name, stages"
 _KIND = "journey map"
 
 
-def parse_map(text: str, *, source: str = "map", vocabulary: Vocabulary | None = None) -> JourneyMap:
+def parse_map(
+    text: str,
+    *,
+    source: str = "map",
+    vocabulary: Vocabulary | None = None,
+    known_types: Collection[str] | None = None,
+) -> JourneyMap:
     """Validate a map's YAML text; every problem is named with its field and line."""
-    return _checked(validate_yaml(text, JourneyMap, source=source, kind=_KIND, shape=_SHAPE), vocabulary)
+    doc = validate_yaml(text, JourneyMap, source=source, kind=_KIND, shape=_SHAPE)
+    return _checked(doc, vocabulary, known_types)
 
 
-def load_map(path: Path, *, vocabulary: Vocabulary | None = None) -> JourneyMap:
-    """Read and validate a map file (``vocabulary``: the tags and orgs expressions may name; None: any)."""
-    return _checked(load_yaml(path, JourneyMap, kind=_KIND, shape=_SHAPE), vocabulary)
+def load_map(
+    path: Path, *, vocabulary: Vocabulary | None = None, known_types: Collection[str] | None = None
+) -> JourneyMap:
+    """Read and validate a map file (``vocabulary``: the tags and orgs expressions may name; None: any;
+    ``known_types``: the event types that exist besides the contract's — those the log has carried
+    (:func:`omnibank.cx.reading.log_types`); None: any type that matches the pattern)."""
+    return _checked(load_yaml(path, JourneyMap, kind=_KIND, shape=_SHAPE), vocabulary, known_types)
 
 
-def _checked(doc: SpecDoc[JourneyMap], vocabulary: Vocabulary | None) -> JourneyMap:
+def _unknown_types(doc: SpecDoc[JourneyMap], known: Collection[str]) -> list[str]:
+    """An event type neither in the data contract nor in the log is refused (most likely a typo)."""
+    everything = set(known) | CONTRACT_TYPES
+    problems = []
+    for loc, ind in doc.value.located_indicators():
+        fields: list[tuple[str, str, str | None]] = []
+        if ind.events is not None:
+            fields += [("events", f, getattr(ind.events, f)) for f in ("count", "per", "of")]
+        if ind.within is not None:
+            fields += [("within", f, getattr(ind.within, f)) for f in ("start", "end")]
+        for source, name, value in fields:
+            if value is None or value == "customers" or value in everything:
+                continue
+            near = difflib.get_close_matches(value, sorted(everything), n=2, cutoff=0.7)
+            hint = f"; did you mean {' or '.join(near)}?" if near else ""
+            problems.append(
+                doc.problem(
+                    (*loc, source, name), f"{value!r} is not a contract event type nor in the log{hint}"
+                )
+            )
+    return problems
+
+
+def _checked(
+    doc: SpecDoc[JourneyMap], vocabulary: Vocabulary | None, known_types: Collection[str] | None = None
+) -> JourneyMap:
     spec = doc.value
-    problems: list[str] = []
+    problems: list[str] = [] if known_types is None else _unknown_types(doc, known_types)
 
     def weights(loc: tuple[int | str, ...], children: list[Any], what: str) -> None:
         total = sum((c.weight for c in children), Decimal(0))

@@ -14,9 +14,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from omnibank.config import Settings
 from omnibank.cx.maps import FIELD_RE, Indicator
 from omnibank.errors import InputRefused, NotFound
-from omnibank.events.log import sql_string
+from omnibank.events.log import EventLog, sql_string
 from omnibank.segments import service as segments
 from omnibank.segments.compile import compile_expression
 from omnibank.segments.duck import DuckEngine
@@ -242,3 +243,16 @@ def ratio(num: int, den: int, scale: int = 100) -> Decimal | None:
 
 def as_decimal(value: float | None) -> Decimal | None:
     return None if value is None else Decimal(repr(float(value)))
+
+
+def log_types(settings: Settings) -> set[str]:
+    """The event types the log has carried (a map naming another type, outside the contract, is refused)."""
+    log = EventLog(settings)
+    if not log.files():
+        return set()
+    con = log.connect()
+    try:
+        rows = con.execute(f"SELECT DISTINCT type FROM {log.scan_sql()} WHERE type IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    return {str(r[0]) for r in rows}

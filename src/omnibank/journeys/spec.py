@@ -269,8 +269,8 @@ class ExitStep(_Model):
 
 
 #: the text of a survey invitation unless the step gives its own (answers come back as survey.response events
-#: from the app, WeChat or the bank's survey page)
-SURVEY_TEMPLATE = "您的意见对我们很重要，邀请您花1分钟评价本次服务：请在手机银行“我的-问卷”中作答。"
+#: from the app, WeChat or the bank's survey page, whose signed link the outbox puts for {survey_link})
+SURVEY_TEMPLATE = "您的意见对我们很重要，邀请您花1分钟评价本次服务：{survey_link}"
 
 KINDS = ("wait", "wait_for", "branch", "split", "send", "lead", "tag", "grant", "exit")
 StepKind = Literal["wait", "wait_for", "branch", "split", "send", "lead", "tag", "grant", "exit"]

@@ -19,7 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,7 @@ def invitation_key(survey_id: str, event_id: str) -> str:
 
 
 def invitations(
-    surveys: Mapping[str, SurveySpec], events: Iterable[EventRow], *, settings_tz: Any
+    surveys: Mapping[str, SurveySpec], events: Iterable[EventRow], *, tz: ZoneInfo
 ) -> list[Send]:
     """The invitations the events trigger (pure), in time order."""
     tests = [(spec, trigger, trigger.predicate()) for spec in surveys.values() for trigger in spec.triggers]
@@ -55,8 +55,8 @@ def invitations(
                     customer_id=e.customer_id,
                     channel=spec.channel,
                     purpose="survey",
-                    at=e.at(settings_tz) + trigger.delay,
-                    template=f"{spec.question}（{spec.name}）请在手机银行“我的-问卷”中作答。",
+                    at=e.at(tz) + trigger.delay,
+                    template=f"{spec.question}（{spec.name}）点击作答：{{survey_link}}",
                     payload={"survey": spec.id},
                     gap_days=spec.gap_days,
                 )
@@ -106,7 +106,7 @@ def trigger_pass(session: Session, settings: Settings, *, now: datetime) -> Trig
         events = [e for e in events if e.event_id not in alerts]
         report.events = len(events)
         sends = []
-        for s in invitations(surveys, events, settings_tz=settings.tz):
+        for s in invitations(surveys, events, tz=settings.tz):
             if now - s.at > MAX_AGE:
                 report.stale += 1
                 continue

@@ -37,6 +37,7 @@ from omnibank.cx.feedback import TopicRow, negative_topics
 from omnibank.cx.funnel import FunnelRow, funnel
 from omnibank.cx.index import IndexResult, compute_index
 from omnibank.cx.maps import load_map
+from omnibank.cx.reading import log_types
 from omnibank.cx.survey_report import SurveyRow, survey_report
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError, InputRefused, NotFound
@@ -247,7 +248,7 @@ def index_table_page(
         query, maps = _index_query(settings, map_, by, period)
         context["q"] = query
         with unit_of_work(settings) as session:
-            spec = load_map(maps[query.map], vocabulary=vocabulary(session))
+            spec = load_map(maps[query.map], vocabulary=vocabulary(session), known_types=log_types(settings))
             result = compute_index(session, settings, spec, by=None if query.by == "all" else query.by,
                                    period=query.period)  # fmt: skip
             orgs = org_names(session) if query.by == "branch" else {}
