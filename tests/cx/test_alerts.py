@@ -365,6 +365,10 @@ def test_alerts_are_closed_with_the_action_taken(settings, tmp_path) -> None:
     with unit_of_work(settings) as session, pytest.raises(Conflict):
         alerting.close_alert(session, ticket_key, action="已回访", by="E00001", now=MONDAY)
     with unit_of_work(settings) as session:
+        desk = tickets.desk_of(session, settings)
+        with pytest.raises(InputRefused, match="the action taken"):  # resolving an alert needs a note
+            tickets.set_status(session, desk, ticket_id, "resolved", by="E00001", now=MONDAY)
+    with unit_of_work(settings) as session:
         alerting.close_alert(session, branch_key, action="增开窗口两个", by="E00008", now=MONDAY)
         desk = tickets.desk_of(session, settings)
         tickets.set_status(

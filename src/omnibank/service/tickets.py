@@ -518,7 +518,8 @@ def set_status(
         raise Conflict(f"ticket {ticket_id} is {before}: it may move to {allowed}, not {status}")
     if status == "assigned" and ticket.owner_staff_id is None:
         raise Conflict(f"ticket {ticket_id} is owned by a queue: assign it to someone instead")
-    if ticket.kind == "alert" and status in ("resolved", "closed") and clean_note(note) is None:
+    settles = status == "resolved" or (status == "closed" and before != "resolved")
+    if ticket.kind == "alert" and settles and clean_note(note) is None:
         raise InputRefused(
             f"note: ticket {ticket_id} is an alert; say what was done about it (the action taken)"
         )
