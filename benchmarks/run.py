@@ -66,6 +66,7 @@ def main() -> int:
             "--events",
             str(10_000_000 // scale),
         ],  # fmt: skip
+        [sys.executable, str(HERE / "bench_recommend.py"), "--customers", str(50_000 // scale)],
         [sys.executable, str(HERE / "bench_cx_text.py"), "--comments", str(100_000 // scale)],
         [sys.executable, str(HERE / "bench_cx_alerts.py"), "--events", str(1_000_000 // scale)],
         [

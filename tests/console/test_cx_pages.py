@@ -153,6 +153,8 @@ def test_alerts_are_scoped_and_show_their_owners(console: Console, tmp_path: Pat
     assert "截止时间" in page.text  # the read layer carries due_at: the column is shown
     counts = page.text.split('id="alert-counts"', 1)[1].split("</div>\n</div>", 1)[0]
     assert re.findall(r'class="value[^"]*">(\d+)<', counts) == ["1", "1"]
+    home = console.get("/console").text.split('id="kpi-alerts"', 1)[1]
+    assert "未结体验预警" in home and re.search(r'class="value[^"]*">1<', home)  # CA1's, in branch A
     closed = console.get("/console/cx/alerts?state=closed").text.split('id="alerts"', 1)[1]
     assert 'data-key="k-ca3"' in closed and "已致电客户并致歉" in closed and "k-ca1" not in closed
     console.client.cookies.clear()

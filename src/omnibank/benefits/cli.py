@@ -219,6 +219,35 @@ def benefits_deactivate(benefit_id: str = typer.Argument(...)) -> None:
     _set_status(benefit_id, "inactive")
 
 
+@benefits_app.command("recommend")
+def benefits_recommend(
+    customer_id: str = typer.Argument(..., help="A customer id, e.g. C000001."),
+    n: int = typer.Option(5, "-n", min=1, help="How many benefits."),
+    campaign: str = typer.Option(
+        None, "--campaign", help="Leave out what this campaign's budget cannot pay for."
+    ),
+    fmt: OutputFormat = FormatOpt,
+) -> None:
+    """The benefits to offer a customer, best first, with the reason (similar customers' redemptions,
+    age band and spending); only what could be granted now. Reads only."""
+    from omnibank.benefits.recommend import recommend
+
+    settings = get_settings()
+    budgets = [BudgetKey(campaign)] if campaign else []
+    with unit_of_work(settings) as session:
+        rows = recommend(session, settings, customer_id, n=n, budgets=budgets)
+    columns = (
+        Col("rank", show=str), Col("benefit_id", "benefit"), Col("name"), Col("score"),
+        Col("source", table=False), Col("reason"),
+    )  # fmt: skip
+    print_rows(
+        columns,
+        ((i, r.benefit_id, r.name, r.score, r.source, r.reason) for i, r in enumerate(rows, 1)),
+        fmt,
+        empty=f"nothing to recommend to {customer_id}: no active benefit with stock left",
+    )
+
+
 # --------------------------------------------------------------------------------------------- suppliers
 
 

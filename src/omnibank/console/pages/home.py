@@ -18,6 +18,7 @@ from omnibank.config import Settings
 from omnibank.console.web import CONSOLE, Staff, render
 from omnibank.customers import repository as customers
 from omnibank.customers.repository import Scope
+from omnibank.cx.views import alert_counts
 from omnibank.db import unit_of_work
 from omnibank.errors import AppError
 from omnibank.leads.views import LeadCounts, LeadItem, lead_counts, my_leads
@@ -59,12 +60,13 @@ def home(request: Request, principal: Staff) -> HTMLResponse:
             stock = [r for r in stock_view(session, now=now, supplier_id=principal.supplier_id) if r.warning]
         campaigns = campaign_list(session) if principal.can("campaigns:read") else []
         tickets = _ticket_counts(session, settings, scope) if principal.sees_customers else None
+        alerts = alert_counts(session, Viewer(scope=scope)) if principal.sees_customers else None
     today = Today(
         customers=seen, leads=counts, due=due or [], stock_alerts=stock,
         budget_alerts=[c for c in campaigns if (c.used_share or 0) >= BUDGET_ALERT],
         live=[c for c in campaigns if c.status == "active"],
     )  # fmt: skip
-    return render(request, "home.html", {"today": today, "now": now, "tickets": tickets})
+    return render(request, "home.html", {"today": today, "now": now, "tickets": tickets, "alerts": alerts})
 
 
 def _ticket_counts(session: Session, settings: Settings, scope: Scope) -> DeskCounts | None:
