@@ -99,6 +99,7 @@ COMMANDS: dict[str, Lazy] = {
         "omnibank.assistant.cli:ask", "Ask the answering assistant (FAQ and benefit terms), any hour."
     ),
     "staff": Lazy("omnibank.orgs.cli:staff_app", "Staff: deactivate a member of staff who left."),
+    "model": Lazy("omnibank.marketing.cli:app", "Propensity models: train, score, list, show, retire."),
     "leads": Lazy("omnibank.leads.cli:app", "Leads for branch staff: the RM's list, follow-up, escalation."),
     "user": Lazy("omnibank.users.cli:user_app", "Staff accounts that sign in to the API."),
     "token": Lazy("omnibank.users.cli:token_app", "API tokens for integrations (scoped, expiring)."),
