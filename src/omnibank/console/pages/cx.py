@@ -391,7 +391,7 @@ def alerts_page(request: Request, principal: Reader, state: Text = "open", rule:
         error, status = exc.message, exc.status
     return render(request, "cx/alerts.html", {
         "error": error, "rows": rows, "counts": counts, "owners": owners, "orgs": orgs, "now": now,
-        "has_due": True, "due": lambda a: a.due_at, "reason_of": reason_of,
+        "reason_of": reason_of,
         "form": {"state": state, "rule": rule}, "states": STATES, "rule_kinds": RULE_KINDS,
         "subjects": SUBJECTS, **_labels(),
     }, status=status)  # fmt: skip
