@@ -121,7 +121,7 @@ def _padded(values: np.ndarray, width: int) -> pa.Array:
 def write_profiles(folder: Path, customers: int, rng: np.random.Generator) -> None:
     from omnibank.segments.engine import snapshot_schemas
 
-    profiles, tags, merges = snapshot_schemas()
+    profiles, tags, merges, scores = snapshot_schemas()
     n = customers
     branch = _join("B", _padded(rng.integers(0, BRANCHES, n), 3))
     cols = {
@@ -143,24 +143,44 @@ def write_profiles(folder: Path, customers: int, rng: np.random.Generator) -> No
                    folder / "profiles.parquet")  # fmt: skip
     pq.write_table(tags.empty_table(), folder / "tags.parquet")
     pq.write_table(merges.empty_table(), folder / "merges.parquet")
+    pq.write_table(scores.empty_table(), folder / "scores.parquet")
 
 
-def write_events(path: Path, events: int, customers: int, rng: np.random.Generator) -> None:
+def write_events(
+    path: Path,
+    events: int,
+    customers: int,
+    rng: np.random.Generator,
+    *,
+    start_us: int = M0_US,
+    days: int = 30,
+    mix: dict[str, float] = MIX,
+    weights: np.ndarray | None = None,
+    amounts: bool = False,
+    first_id: int = 1,
+) -> None:
+    """``events`` events of the types and shares of ``mix`` over ``days`` days from ``start_us`` (UTC µs of
+    a bank-local midnight), customers drawn uniformly, or by ``weights`` (one per customer, summing to 1);
+    with ``amounts``, ``card.transaction`` events carry an ``amount`` (yuan, 2 decimals). The defaults are
+    this benchmark's month (``bench_models.py`` writes several months of its own mix with these)."""
     from omnibank.events.log import DICTIONARY_COLUMNS, ROW_GROUP_ROWS, arrow_schema
 
-    names = list(MIX)
-    kind = rng.choice(len(names), events, p=np.array(list(MIX.values())) / sum(MIX.values()))
-    us = M0_US + rng.integers(0, 30 * DAY_US, events)
+    names = list(mix)
+    kind = rng.choice(len(names), events, p=np.array(list(mix.values())) / sum(mix.values()))
+    us = start_us + rng.integers(0, days * DAY_US, events)
     order = np.argsort(us, kind="stable")
     us, kind = us[order], kind[order]
-    cust = rng.integers(1, customers + 1, events)
+    if weights is None:
+        cust = rng.integers(1, customers + 1, events)
+    else:
+        cust = rng.choice(customers, events, p=weights) + 1
     n = events
     type_ = pa.array(np.array(names, dtype=object)[kind], pa.string())
-    event_id = _join("e", _padded(np.arange(1, n + 1), 9))
+    event_id = _join("e", _padded(np.arange(first_id, first_id + n), 9))
     customer_id = _join("C", _padded(cust, 7))
 
     def is_(t: str) -> pa.Array:
-        return pa.array(kind == names.index(t))
+        return pa.array(kind == names.index(t) if t in names else np.zeros(n, dtype=bool))
 
     n_ = rng.integers(0, 11, n)
     survey = np.array(["nps_card", "csat_branch", "ces_service"], dtype=object)[rng.integers(0, 3, n)]
@@ -179,6 +199,15 @@ def write_events(path: Path, events: int, customers: int, rng: np.random.Generat
             pc.if_else(pc.starts_with(type_, "card.application"), app_json, ""),
         ),
     )
+    amount = pa.nulls(n, pa.decimal128(18, 2))
+    if amounts:  # lognormal spending, median ¥60 (drawn only here: the default data stays the same)
+        words = np.zeros((n, 2), dtype=np.int64)  # decimal128's unscaled 128-bit integer: fen, scale 2
+        words[:, 0] = np.maximum(np.rint(rng.lognormal(np.log(6000), 1.0, n)), 1)
+        is_txn = is_("card.transaction")
+        yuan = pa.Array.from_buffers(pa.decimal128(18, 2), n, [None, pa.py_buffer(words)])
+        amount = pc.if_else(is_txn, yuan, amount)
+        amount_json = _join(',"amount":"', pc.cast(amount, pa.string()), '"')
+        extra = pc.if_else(is_txn, amount_json, extra)
     local_us = us + LOCAL_US
     ts_text = _join(
         pc.strftime(pa.array(local_us // US, pa.timestamp("s")), format="%Y-%m-%dT%H:%M:%S"), "+08:00"
@@ -193,6 +222,7 @@ def write_events(path: Path, events: int, customers: int, rng: np.random.Generat
         "ts": pa.array(us, pa.timestamp("us", tz="UTC")),
         "local_date": pa.array((local_us // DAY_US).astype(np.int32), pa.date32()),
         "channel": pa.array(np.where(rng.random(n) < 0.8, "app", "wechat"), pa.string()),
+        "amount": amount,
         "card_id": card,
         "payload": payload,
         "load_id": pa.array(["0bench0000000017"] * n, pa.string()),

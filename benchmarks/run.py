@@ -66,7 +66,24 @@ def main() -> int:
             "--events",
             str(10_000_000 // scale),
         ],  # fmt: skip
+        [
+            sys.executable,
+            str(HERE / "bench_models.py"),
+            "--customers",
+            str(1_000_000 // scale),
+            "--events",
+            str(10_000_000 // scale),
+        ],  # fmt: skip
+        [
+            sys.executable,
+            str(HERE / "bench_spark.py"),
+            "--customers",
+            str(1_000_000 // scale),
+            "--events",
+            str(10_000_000 // scale),
+        ],  # fmt: skip (skipped without pyspark)
         [sys.executable, str(HERE / "bench_recommend.py"), "--customers", str(50_000 // scale)],
+        [sys.executable, str(HERE / "bench_installment.py")],  # the demo bank, whatever the scale
         [sys.executable, str(HERE / "bench_cx_text.py"), "--comments", str(100_000 // scale)],
         [sys.executable, str(HERE / "bench_cx_alerts.py"), "--events", str(1_000_000 // scale)],
         [

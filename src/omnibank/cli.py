@@ -49,6 +49,10 @@ COMMANDS: dict[str, Lazy] = {
         "Segments (客群): count, preview, export, save, snapshot. Written in the expression language, "
         "e.g. \"age >= 60 AND events('app.login', 90) = 0\".",
     ),
+    "export": Lazy(
+        "omnibank.segments.cli:export_app",
+        "Export for other engines: customers' non-personal attributes as Parquet (Spark).",
+    ),
     "events": Lazy("omnibank.events.cli:app", "The event log (append-only Parquet under the data home)."),
     "tags": Lazy("omnibank.tags.cli:app", "Tags (标签): YAML definitions, computed in batch with history."),
     "campaign": Lazy(
@@ -99,7 +103,14 @@ COMMANDS: dict[str, Lazy] = {
         "omnibank.assistant.cli:ask", "Ask the answering assistant (FAQ and benefit terms), any hour."
     ),
     "staff": Lazy("omnibank.orgs.cli:staff_app", "Staff: deactivate a member of staff who left."),
-    "model": Lazy("omnibank.marketing.cli:app", "Propensity models: train, score, list, show, retire."),
+    "model": Lazy(
+        "omnibank.marketing.cli:app", "Propensity and uplift models: train, score, list, show, retire."
+    ),
+    "calllist": Lazy(
+        "omnibank.marketing.calllist_cli:calllist_cmd",
+        "Call lists for AI outbound: the top customers by a model, through the contact policy, with a "
+        "holdout.",
+    ),
     "leads": Lazy("omnibank.leads.cli:app", "Leads for branch staff: the RM's list, follow-up, escalation."),
     "user": Lazy("omnibank.users.cli:user_app", "Staff accounts that sign in to the API."),
     "token": Lazy("omnibank.users.cli:token_app", "API tokens for integrations (scoped, expiring)."),
@@ -178,9 +189,11 @@ class _Root(TyperGroup):
 
 
 def _fail(message: str) -> None:
+    from rich.markup import escape
+
     from omnibank.kit.console import err
 
-    err.print(f"[red]error:[/red] {message}")
+    err.print(f"[red]error:[/red] {escape(message)}")  # a message is text: brackets in it are kept
     raise typer.Exit(1) from None
 
 

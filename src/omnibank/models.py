@@ -18,6 +18,8 @@ def import_all_models() -> None:
     import omnibank.invites.models
     import omnibank.journeys.models
     import omnibank.leads.models
+    import omnibank.marketing.scores
+    import omnibank.marketing.tables
     import omnibank.orgs.models
     import omnibank.segments.models
     import omnibank.service.models

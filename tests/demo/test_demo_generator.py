@@ -298,6 +298,9 @@ REQUIRED: dict[str, dict[str, type | tuple[type, ...]]] = {
     "card.activated": {"card_id": str},
     "app.login_failed": {},
     "survey.response": {"survey": str},
+    # bill installments (issue 19, demo/installments.py)
+    "installment.offered": {"card_id": str, "amount": str},
+    "installment.accepted": {"card_id": str, "amount": str, "terms": int},
 }
 OPTIONAL: dict[str, set[str]] = {"survey.response": {"nps", "csat", "comment", "branch_id", "touchpoint"}}
 COMMON = {"event_id", "type", "customer_id", "ts"}

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Site, follow
+from tests.e2e.conftest import OUT, Site, follow
 
 pytestmark = pytest.mark.e2e
 
@@ -72,6 +72,13 @@ def test_an_rm_sees_only_their_branchs_customers_masked(site: Site) -> None:
     page.wait_for_url(re.compile(r".*/console/customers/CA1$"))
     assert not [p for p in PLAINTEXT if p in page.content()]
     assert page.locator("#reveal-reason").count() == 0  # an RM has no reveal permission
+    recommended = page.locator("section[aria-labelledby=recommended]")
+    assert recommended.locator("h2").inner_text() == "推荐权益"
+    names = recommended.locator("tbody tr td:nth-child(2)").all_inner_texts()
+    assert [n.split()[0] for n in names] == ["分期折扣券", "盲盒", "饮品券"]  # nobody redeemed: ties by id
+    assert set(recommended.locator("tbody tr td:nth-child(3)").all_inner_texts()) == {"热门权益"}
+    OUT.mkdir(parents=True, exist_ok=True)
+    recommended.screenshot(path=str(OUT / "customer-360-recommended-zh.png"))
     site.shot(page, "customer-360-zh")
     assert site.axe(page) == []
 

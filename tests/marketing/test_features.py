@@ -58,7 +58,8 @@ def view(eid: str, customer: str, ts: str) -> dict[str, Any]:
 
 
 def accepted(eid: str, customer: str, ts: str) -> dict[str, Any]:
-    return event(eid, "installment.accepted", customer_id=customer, ts=ts)
+    return event(eid, "installment.accepted", customer_id=customer, ts=ts, card_id=f"6222{customer}",
+                 amount="3000.00", terms=6)  # fmt: skip
 
 
 # as of 2026-03-31 (Asia/Shanghai): 30 days back is (03-01, 03-31], 90 days (2025-12-31, 03-31]
@@ -211,6 +212,9 @@ def test_non_numeric_features_are_refused(text, message) -> None:
 
 
 def test_the_example_feature_set_loads() -> None:
-    spec = ft.load_feature_set(EXAMPLE)
-    assert spec.id == "installment"
-    assert "luckin_fan" in spec.columns and len(spec.columns) == len(set(spec.columns))
+    from omnibank.marketing.models import load_model_spec
+
+    spec = load_model_spec(EXAMPLE)  # a model's feature file: a feature set with its baseline
+    assert spec.features.id == "installment"
+    columns = spec.features.columns
+    assert spec.baseline in columns and len(columns) == len(set(columns)) >= 10

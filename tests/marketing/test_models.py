@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import random
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +68,8 @@ def generate(rng: random.Random, n: int = N) -> tuple[list[dict[str, str]], list
                                 card_id=f"6222{i:012d}", amount=f"{rng.randint(10, 2000)}.00"))  # fmt: skip
             if rng.random() < (0.8 if fan else 0.03):
                 day = start + timedelta(days=30 + rng.randint(3, 25))  # in the next window
-                accepted = event(f"a{i}-{period}", "installment.accepted", customer_id=cid, ts=ts(day, rng))
+                accepted = event(f"a{i}-{period}", "installment.accepted", customer_id=cid, ts=ts(day, rng),
+                                 card_id=f"6222{i:012d}", amount="3000.00", terms=6)  # fmt: skip
                 events.append(accepted)
     return customers, events, fans
 
@@ -190,7 +192,13 @@ def test_the_cli_trains_scores_lists_shows_and_retires(env, cli, tmp_path, time_
     assert cli("model", "score", "installment", "--as-of", CUT.isoformat(), "--out", str(out)).exit_code == 0
     lines = out.read_text(encoding="utf-8").splitlines()
     assert lines[0] == "customer_id,score" and len(lines) == 60 + 1
-    assert all(len(line.split(",")[1].split(".")[1]) == 4 for line in lines[1:])
+    assert all(len(line.split(",")[1].split(".")[1]) == 6 for line in lines[1:])
+    # the scores are stored too: score('installment') in an expression reads exactly them (millionths)
+    written = {cid: Decimal(v) for cid, v in (line.split(",") for line in lines[1:])}
+    cut = sorted(written.values())[len(written) // 2]
+    res = cli("segment", "count", f"score('installment') >= {cut}", "--as-of", CUT.isoformat())
+    assert res.exit_code == 0, res.stderr
+    assert int(res.stdout.splitlines()[-1]) == sum(v >= cut for v in written.values())
     listed = cli("model", "list", "--format", "csv")
     assert listed.stdout.splitlines()[1].startswith("installment,20260510T020000Z,2026-03-31,30,")
     assert "signature: ok" in cli("model", "show", "installment").stdout

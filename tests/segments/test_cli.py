@@ -137,3 +137,38 @@ def test_count_in_postgres_after_mirroring_the_log(cli, env, tmp_path) -> None:
         pg = cli("segment", "count", expr, "--as-of", "2026-03-01", "--engine", "postgres")
         assert pg.exit_code == 0, pg.stderr
         assert pg.last_line == duck.last_line
+
+
+def test_export_attributes_writes_the_snapshot_without_personal_fields(cli, env, tmp_path) -> None:
+    load_bank(env.settings, tmp_path / "bank")
+    out = tmp_path / "attributes"
+    r = cli("export", "attributes", "--out", str(out))
+    assert r.exit_code == 0, r.stderr
+    assert "wrote 5 customers' attributes" in r.stdout
+    assert sorted(p.name for p in out.iterdir()) == [
+        "merges.parquet", "profiles.parquet", "scores.parquet", "tags.parquet",
+    ]  # fmt: skip
+    profiles = pq.read_table(out / "profiles.parquet")
+    assert profiles.num_rows == 5
+    assert not {"name", "phone", "id_number", "name_enc", "phone_enc"} & set(profiles.column_names)
+    written = (out / "profiles.parquet").read_bytes()
+    assert b"13800000001" not in written  # the bank's phone numbers never reach the export
+    r = cli("export", "attributes", "--out", str(out))  # not over an export already there
+    assert r.exit_code == 1 and "is not an empty folder" in r.stderr
+    assert not (tmp_path / "attributes.tmp").exists()
+
+
+def test_the_spark_engine_is_refused_clearly_without_pyspark(cli, env, tmp_path, monkeypatch) -> None:
+    import sys
+
+    load_bank(env.settings, tmp_path / "bank", with_events=False)
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # as if the extra were not installed
+    monkeypatch.setitem(sys.modules, "pyspark.sql", None)
+    from omnibank.segments import spark
+
+    spark._session.cache_clear()
+    r = cli("segment", "count", "age > 1", "--engine", "spark")
+    assert r.exit_code == 1
+    assert "pip install 'omnibank[spark]'" in r.stderr and "Traceback" not in r.stderr
+    r = cli("segment", "count", "age > 1", "--engine", "trino")
+    assert r.exit_code == 1 and "--engine must be duckdb, postgres or spark" in r.stderr

@@ -13,7 +13,7 @@ def test_once_prints_the_loop_and_the_metrics_and_status_reads_the_store(cli, en
     assert states == dict.fromkeys(
         ("journeys.apply_log", "journeys.segment_triggers", "journeys.due_steps", "contact.dispatch",
          "leads.escalate", "invites.bind", "service.desk", "surveys.trigger", "cx.alerts",
-         "audit.checkpoint"), "never run",
+         "events.compact", "audit.checkpoint"), "never run",
     )  # fmt: skip
     res = cli("worker", "--once")
     assert res.exit_code == 0, res.stderr

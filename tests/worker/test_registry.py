@@ -22,7 +22,8 @@ def test_the_platforms_jobs_in_the_order_of_a_loop() -> None:
     jobs = {j.name: j for j in load_jobs()}
     assert list(jobs) == [
         "journeys.apply_log", "journeys.segment_triggers", "journeys.due_steps", "contact.dispatch",
-        "leads.escalate", "invites.bind", "service.desk", "surveys.trigger", "cx.alerts", "audit.checkpoint",
+        "leads.escalate", "invites.bind", "service.desk", "surveys.trigger", "cx.alerts", "events.compact",
+        "audit.checkpoint",
     ]  # fmt: skip
     assert [n for n, j in jobs.items() if not j.exclusive] == ["journeys.due_steps"]  # SKIP LOCKED claims
     assert [n for n, j in jobs.items() if j.on_stop] == ["audit.checkpoint"]

@@ -26,8 +26,10 @@ The similarity and the priors (the :class:`Model`) are built once per process an
 come from is unchanged: the key is the last coupon history row (append-only, so any grant, claim or
 redemption moves it), the customers' data version and the event log's files. On the demo bank (3,000
 customers) building takes ~0.1 s and a recommendation afterwards a few ms (``benchmarks/
-bench_recommend.py``). Nothing here writes; a recommendation carries benefit ids, names and a reason in
-words, nothing personal.
+bench_recommend.py``). A caller that shows recommendations often (the customer 360) passes ``max_age``: the
+last model of the bank is reused that long even when the key moved (on a live bank every grant moves it),
+while stock, budgets and the coupons held are still read live (:class:`Ranker`). Nothing here writes; a
+recommendation carries benefit ids, names and a reason in words, nothing personal.
 """
 
 from __future__ import annotations
@@ -294,6 +296,7 @@ def _version(session: Session, settings: Settings, as_of: datetime | None) -> tu
     files = tuple((p.name, p.stat().st_size) for p in EventLog(settings).files())
     return (
         settings.db_url,
+        str(settings.home),  # the data home (its log): two banks may share a database server's URL
         as_of,
         last_event,
         tuple(catalogue),
@@ -302,19 +305,40 @@ def _version(session: Session, settings: Settings, as_of: datetime | None) -> tu
     )
 
 
-def model_for(session: Session, settings: Settings, *, as_of: datetime | None = None) -> Model:
-    """The model of the data as it stands (built, or from this process's cache)."""
-    key = _version(session, settings, _aware(as_of))
+#: the latest model of each store (and ``as_of``) with the monotonic time it was built, for callers that
+#: accept a model a little older than the data (:func:`model_for` with ``max_age``)
+_latest: dict[tuple[object, ...], tuple[float, Model]] = {}
+
+
+def model_for(
+    session: Session, settings: Settings, *, as_of: datetime | None = None, max_age: float | None = None
+) -> Model:
+    """The model of the data as it stands (built, or from this process's cache). With ``max_age`` (seconds),
+    a model of the same store built less than that long ago is taken even if the data moved since: on a busy
+    bank every grant or redemption moves the key, and the customer 360 must not rebuild the model on each
+    view (what it excludes — stock, budgets, coupons held — is read live by :func:`candidates`/``_held``
+    anyway; only the similarity and priors lag)."""
+    as_of = _aware(as_of)
+    store = (settings.db_url, str(settings.home), as_of)  # the bank: its store and its data home (the log)
+    if max_age is not None:
+        with _cache_lock:
+            recent = _latest.get(store)
+        if recent is not None and time.monotonic() - recent[0] < max_age:
+            return recent[1]
+    key = _version(session, settings, as_of)
     with _cache_lock:
         found = _cache.get(key)
-    if found is not None:
-        return found
-    model = build_model(load_inputs(session, settings, as_of=as_of))
+    if found is None:
+        found = build_model(load_inputs(session, settings, as_of=as_of))
+        with _cache_lock:
+            if len(_cache) >= 4:
+                _cache.clear()
+            _cache[key] = found
     with _cache_lock:
-        if len(_cache) >= 4:
-            _cache.clear()
-        _cache[key] = model
-    return model
+        if len(_latest) >= 4 and store not in _latest:
+            _latest.clear()
+        _latest[store] = (time.monotonic(), found)
+    return found
 
 
 @dataclass(frozen=True)
@@ -356,17 +380,58 @@ def candidates(session: Session, *, budgets: Sequence[BudgetKey] = ()) -> list[_
     ]
 
 
-def _held(session: Session, customer_ids: Sequence[str], as_of: datetime | None) -> dict[str, set[str]]:
+def _held(
+    session: Session, customer_ids: Sequence[str] | None, as_of: datetime | None
+) -> dict[str, set[str]]:
+    """customer → the benefits they hold unused (``customer_ids`` None: every customer)."""
     held: dict[str, set[str]] = {}
-    for start in range(0, len(customer_ids), 500):
-        stmt = select(Coupon.customer_id, Coupon.benefit_id).where(
-            Coupon.customer_id.in_(customer_ids[start : start + 500]), Coupon.status.in_(HELD)
-        )
+    parts = [None] if customer_ids is None else [
+        customer_ids[start : start + 500] for start in range(0, len(customer_ids), 500)
+    ]  # fmt: skip
+    for part in parts:
+        stmt = select(Coupon.customer_id, Coupon.benefit_id).where(Coupon.status.in_(HELD))
+        if part is not None:
+            stmt = stmt.where(Coupon.customer_id.in_(part))
         if as_of is not None:
             stmt = stmt.where(Coupon.granted_at <= as_of)
         for c, b in session.execute(stmt):
             held.setdefault(c, set()).add(b)
     return held
+
+
+@dataclass
+class Ranker:
+    """A model, what a grant would accept now and what the given customers hold unused: ranks any of them
+    in memory (a journey's batch, a simulation). ``held`` may be extended by the caller (what it granted
+    meanwhile), so the same benefit is not recommended to a customer twice in one pass."""
+
+    model: Model
+    names: dict[str, str]  # candidate id → name, by id
+    held: dict[str, set[str]]
+
+    def top(self, customer_id: str, n: int) -> list[Recommendation]:
+        mine = self.held.get(customer_id, set())
+        ranked = self.model.rank(customer_id, (b for b in self.names if b not in mine), n)
+        return [
+            Recommendation(b, self.names[b], Decimal(f"{score:.4f}"), source, REASONS[source])
+            for b, score, source in ranked
+        ]
+
+
+def ranker(
+    session: Session,
+    settings: Settings,
+    customer_ids: Sequence[str] | None,
+    *,
+    as_of: datetime | None = None,
+    budgets: Sequence[BudgetKey] = (),
+    max_age: float | None = None,
+) -> Ranker:
+    """A :class:`Ranker` for ``customer_ids`` (None: every customer holding a coupon unused). A customer
+    the model does not know (created after a model ``max_age`` allows) ranks by the bank-wide rates."""
+    model = model_for(session, settings, as_of=as_of, max_age=max_age)
+    names = {c.id: c.name for c in candidates(session, budgets=budgets)}
+    return Ranker(model, names, _held(session, customer_ids, as_of))
 
 
 def recommend_many(
@@ -387,18 +452,9 @@ def recommend_many(
     if unknown:
         shown = ", ".join(unknown[:5]) + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else "")
         raise NotFound(f"no customer {shown} in the store")
-    offered = candidates(session, budgets=budgets)
-    names = {c.id: c.name for c in offered}
-    held = _held(session, ids, as_of)
-    out: dict[str, list[Recommendation]] = {}
-    for c in ids:
-        mine = held.get(c, set())
-        ranked = model.rank(c, (b for b in names if b not in mine), n)
-        out[c] = [
-            Recommendation(b, names[b], Decimal(f"{score:.4f}"), source, REASONS[source])
-            for b, score, source in ranked
-        ]
-    return out
+    names = {c.id: c.name for c in candidates(session, budgets=budgets)}
+    r = Ranker(model, names, _held(session, ids, as_of))
+    return {c: r.top(c, n) for c in ids}
 
 
 def recommend(

@@ -7,6 +7,9 @@ simulate``), the live engine (which persists the state with its offset) and the 
 Dates are bank-local. "N days (inclusive)" after a day X runs through X + N: a card issued on 1 March
 qualifies spend up to and including 30 April for ``within_days_of_card: 60``; a grant on 1 March with
 ``claim_days: 30`` can be claimed until the end of 31 March.
+
+An event counts once toward a count threshold, unless it carries the field :meth:`Decider.count_field`:
+a backtest that left out the events before it (:meth:`Decider.prune_plan`) says so, and it counts for them.
 """
 
 from __future__ import annotations
@@ -77,6 +80,10 @@ class CampaignState:
     events: int = 0
 
 
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
 def period_key(per: str, d: date) -> str:
     if per == "week":
         iso = d.isocalendar()
@@ -130,6 +137,10 @@ class Decider:
         }
         self._periods: dict[str, dict[date, str]] = {}  # per → day → period key (a cache)
         self._start, self._end = self.spec.period.start, self.spec.period.end
+        self._ends: dict[tuple[date, int], datetime] = {}  # (day, days) → end of the day days later
+        self._fens: dict[Decimal, int] = {}
+        self._counts = {r.id: self.count_field(r.id) for r in self.spec.rules}
+        self.unfired = 0  # times a threshold was reached and its reward not granted (see prune_plan)
 
     def holders_sql(self) -> str | None:
         """When every rule needs a card: SQL over card.issued fields that any qualifying card meets (the
@@ -141,6 +152,75 @@ class Decider:
         if None in conditions:
             return "TRUE"
         return " OR ".join(f"({event_condition_sql(c)})" for c in conditions if c is not None)
+
+    def prune_plan(self) -> tuple[list[str], list[tuple[str, str, int | None]]] | None:
+        """How a backtest may leave out trigger events that change no decision, or None when it cannot:
+        the trigger types concerned, and per rule they trigger (id, SQL over the event reader's ``src``
+        relation, count goal or None) the events the rule counts with, for a count threshold, their rank
+        in the period (``event_id, customer_id, _period, _rank``). These are :meth:`decide`'s own tests
+        that need no state: the campaign period, the trigger's condition, a qualifying card issued before
+        the event (cards and points are state: always kept), the window after it.
+
+        A count threshold needs only the event of rank ``count`` in each period (the one that grants;
+        :meth:`decide` skips the rest of the period): the events before it are left out and it counts for
+        all of them (its field ``_n_<rule>``, see :meth:`count_field`); a rule of another kind needs every
+        event it counts. That holds only if the reward is granted when the threshold is reached: when it is
+        not (a cap, a budget, points, no face value), ``unfired`` counts it and the caller must run again
+        over every event."""
+        types: list[str] = []
+        rules: list[tuple[str, str, int | None]] = []
+        for etype, plan in self._plan.items():
+            if etype in ("card.issued", "points.earned"):
+                continue
+            types.append(etype)
+            for rule, _, needs_card, window, per in plan:
+                conditions = [
+                    f"e.type = {_sql_string(etype)}",
+                    f"e.local_date BETWEEN DATE '{self._start}' AND DATE '{self._end}'",
+                ]
+                where = self.c.where[rule.id]
+                if where is not None:
+                    conditions.append(f"({event_condition_sql(where)})")
+                join = ""
+                if needs_card:
+                    card = self.c.card[rule.id]
+                    test = event_condition_sql(card) if card is not None else "TRUE"
+                    join = (
+                        " JOIN (SELECT customer_id, ts AS _card_ts, event_id AS _card_id,"
+                        " local_date AS _card_day"
+                        f" FROM src WHERE type = 'card.issued' AND ({test}) QUALIFY row_number() OVER"
+                        " (PARTITION BY customer_id ORDER BY ts, event_id) = 1) fc USING (customer_id)"
+                    )
+                    conditions.append(
+                        "(e.ts > fc._card_ts OR (e.ts = fc._card_ts AND e.event_id > fc._card_id))"
+                    )
+                    if window is not None:
+                        conditions.append(f"e.local_date <= fc._card_day + {window.days}")
+                th = rule.threshold
+                goal = th.count if th is not None and th.count is not None and per is not None else None
+                period = {
+                    "week": "yearweek(e.local_date)",
+                    "month": "year(e.local_date) * 100 + month(e.local_date)",
+                    "year": "year(e.local_date)",
+                }.get(per or "", "0")
+                ranked = (
+                    f", {period} AS _period, row_number() OVER (PARTITION BY e.customer_id, {period} "
+                    "ORDER BY e.ts, e.event_id) AS _rank"
+                    if goal is not None
+                    else ""
+                )
+                # weekday is the reader's (from the time, bank-local), not a column of src
+                events = "(SELECT *, isodow(ts) AS weekday FROM src)"
+                test = " AND ".join(conditions)
+                sql = f"SELECT e.event_id, e.customer_id{ranked} FROM {events} e{join} WHERE {test}"
+                rules.append((rule.id, sql, goal))
+        return (types, rules) if types else None
+
+    @staticmethod
+    def count_field(rule_id: str) -> str:
+        """The field that, when an event has it, says for how many events it counts toward the rule's
+        count threshold (a pruned backtest's: see :meth:`prune_plan`)."""
+        return f"_n_{rule_id}"
 
     # ------------------------------------------------------------------------------------------ events
     def decide(self, state: CampaignState, event: Event) -> list[Decision]:
@@ -185,6 +265,20 @@ class Decider:
             key = keys[day] = period_key(per, day)
         return key
 
+    def _end_of_day(self, day: date, days: int) -> datetime:
+        """The end of the bank-local day ``days`` after ``day`` (a cache: grants share a few hundred)."""
+        key = (day, days)
+        end = self._ends.get(key)
+        if end is None:
+            end = self._ends[key] = _end_of_day(day + timedelta(days=days), self.tz)
+        return end
+
+    def _fen(self, value: Decimal) -> int:
+        fen = self._fens.get(value)
+        if fen is None:
+            fen = self._fens[value] = to_fen(value)
+        return fen
+
     def _card(self, rule: Rule, cust: CustomerState, day: date) -> Event | None:
         """The customer's first card (by issue time, on or before ``day``) that meets the rule's card
         requirement; cards arrive in time order, so the answer is kept until the next card arrives."""
@@ -215,7 +309,9 @@ class Decider:
             assert counted is not None
             counters = cust.counters
             if th.count is not None:
-                total: int | Decimal = counters.get(counted, 0) + 1
+                total: int | Decimal = counters.get(counted, 0) + (
+                    event.fields.get(self._counts[rule.id]) or 1
+                )
                 goal: int | Decimal = th.count
             else:
                 total = counters.get(counted, 0) + Decimal(event.fields.get("amount") or 0)
@@ -237,8 +333,11 @@ class Decider:
         granted = self._grant(
             state, cust, rule, reward, event, card, quantity, all_or_nothing, slot, None, out
         )
-        if granted and counted is not None:
-            cust.fired.add(counted)
+        if counted is not None:
+            if granted:
+                cust.fired.add(counted)
+            else:
+                self.unfired += 1
         if granted:
             self._light(state, cust, rule.id, granted, event, out)
 
@@ -261,7 +360,7 @@ class Decider:
                 allowed, reason = max(n, 0), why
 
         for cap in rule.caps:
-            used = cust.items.get((rule.id, cap.per, period_key(cap.per, day)), 0)
+            used = cust.items.get((rule.id, cap.per, self._period(cap.per, day)), 0)
             limit(cap.max - used, f"cap:{cap.per}")
         for scope, budget, items, spent in (
             (
@@ -304,7 +403,7 @@ class Decider:
             )
             return 0
         value_each = value or Decimal(0)
-        value_fen = to_fen(value) if value is not None else None
+        value_fen = self._fen(value) if value is not None else None
         allowed, reason = self._allowed(state, cust, rule, reward, value_each, quantity, event.local_date)
         if all_or_nothing and allowed < quantity:
             allowed = 0
@@ -317,7 +416,7 @@ class Decider:
         tz = self.tz
         day = event.local_date
         for cap in rule.caps:
-            k = (rule.id, cap.per, period_key(cap.per, day))
+            k = (rule.id, cap.per, self._period(cap.per, day))
             cust.items[k] = cust.items.get(k, 0) + allowed
         state.rule_items[rule.id] = state.rule_items.get(rule.id, 0) + allowed
         state.rule_value[rule.id] = state.rule_value.get(rule.id, Decimal(0)) + value_each * allowed
@@ -325,11 +424,7 @@ class Decider:
         state.campaign_value += value_each * allowed
         if reward.points_each:
             cust.points -= reward.points_each * allowed
-        claim_by = (
-            _end_of_day(day + timedelta(days=reward.claim_days), tz)
-            if reward.claim_days is not None
-            else None
-        )
+        claim_by = self._end_of_day(day, reward.claim_days) if reward.claim_days is not None else None
         granted_at = event.at(tz)
         for i in range(allowed):
             valid_from = granted_at
@@ -346,7 +441,7 @@ class Decider:
                 if ahead:
                     valid_from = datetime.combine(month, time(0, 0), tz)
             valid_to = (
-                _end_of_day(valid_from.date() + timedelta(days=reward.valid_days), tz)
+                self._end_of_day(valid_from.date(), reward.valid_days)
                 if reward.valid_days is not None
                 else None
             )

@@ -33,6 +33,7 @@ from omnibank.campaigns.spec import CampaignSpec, Compiled, compile_campaign
 from omnibank.config import Settings
 from omnibank.db.ids import one_of
 from omnibank.errors import AppError, NotFound
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog
 from omnibank.events.reader import read_rows
 
@@ -185,7 +186,7 @@ class RunReport:
 def pending_files(session: Session, settings: Settings, campaign_id: str) -> list[str]:
     log = EventLog(settings)
     done = set(session.scalars(select(CampaignOffset.path).where(CampaignOffset.campaign == campaign_id)))
-    return [rel for rel in (str(f.relative_to(log.dir)) for f in log.files()) if rel not in done]
+    return [str(f.relative_to(log.dir)) for f in unread(log, done)]  # compaction-aware
 
 
 def apply_file(

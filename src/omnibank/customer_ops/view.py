@@ -11,7 +11,13 @@ one are audited by :func:`~omnibank.customers.identity.identity_view` under thei
 their period), each with the answer of the campaigns' own rule (:mod:`omnibank.campaigns.audience`) for this
 one customer — the campaign's eligibility expression evaluated by the segment engine restricted to the
 customer's id, and the consent its ``purpose`` needs; a campaign that also asks for a card says so (the card
-is checked on each event, not in advance)."""
+is checked on each event, not in advance).
+
+"Recommended benefits" (B2): the top :data:`RECOMMENDED_LIMIT` benefits the customer may be granted now, each
+with its reason (:mod:`omnibank.benefits.recommend`). The recommender's model (item similarity and segment
+priors) is built once per process and reused for :data:`MODEL_MAX_AGE` seconds even when coupons move (on a
+live bank every grant moves them; a rebuild per view would cost ~0.15 s on the demo bank and seconds on a
+large one); stock, budgets and the coupons the customer holds are read live on each view."""
 
 from __future__ import annotations
 
@@ -26,6 +32,7 @@ from sqlalchemy.orm import Session
 from omnibank.audit import service as audit
 from omnibank.benefits import ledger
 from omnibank.benefits.models import Benefit, Coupon
+from omnibank.benefits.recommend import Recommendation, ranker
 from omnibank.campaigns.live import spec_of
 from omnibank.campaigns.models import Campaign
 from omnibank.config import Settings
@@ -57,6 +64,8 @@ CONTACTS_LIMIT = 20
 EVENTS_LIMIT = 20
 CAMPAIGNS_LIMIT = 50
 PAGE_LIMIT = 100
+RECOMMENDED_LIMIT = 5
+MODEL_MAX_AGE = 600.0  # seconds a recommendation model is reused by the 360 though the data moved
 SEARCH_KINDS = ("phone", "id_number", "customer_id")
 _EVENT_KEYS = frozenset({"event_id", "type", "ts", "channel", "customer_id"})
 
@@ -239,6 +248,7 @@ class Customer360:
     contacts: list[ContactLine]
     events: list[EventLine]
     campaigns: list[CampaignChance]
+    recommended: list[Recommendation]  # best first, each with its reason (nothing personal)
 
     @property
     def joinable(self) -> list[CampaignChance]:
@@ -262,10 +272,12 @@ def customer_360(
     now: datetime | None = None,
     events: int = EVENTS_LIMIT,
     campaigns: bool = True,
+    recommended: int = RECOMMENDED_LIMIT,
 ) -> Customer360:
     """The masked 360 of a customer ``scope`` sees (default: the whole bank; outside it: NotFound), audited
     once. ``events`` is how many recent events to read (0: none); ``campaigns`` False leaves out J6 (the
-    two parts that read the event log, which the API's view does not show)."""
+    two parts that read the event log, which the API's view does not show); ``recommended`` how many
+    benefits to recommend (0: none)."""
     profile = masked_profile(
         session, cipher, customer_id, actor=actor, today=today, scope=scope, source=source
     )  # raises NotFound outside the scope, and audits the view
@@ -282,7 +294,16 @@ def customer_360(
         contacts=contacts_of(session, customer_id),
         events=recent_events(settings, customer_id, ident, limit=events) if events > 0 else [],
         campaigns=campaigns_open_to(session, settings, customer_id, today=today) if campaigns else [],
+        recommended=recommended_for(session, settings, customer_id, n=recommended) if recommended > 0 else [],
     )
+
+
+def recommended_for(
+    session: Session, settings: Settings, customer_id: str, *, n: int = RECOMMENDED_LIMIT
+) -> list[Recommendation]:
+    """The benefits to offer the customer now, best first with the reason (a model up to
+    :data:`MODEL_MAX_AGE` seconds old; what a grant would accept and what they hold, live)."""
+    return ranker(session, settings, [customer_id], max_age=MODEL_MAX_AGE).top(customer_id, n)
 
 
 def customer_events(

@@ -53,7 +53,8 @@ def find(
 
 @app.command("show")
 def show(customer_id: str = typer.Argument(..., help="The bank's customer number, e.g. C000001.")) -> None:
-    """The customer 360: masked profile, identifiers, tags, saved segments and recent events."""
+    """The customer 360: masked profile, identifiers, tags, saved segments, recommended benefits and recent
+    events."""
     settings = get_settings()
     with unit_of_work(settings) as session:
         view = customer_360(
@@ -97,6 +98,15 @@ def show(customer_id: str = typer.Argument(..., help="The bank's customer number
     else:
         out.print("tags: none (omnibank tags compute)")
     out.print("saved segments: " + (", ".join(segments) if segments else "none (as of their last snapshots)"))
+    if view.recommended:
+        rec = Table(
+            "rank", "benefit", "name", "score", "reason", title="recommended benefits", title_justify="left"
+        )
+        for rank, r in enumerate(view.recommended, 1):
+            rec.add_row(str(rank), escape(r.benefit_id), escape(r.name), str(r.score), escape(r.reason))
+        out.print(rec)
+    else:
+        out.print("recommended benefits: none (no active benefit with stock left that they do not hold)")
     if view.events:
         ev = Table(
             "time (bank-local)", "type", "channel", "details", title="recent events", title_justify="left"

@@ -24,6 +24,7 @@ from omnibank.customers.schemas import (
     CustomerView,
     JourneyLineRead,
     LeadLineRead,
+    RecommendedRead,
     RevealRequest,
     RevealResponse,
     TagRead,
@@ -95,8 +96,8 @@ def count_customers(request: Request, principal: Reader) -> CustomerCount:
 
 @router.get("/{customer_id}", response_model=CustomerView)
 def get_customer(customer_id: str, request: Request, principal: Reader) -> CustomerView:
-    """The customer 360 (masked): profile, tags, saved segments, points, coupons, journeys, leads and contact
-    history. Audited."""
+    """The customer 360 (masked): profile, tags, saved segments, points, coupons, journeys, leads, contact
+    history and the benefits to offer now (with the reason). Audited."""
     settings = settings_of(request)
     today = now_of(request).astimezone(settings.tz).date()
     with unit_of_work(settings) as session:
@@ -114,6 +115,7 @@ def get_customer(customer_id: str, request: Request, principal: Reader) -> Custo
         journeys=[JourneyLineRead.model_validate(j) for j in view.journeys],
         leads=[LeadLineRead.model_validate(x) for x in view.leads],
         contacts=[ContactLineRead.model_validate(m) for m in view.contacts],
+        recommended=[RecommendedRead.model_validate(r) for r in view.recommended],
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -99,6 +100,18 @@ class ContactLineRead(BaseModel):
     asked_at: datetime
 
 
+class RecommendedRead(BaseModel):
+    """A benefit to offer the customer (B2), best first: the ranking score and why."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    benefit_id: str
+    name: str
+    score: Decimal = Field(description="0..1, the blend of similar customers' redemptions and segment rates.")
+    source: Literal["similar", "again", "age", "spending", "popular"]
+    reason: str = Field(description="Why, in words (Chinese), e.g. 与您相似的客户常兑换.")
+
+
 class CustomerView(BaseModel):
     """The customer 360, masked: the age, never the birth date (beside the masked ID number it would leave
     a handful of candidates); ``POST …/reveal`` gives the birth date to whom may reveal, audited."""
@@ -126,6 +139,9 @@ class CustomerView(BaseModel):
     leads: list[LeadLineRead] = Field(default_factory=list, description="Latest first (at most 20).")
     contacts: list[ContactLineRead] = Field(
         default_factory=list, description="The outbox, newest first (20)."
+    )
+    recommended: list[RecommendedRead] = Field(
+        default_factory=list, description="Benefits to offer now, best first (at most 5), with the reason."
     )
 
 

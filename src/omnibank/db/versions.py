@@ -12,7 +12,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 from omnibank.db.base import Base
 from omnibank.db.upsert import insert_for
 
-KINDS = ("customers", "orgs", "tags", "merges", "consent")
+KINDS = ("customers", "orgs", "tags", "merges", "consent", "scores")
 
 
 class DataVersion(Base):

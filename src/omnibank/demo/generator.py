@@ -47,6 +47,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from omnibank.customers.values import CHANNEL_PREFS, OCCUPATIONS, RISK_LEVELS
 from omnibank.demo.events import EVENT_TYPES, EventDays
 from omnibank.demo.experience import EXPERIENCE_TYPES, Experience
+from omnibank.demo.installments import INSTALLMENT_TYPES, Installments
 from omnibank.demo.names import chinese_names
 from omnibank.demo.orgs import OrgTree, build_orgs
 from omnibank.demo.people import ID_CHECK_CHARS, Customers, build_customers
@@ -249,9 +250,11 @@ def generate(
         mult = day_multipliers(start, days)
         beh = build_behaviour(seed, start, cust, events_per_customer, days, mult)
         cx = Experience(seed, start, days, cust, tree, beh, mult["login"], events_per_customer)
-        sim = EventDays(seed, start, cust.age, beh, mult, extra=cx)
+        bills = Installments(seed, start, days, cust, beh, events_per_customer, inner=cx)
+        sim = EventDays(seed, start, cust.age, beh, mult, extra=bills)
+        bills.watch(sim)
         del cust, staff, beh, cids  # from here on only the event state is kept
-        counts = dict.fromkeys((*EVENT_TYPES, *EXPERIENCE_TYPES), 0)
+        counts = dict.fromkeys((*EVENT_TYPES, *EXPERIENCE_TYPES, *INSTALLMENT_TYPES), 0)
         written = 0
         t_days = bar.add_task("events", total=days, note="0 events")
         with paths["events.jsonl"].open("wb", buffering=1 << 20) as fh:

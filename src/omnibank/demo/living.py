@@ -64,6 +64,7 @@ from omnibank.config import Settings
 from omnibank.db import unit_of_work
 from omnibank.demo import behaviour, ledgers
 from omnibank.demo.year import ACTOR, EXAMPLES, Calendar, Phases, Year
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog
 
 CLICK_RATE = Decimal("0.12")  # the sandbox's share of deliveries that are clicked (messages a customer reads)
@@ -210,7 +211,7 @@ def _month_of(rel: str) -> date:
 def _new_files(settings: Settings, known: set[str]) -> list[str]:
     """The event log's files not in ``known`` (relative paths, by name), added to ``known``."""
     log = EventLog(settings)
-    new = [rel for rel in (str(f.relative_to(log.dir)) for f in log.files()) if rel not in known]
+    new = [str(f.relative_to(log.dir)) for f in unread(log, known)]  # compaction-aware
     known.update(new)
     return new
 

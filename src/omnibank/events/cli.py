@@ -84,3 +84,39 @@ def protect(
     if logged.left:
         err.print(f"{logged.left} files were written meanwhile by an older process: run it again")
         raise typer.Exit(1)
+
+
+@app.command("compact")
+def compact_cmd(
+    month: str | None = typer.Option(
+        None, "--month", help="Only this bank-local month (YYYY-MM); refused if it is not closed yet."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be merged; change nothing."),
+) -> None:
+    """Merge the small log files of closed months (ended two days ago, bank time) into large ones. Readers
+    and consumers (campaigns, journeys, surveys, alerts, intake, the mirror) see each event once, whenever
+    this is stopped; the merged files are deleted a day later, once no consumer still reads them."""
+    from datetime import UTC, datetime
+
+    from omnibank.events.compact import compact
+
+    settings = get_settings()
+    now = datetime.now(UTC)  # the edge: services take the clock
+    with unit_of_work(settings) as session:  # reads the consumers' positions; writes nothing there
+        report = compact(session, settings, now=now, month=month, dry_run=dry_run)
+    if report.busy:
+        err.print("another compaction is running: nothing done")
+        raise typer.Exit(1)
+    verb = "would merge" if dry_run else "merged"
+    for m in sorted(report.merged):
+        out.print(
+            f"{m}: {verb} {report.merged[m]:,} files into {report.written[m]:,} ({report.events[m]:,} events)"
+        )
+    if not report.merged:
+        out.print("nothing to merge: no closed month has two small files in a row to merge")
+    if report.abandoned:
+        err.print(f"cleaned up {report.abandoned} merge(s) left by a stopped run")
+    if report.removed:
+        out.print(f"deleted {report.removed:,} merged files no reader needs any more")
+    for file, readers in sorted(report.kept.items()):
+        err.print(f"kept the files merged into {file}: still read by {', '.join(readers)}")

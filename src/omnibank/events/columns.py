@@ -79,6 +79,17 @@ KNOWN_TYPES: dict[str, tuple[Field, ...]] = {
         Field("duration_s", "nonneg_number", "duration_s"),
     ),
     "app.login": (),
+    # bill installments (issue 19): an offer shown or sent on a card's bill, and the holder taking it;
+    # ``terms`` (the number of monthly instalments) is kept in the log's integer column ``quantity``
+    "installment.offered": (
+        Field("card_id", "str", "card_id"),
+        Field("amount", "amount", "amount"),
+    ),
+    "installment.accepted": (
+        Field("card_id", "str", "card_id"),
+        Field("amount", "amount", "amount"),
+        Field("terms", "pos_int", "quantity"),
+    ),
     "identity.linked": (
         Field("wechat_openid", "opt_id", "wechat_openid"),
         Field("app_user_id", "opt_id", "app_user_id"),

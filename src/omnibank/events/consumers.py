@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog
 from omnibank.events.models import EventConsumerFile
 
@@ -24,7 +25,7 @@ def unread_files(session: Session, settings: Settings, consumer: str) -> list[Pa
     """The log's files ``consumer`` has not read, in the log's order."""
     log = EventLog(settings)
     done = set(session.scalars(select(EventConsumerFile.path).where(EventConsumerFile.consumer == consumer)))
-    return [f for f in log.files() if str(f.relative_to(log.dir)) not in done]
+    return unread(log, done)  # compacted files mapped to their originals
 
 
 def mark_read(

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 
 from omnibank.config import Settings
+from omnibank.events.manifest import fsync_dir, visible
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -201,14 +202,6 @@ def configure(con: duckdb.DuckDBPyConnection, settings: Settings, *, temp_dir: P
         con.execute(f"SET temp_directory = {sql_string(str(temp_dir))}")
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _flock(path: Path, *, wait: bool) -> int | None:
     """Open and lock the file at ``path``; the descriptor, or None when someone else holds it (and
     ``wait`` is false). Lock files may be removed by their holder, so the lock only counts if the file
@@ -239,10 +232,12 @@ class EventLog:
     # -- reading -------------------------------------------------------------------------------------
 
     def files(self) -> list[Path]:
-        """The Parquet files of the log as it stands now (staging folders excluded)."""
+        """The Parquet files of the log as it stands now (staging folders excluded; of a compacted month,
+        the compacted files once switched in and the originals until then: :mod:`omnibank.events.compact`)."""
         if not self.dir.is_dir():
             return []
-        return sorted(self.dir.glob("month=*/*.parquet"))
+        # the listing first, the manifest second (the argument is evaluated before visible reads it)
+        return visible(self.dir, sorted(self.dir.glob("month=*/*.parquet")))
 
     def scan_sql(self) -> str:
         """A FROM-clause expression over the current files, with the ``month`` partition column."""
@@ -436,7 +431,7 @@ class EventLog:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, marker)
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return staged
 
     def publish_locked(self, folder: Path) -> int:
@@ -456,7 +451,7 @@ class EventLog:
             os.replace(src, dest_dir / src.name)
             touched.add(dest_dir)
         for dest_dir in touched:
-            _fsync_dir(dest_dir)
+            fsync_dir(dest_dir)
         shutil.rmtree(folder, ignore_errors=True)
         return moved
 

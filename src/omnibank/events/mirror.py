@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from omnibank.config import Settings
 from omnibank.db.bulk import insert_rows
 from omnibank.errors import Conflict
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog
 from omnibank.events.models import EventFact, EventMirrorFile
 
@@ -51,11 +52,10 @@ def mirror_events(
         )
     done = set(session.scalars(select(EventMirrorFile.path)))
     report = MirrorReport()
-    for f in log.files():
+    todo = unread(log, done)  # a compacted file counts as mirrored when its originals are
+    report.skipped_files = len(set(log.files()) - set(todo))
+    for f in todo:
         rel = str(f.relative_to(log.dir))
-        if rel in done:
-            report.skipped_files += 1
-            continue
         n = insert_rows(session, _FACTS, COLUMNS, _rows(str(f)))
         session.add(EventMirrorFile(path=rel, rows=n, mirrored_at=datetime.now(UTC)))
         session.flush()

@@ -82,6 +82,8 @@ BUILT_IN_TYPES = frozenset(
         "points.redeem",
         "app.product_view",
         "app.login",
+        "installment.offered",
+        "installment.accepted",
         "identity.linked",
         "lead.created",
         "lead.contacted",
@@ -93,7 +95,7 @@ BUILT_IN_TYPES = frozenset(
         "message.clicked",
     }
 )
-NUMERIC_FIELDS = frozenset({"amount", "points", "quantity", "duration_s", "primary", "new_customer"})
+NUMERIC_FIELDS = frozenset({"amount", "points", "quantity", "terms", "duration_s", "primary", "new_customer"})
 #: the typed text columns of the log that come from a payload field of the same name
 TEXT_COLUMNS = ("merchant", "mcc", "product", "product_id", "reward")
 

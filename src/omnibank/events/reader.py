@@ -51,6 +51,8 @@ TYPE_FIELDS: dict[str, tuple[str, ...]] = {
     "points.redeem": ("channel", "reward", "quantity"),
     "app.product_view": ("channel", "product_id", "duration_s"),
     "app.login": ("channel",),
+    "installment.offered": ("channel", "amount", "card_id"),
+    "installment.accepted": ("channel", "amount", "card_id", "quantity"),
 }
 _FILE_TYPES = {**JSON_FIELD_TYPES, **{f: "VARCHAR" for f in PLATFORM_FIELDS}}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

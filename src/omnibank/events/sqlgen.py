@@ -239,9 +239,14 @@ def validate_sql(load_id: str, registry: Registry | None = None) -> str:
         else:
             continue
         typed_strings.append(f"CASE WHEN type IN {_in(_types_with(key))} THEN {value} END AS s_{key}")
+    by_column: dict[str, list[str]] = {}  # a column filled by fields of several names (terms: quantity)
+    for key, field in _TYPED.items():
+        by_column.setdefault(field.column, []).append(
+            f"CASE WHEN type IN {_in(_types_with(key))} THEN {_typed_expr(field)} END"
+        )
     typed = [
-        f"CASE WHEN type IN {_in(_types_with(key))} THEN {_typed_expr(field)} END AS {field.column}"
-        for key, field in _TYPED.items()
+        f"{exprs[0]} AS {column}" if len(exprs) == 1 else f"coalesce({', '.join(exprs)}) AS {column}"
+        for column, exprs in by_column.items()
     ]
     pii = " OR ".join(f"f_{k} IS NOT NULL" for k in PII_KINDS)
     detail = "CASE " + " ".join(f"WHEN {c} THEN {sql_string(r)}" for c, r in _checks()) + " END"

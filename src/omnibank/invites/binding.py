@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
 from omnibank.customers.models import Customer, CustomerMerge
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog, sql_string
 from omnibank.invites.codes import normalise
 from omnibank.invites.models import (
@@ -469,7 +470,7 @@ def _add_new_facts(
 def pending_files(session: Session, settings: Settings) -> list[Path]:
     log = EventLog(settings)
     done = set(session.scalars(select(InviteOffset.path)))
-    return [f for f in log.files() if str(f.relative_to(log.dir)) not in done]
+    return unread(log, done)  # compacted files mapped to their originals
 
 
 def bind_pass(session: Session, settings: Settings, *, now: datetime) -> BindReport:

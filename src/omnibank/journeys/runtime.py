@@ -27,7 +27,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Table, select, text
 from sqlalchemy.orm import Session
@@ -38,15 +38,19 @@ from omnibank.db import unit_of_work
 from omnibank.db.ids import one_of
 from omnibank.db.upsert import insert_for
 from omnibank.errors import AppError, NotFound
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog
 from omnibank.journeys.facts import MemoryFacts
 from omnibank.journeys.machine import Action, EntryState, Outcome, decided, enter, may_enter, on_event, run
 from omnibank.journeys.models import Journey, JourneyEntry, JourneyOffset, JourneyStepRun
 from omnibank.journeys.simulate import VARS, next_tick
 from omnibank.journeys.source import read_journey_events, types_sql
-from omnibank.journeys.spec import RECEIPTS, Compiled, JourneySpec, parse_journey
+from omnibank.journeys.spec import RECEIPTS, RECOMMENDED, Compiled, JourneySpec, parse_journey
 from omnibank.segments.expr import CustomerFacts, evaluate
 from omnibank.segments.facts import customer_facts, identifier_kinds, load_profiles
+
+if TYPE_CHECKING:
+    from omnibank.benefits.ledger import BudgetKey
 
 _RUNS: Table = JourneyStepRun.__table__  # type: ignore[assignment]
 _CHUNK = 500
@@ -113,7 +117,7 @@ def stop(session: Session, journey_id: str, *, now: datetime | None = None) -> N
 # ------------------------------------------------------------------------------------------------ records
 
 
-def _run_row(a: Action, entry_id: int | None, now: datetime, *, outcome: str | None = None,
+def run_row(a: Action, entry_id: int | None, now: datetime, *, outcome: str | None = None,
              reason: str | None = None, at: datetime | None = None, ref: str | None = None,
              control: bool = False) -> dict[str, Any]:  # fmt: skip
     return {
@@ -134,7 +138,7 @@ def _run_row(a: Action, entry_id: int | None, now: datetime, *, outcome: str | N
     }
 
 
-def _insert_runs(session: Session, rows: list[dict[str, Any]]) -> int:
+def insert_runs(session: Session, rows: list[dict[str, Any]]) -> int:
     """Record step runs; a key recorded before is left as it is. Returns the rows added."""
     if not rows:
         return 0
@@ -159,14 +163,14 @@ def _entry_values(state: EntryState, now: datetime) -> dict[str, Any]:
     }
 
 
-def _new_entry(state: EntryState, now: datetime) -> JourneyEntry:
+def new_entry(state: EntryState, now: datetime) -> JourneyEntry:
     return JourneyEntry(
         journey=state.journey, customer_id=state.customer_id, entry_no=state.entry_no,
         control=state.status == "control", entered_at=state.entered_at, **_entry_values(state, now),
     )  # fmt: skip
 
 
-def _latest_entries(
+def latest_entries(
     session: Session, journey_id: str, customer_ids: Iterable[str], *, lock: bool
 ) -> dict[str, JourneyEntry]:
     """Each customer's latest entry in the journey (locked for update on PostgreSQL when asked)."""
@@ -236,7 +240,7 @@ class WorkReport:
 def pending_files(session: Session, settings: Settings, journey_id: str) -> list[str]:
     log = EventLog(settings)
     done = set(session.scalars(select(JourneyOffset.path).where(JourneyOffset.journey == journey_id)))
-    return [rel for rel in (str(f.relative_to(log.dir)) for f in log.files()) if rel not in done]
+    return [str(f.relative_to(log.dir)) for f in unread(log, done)]  # compaction-aware
 
 
 def apply_file(
@@ -257,7 +261,7 @@ def apply_file(
         e for e in events
         if not (e.type in RECEIPTS and e.fields.get("journey") != c.id)
     ]  # fmt: skip
-    entries = _latest_entries(session, c.id, {e.customer_id for e in relevant}, lock=True)
+    entries = latest_entries(session, c.id, {e.customer_id for e in relevant}, lock=True)
     states = {cid: EntryState.load(json.loads(e.state)) for cid, e in entries.items()}
     triggered = [
         e.customer_id for e in relevant if e.type == trigger and c.trigger_test(e.fields)
@@ -280,7 +284,7 @@ def apply_file(
             actions, new = enter(c, cid, (state.entry_no if state else 0) + 1, e.ts, vars)
             if cid in changed:  # the entry before this one: save how it ended
                 _set_values(entries[cid], states[cid], now)
-            row_e = _new_entry(new, now)
+            row_e = new_entry(new, now)
             session.add(row_e)
             entries[cid], states[cid] = row_e, new
             changed.add(cid)
@@ -294,8 +298,8 @@ def apply_file(
         if a.kind == "convert":
             report.converted += 1
         outcome = a.reason if a.kind == "receipt" else None
-        records.append(_run_row(a, row_e.id, now, outcome=outcome))
-    _insert_runs(session, records)
+        records.append(run_row(a, row_e.id, now, outcome=outcome))
+    insert_runs(session, records)
     session.add(JourneyOffset(journey=c.id, path=rel_path, events=len(events), applied_at=now))
     session.flush()
     report.files += 1
@@ -349,7 +353,7 @@ def tick_segments(settings: Settings, *, now: datetime, report: WorkReport) -> N
             members = sorted(
                 member_set(session, settings, text_, as_of=moment.astimezone(settings.tz).date())
             )
-            latest = _latest_entries(session, c.id, members, lock=True)
+            latest = latest_entries(session, c.id, members, lock=True)
             made: list[tuple[list[Action], JourneyEntry]] = []
             for cid in members:
                 prev_row = latest.get(cid)
@@ -357,11 +361,11 @@ def tick_segments(settings: Settings, *, now: datetime, report: WorkReport) -> N
                 if not may_enter(c, prev, moment):
                     continue
                 actions, state = enter(c, cid, (prev.entry_no if prev else 0) + 1, moment)
-                entry = _new_entry(state, now)
+                entry = new_entry(state, now)
                 session.add(entry)
                 made.append((actions, entry))
             session.flush()
-            _insert_runs(session, [_run_row(a, e.id, now) for actions, e in made for a in actions])
+            insert_runs(session, [run_row(a, e.id, now) for actions, e in made for a in actions])
             report.entered += len(made)
             row.ticked_at = moment
 
@@ -449,13 +453,13 @@ def run_due(settings: Settings, *, now: datetime, batch: int = 500, report: Work
                 for a in actions:
                     if a.kind == "send":
                         if a.reason == "no_route":
-                            records.append(_run_row(a, eid, now, outcome="suppress", reason="no_route"))
+                            records.append(run_row(a, eid, now, outcome="suppress", reason="no_route"))
                         else:
                             asks.append((eid, a))
                     elif a.kind in ("lead", "tag", "grant"):
                         effects.append((a, eid))
                     else:
-                        records.append(_run_row(a, eid, now, control=by_id[eid].control))
+                        records.append(run_row(a, eid, now, control=by_id[eid].control))
             if not asks:
                 break
             sends = [
@@ -471,12 +475,12 @@ def run_due(settings: Settings, *, now: datetime, batch: int = 500, report: Work
             for (eid, a), d in zip(asks, decisions, strict=True):
                 report.sends[d.action if d.action != "suppress" else f"suppress:{d.reason}"] += 1
                 ref = str(d.message_id) if d.message_id is not None else None
-                records.append(_run_row(a, eid, now, outcome=d.action, reason=d.reason, at=d.at, ref=ref))
+                records.append(run_row(a, eid, now, outcome=d.action, reason=d.reason, at=d.at, ref=ref))
                 c = journeys[by_id[eid].journey]
                 states[eid] = decided(c, states[eid], Outcome(d.action, d.reason, d.at))
                 pending.append(eid)
         lead_events += _effects(session, settings, journeys, effects, records, now, report)
-        _insert_runs(session, records)
+        insert_runs(session, records)
         for eid, st in states.items():
             for k, v in _entry_values(st, now).items():
                 setattr(by_id[eid], k, v)
@@ -514,7 +518,7 @@ def _effects(
     for a, eid in effects:
         if a.kind == "lead":
             if a.customer_id in marketing_leads and not consent.get(a.customer_id, False):
-                records.append(_run_row(a, eid, now, outcome="suppress", reason="no_consent"))
+                records.append(run_row(a, eid, now, outcome="suppress", reason="no_consent"))
                 continue
             lead_reqs.append((
                 LeadRequest(
@@ -533,7 +537,7 @@ def _effects(
         created = create_leads(session, [r for r, _, _ in lead_reqs], now=now)
         events = list(created.events)
         for (_, a, eid), lead in zip(lead_reqs, created, strict=True):
-            records.append(_run_row(a, eid, now, outcome="created", ref=lead.lead_id))
+            records.append(run_row(a, eid, now, outcome="created", ref=lead.lead_id))
             report.leads += 1
     if tags:
         _apply_tags(session, tags, records, now, settings)
@@ -584,7 +588,7 @@ def _apply_tags(
                 session.add(CustomerTagChange(customer_id=a.customer_id, tag=name, change="lost", as_of=day,
                                               computed_at=now))  # fmt: skip
         reason = f"computed:{','.join(sorted(skipped))}"[:64] if skipped else None
-        records.append(_run_row(a, eid, now, outcome="set", reason=reason))
+        records.append(run_row(a, eid, now, outcome="set", reason=reason))
     versions.bump(session, "tags")
 
 
@@ -592,14 +596,20 @@ def _apply_grants(
     session: Session, settings: Settings, grants: list[tuple[Action, int]], records: list[dict[str, Any]],
     now: datetime,
 ) -> int:  # fmt: skip
+    """A batch's grant steps: the items issued. A journey's grants count against the budgets set for
+    ``journey:<id>`` and for its step (``omnibank budgets set --campaign journey:<id> [--rule STEP]``), when
+    set. ``benefit: recommended`` steps: :func:`_grant_recommended`."""
     from decimal import Decimal
 
     from omnibank.benefits.batch import grant_many
     from omnibank.benefits.grant import Grant
     from omnibank.kit.money import to_fen
 
+    fixed = [(a, eid) for a, eid in grants if a.detail["benefit"] != RECOMMENDED]
+    chosen = [(a, eid) for a, eid in grants if a.detail["benefit"] == RECOMMENDED]
+    budgets = _GrantBudgets(session)
     requests = []
-    for a, _ in grants:
+    for a, _ in fixed:
         d = a.detail
         valid_to = a.at + timedelta(days=int(d["valid_days"])) if d.get("valid_days") else None
         for i in range(int(d["quantity"])):
@@ -608,19 +618,93 @@ def _apply_grants(
                     key=f"{a.key}:{i}"[:200], campaign=f"journey:{a.journey}", rule=a.step or "",
                     customer_id=a.customer_id, benefit_id=d["benefit"], granted_at=a.at,
                     face_value_fen=to_fen(Decimal(d["face_value"])) if d.get("face_value") else None,
-                    valid_from=a.at, valid_to=valid_to,
+                    valid_from=a.at, valid_to=valid_to, budgets=budgets.of(a),
                 )
             )  # fmt: skip
-    results = grant_many(session, requests, tz=settings.tz, actor="journeys")
+    results = grant_many(session, requests, tz=settings.tz, actor="journeys") if requests else []
     issued = 0
     i = 0
-    for a, eid in grants:
+    for a, eid in fixed:
         mine = results[i : i + int(a.detail["quantity"])]
         i += len(mine)
         refused = [r.reason for r in mine if r.outcome == "refused"]
         issued += sum(r.outcome == "granted" for r in mine)
         records.append(
-            _run_row(a, eid, now, outcome="refused" if refused else "granted", reason=(refused[0] or "")[:64]
+            run_row(a, eid, now, outcome="refused" if refused else "granted", reason=(refused[0] or "")[:64]
                      if refused else None)
         )  # fmt: skip
+    if chosen:
+        issued += _grant_recommended(session, settings, chosen, records, now, budgets)
+    return issued
+
+
+class _GrantBudgets:
+    """The budgets defined for a journey's grant steps (``journey:<id>``, and per step as its rule)."""
+
+    def __init__(self, session: Session):
+        self.session = session
+        self.found: dict[tuple[str, str], tuple[BudgetKey, ...]] = {}
+
+    def of(self, a: Action) -> tuple[BudgetKey, ...]:
+        from omnibank.benefits.ledger import defined_budgets
+
+        key = (a.journey, a.step or "")
+        if key not in self.found:
+            self.found[key] = tuple(defined_budgets(self.session, f"journey:{a.journey}", a.step or ""))
+        return self.found[key]
+
+
+RECOMMENDED_TRIES = (
+    10  # recommendations tried in turn when a grant refuses (stock or budget ran out meanwhile)
+)
+
+
+def _grant_recommended(
+    session: Session, settings: Settings, chosen: list[tuple[Action, int]], records: list[dict[str, Any]],
+    now: datetime, budgets: _GrantBudgets,
+) -> int:  # fmt: skip
+    """``grant: {benefit: recommended}``: each customer's best recommendation that a grant accepts now
+    (:mod:`omnibank.benefits.recommend`: active, in stock, within the journey's budgets, not held unused),
+    one item under the step's key ``<step run key>:0``; when a grant refuses (the batch took the last item
+    or the budget), the next recommendation is tried. A key granted before keeps its benefit (a replay
+    issues nothing). None to grant: the run is recorded ``skipped`` / ``no_recommendation`` and the entry
+    goes on. The chosen benefit is the run's ``ref``."""
+    from omnibank.benefits.granting import grant
+    from omnibank.benefits.models import Coupon
+    from omnibank.benefits.recommend import ranker
+
+    keys = [f"{a.key}:0"[:200] for a, _ in chosen]
+    before: dict[str, str] = {}
+    for i in range(0, len(keys), _CHUNK):
+        q = select(Coupon.grant_key, Coupon.benefit_id).where(Coupon.grant_key.in_(keys[i : i + _CHUNK]))
+        before.update({k: b for k, b in session.execute(q)})
+    groups: dict[tuple[BudgetKey, ...], list[tuple[Action, int, str]]] = {}
+    for (a, eid), key in zip(chosen, keys, strict=True):
+        if key in before:  # granted by an earlier run of this step: nothing again
+            records.append(run_row(a, eid, now, outcome="granted", ref=before[key][:64]))
+        else:
+            groups.setdefault(budgets.of(a), []).append((a, eid, key))
+    issued = 0
+    for keys_of, todo in groups.items():
+        r = ranker(session, settings, sorted({a.customer_id for a, _, _ in todo}), budgets=keys_of)
+        for a, eid, key in todo:
+            valid_to = (
+                a.at + timedelta(days=int(a.detail["valid_days"])) if a.detail.get("valid_days") else None
+            )
+            given: str | None = None
+            for rec in r.top(a.customer_id, RECOMMENDED_TRIES):
+                result = grant(
+                    session, key=key, campaign=f"journey:{a.journey}", rule=a.step or "",
+                    customer_id=a.customer_id, benefit_id=rec.benefit_id, granted_at=a.at, valid_from=a.at,
+                    valid_to=valid_to, budgets=keys_of, tz=settings.tz, actor="journeys",
+                )  # fmt: skip
+                if result.outcome != "refused":
+                    given = rec.benefit_id
+                    issued += result.outcome == "granted"
+                    r.held.setdefault(a.customer_id, set()).add(given)  # not again in this batch
+                    break
+            if given is None:
+                records.append(run_row(a, eid, now, outcome="skipped", reason="no_recommendation"))
+            else:
+                records.append(run_row(a, eid, now, outcome="granted", ref=given[:64]))
     return issued

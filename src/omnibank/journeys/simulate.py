@@ -7,6 +7,13 @@ pure :func:`omnibank.contact.policy.decide` with in-memory counters shared by ev
 together (caps hold across journeys), consent and do-not-disturb as the store has them now. A send
 deferred by quiet hours is decided again when they end. A send that goes is taken as delivered at once
 (unless the events file says otherwise): a route's fallback on ``until: clicked`` then shows its worst case.
+
+A ``grant: {benefit: recommended}`` step is given the customer's top recommendation as the store stands now
+(:mod:`omnibank.benefits.recommend`: active, in stock, within the journey's budgets, not held unused, nor
+granted earlier in the simulation), written with ``"recommended": true``; with none it is written as a
+``skip`` (reason ``no_recommendation``) and not counted as a grant. Stock is not drawn down by a simulation
+(as for any grant step), so the figures are an upper bound. (A :class:`Simulator` given no
+``recommended`` resolver writes such a grant unresolved, ``"benefit": "recommended"``.)
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import heapq
 import itertools
 from collections import Counter, defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -39,7 +46,7 @@ from omnibank.journeys.machine import (
     run,
 )
 from omnibank.journeys.source import read_journey_events, types_sql
-from omnibank.journeys.spec import RECEIPTS, Compiled, JourneySpec
+from omnibank.journeys.spec import RECEIPTS, RECOMMENDED, Compiled, JourneySpec
 from omnibank.segments.compile import event_condition_sql
 from omnibank.segments.expr import parse_event_condition
 from omnibank.segments.facts import Profile, identifier_kinds, load_profiles
@@ -166,6 +173,8 @@ class Simulator:
         self.interested: dict[str, list[Compiled]] = {}
         #: who matches a segment trigger at a moment; default: the expression in memory over every profile
         self.members: Callable[[Compiled, datetime], Iterable[str]] | None = None
+        #: the benefit a ``benefit: recommended`` grant gives (None: none to give); default: left unresolved
+        self.recommended: Callable[[Action], str | None] | None = None
 
     # -- the clock ---------------------------------------------------------------------------------------
 
@@ -393,6 +402,12 @@ class Simulator:
             elif a.kind == "tag":
                 s.tags += 1
             elif a.kind == "grant":
+                if a.detail.get("benefit") == RECOMMENDED and self.recommended is not None:
+                    chosen = self.recommended(a)
+                    if chosen is None:
+                        self.write(self._row(a, "skip", "no_recommendation"))
+                        continue
+                    a = replace(a, detail={**a.detail, "benefit": chosen, "recommended": True})
                 s.grants += 1
             elif a.kind == "convert":
                 if a.detail.get("control"):
@@ -403,20 +418,23 @@ class Simulator:
                 s.exits[a.reason or ""] += 1
             elif a.kind == "receipt":
                 continue
-            row: dict[str, Any] = {
-                "time": a.at.astimezone(self.tz).isoformat(),
-                "journey": a.journey,
-                "step": a.step,
-                "customer_id": a.customer_id,
-                "action": a.kind,
-                "channel": a.channel,
-                "reason": a.reason,
-            }
+            row = self._row(a, a.kind, a.reason)
             if a.kind == "lead":
                 p = self.profiles.get(a.customer_id)
                 row["to"] = (p.rm_id or p.branch_id) if p else None
             row.update({k: v for k, v in a.detail.items() if k not in row})
             self.write(row)
+
+    def _row(self, a: Action, action: str, reason: str | None) -> dict[str, Any]:
+        return {
+            "time": a.at.astimezone(self.tz).isoformat(),
+            "journey": a.journey,
+            "step": a.step,
+            "customer_id": a.customer_id,
+            "action": action,
+            "channel": a.channel,
+            "reason": reason,
+        }
 
     def write(self, row: dict[str, Any]) -> None:
         if self.out is not None:
@@ -489,6 +507,33 @@ def segment_members(settings: Settings, c: Compiled, at: datetime) -> list[str]:
     return sorted(members)
 
 
+def recommender(settings: Settings, compiled: Sequence[Compiled]) -> Callable[[Action], str | None]:
+    """What a ``benefit: recommended`` step would grant, from the store as it stands now (one ranker per such
+    step: its journey's budgets); a benefit given is not recommended to the same customer again."""
+    from omnibank.benefits.ledger import defined_budgets
+    from omnibank.benefits.recommend import Ranker, ranker
+    from omnibank.db import unit_of_work
+
+    rankers: dict[tuple[str, str], Ranker] = {}
+    with unit_of_work(settings) as session:
+        for c in compiled:
+            for s in c.spec.steps:
+                if s.grant and s.grant.benefit == RECOMMENDED:
+                    budgets = defined_budgets(session, f"journey:{c.id}", s.id)
+                    rankers[(c.id, s.id)] = ranker(session, settings, None, budgets=budgets)
+        session.rollback()
+
+    def pick(a: Action) -> str | None:
+        top = rankers[(a.journey, a.step or "")].top(a.customer_id, 1)
+        if not top:
+            return None
+        for r in rankers.values():
+            r.held.setdefault(a.customer_id, set()).add(top[0].benefit_id)
+        return top[0].benefit_id
+
+    return pick
+
+
 def simulate(
     specs: Sequence[JourneySpec],
     settings: Settings,
@@ -510,6 +555,8 @@ def simulate(
         identifiers = identifier_kinds(session)
         session.rollback()
     sim = Simulator(compiled, settings, profiles, dnd=dnd, identifiers=identifiers, out=out)
+    if any(s.grant and s.grant.benefit == RECOMMENDED for c in compiled for s in c.spec.steps):
+        sim.recommended = recommender(settings, compiled)
     if events is None:  # the log: segment triggers are looked at by the segment engine, as the worker does
         sim.members = lambda c, at: segment_members(settings, c, at)
     if events is None:  # segment triggers go to the engine: only the audience and the steps count in memory

@@ -26,7 +26,8 @@ Step kinds: ``wait`` (a duration), ``wait_for`` (an event with a condition and a
 ``on_event`` / ``on_timeout``), ``branch`` (``if`` an expression ``then`` / ``else``), ``split`` (weighted
 variants, deterministic by customer), ``send`` (a ``channel``, or a ``route``: rules choosing a fallback
 chain of channels), ``lead`` (for the customer's RM or branch queue, due in a duration), ``tag``
-(add/remove), ``grant`` (a benefit), ``survey`` (an invitation to a survey: a send with purpose
+(add/remove), ``grant`` (a benefit, or ``recommended``: the customer's top recommended benefit a grant
+accepts at run time, skipped when there is none), ``survey`` (an invitation to a survey: a send with purpose
 ``survey``, under the contact policy's survey fatigue), ``exit``. A step goes on to the next one in the list
 unless it names ``next`` (or its targets); ``end`` ends the journey.
 
@@ -257,11 +258,26 @@ class TagStep(_Model):
         return self
 
 
+#: ``grant: {benefit: recommended}``: the customer's top recommended benefit that a grant accepts at run time
+RECOMMENDED = "recommended"
+
+
 class GrantStep(_Model):
-    benefit: Id
+    benefit: Id = Field(
+        description="A benefit id, or 'recommended': the customer's top recommendation a grant accepts then."
+    )
     quantity: int = Field(1, ge=1, le=100)
     face_value: Annotated[Decimal, Field(ge=0, max_digits=14, decimal_places=2)] | None = None
     valid_days: int | None = Field(None, ge=1, le=3660)
+
+    @model_validator(mode="after")
+    def _recommended(self) -> GrantStep:
+        if self.benefit == RECOMMENDED and (self.quantity != 1 or self.face_value is not None):
+            raise ValueError(
+                "benefit: recommended grants one item at the catalogue's face value "
+                "(leave out quantity and face_value)"
+            )
+        return self
 
 
 class ExitStep(_Model):

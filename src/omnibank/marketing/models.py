@@ -8,8 +8,9 @@
   must have ended (its last day before ``today``), or the held-out labels would be partial.
 
 The estimator is scikit-learn's ``HistGradientBoostingClassifier`` (missing values handled natively, a fixed
-``random_state``), calibrated by ``CalibratedClassifierCV`` with 3 folds of the training period: sigmoid
-(Platt) below 1,000 training positives, where isotonic overfits, isotonic from there on. The held-out
+``random_state``), calibrated by ``CalibratedClassifierCV`` on 3-fold out-of-fold predictions of the training
+period, the booster then refit on all of it (one booster to score with): sigmoid (Platt) below 1,000 training
+positives, where isotonic overfits, isotonic from there on. The held-out
 period reports AUC, lift and precision at the top 5/10/20 %, the expected calibration error (10 equal bins)
 and the base rate, for the model and for a naive baseline that ranks by one feature as it is (the YAML's
 ``baseline: FEATURE_ID``, else the first feature whose id starts with ``spend`` or ``amount``; its ECE is
@@ -26,6 +27,15 @@ carries an HMAC-SHA256 over the SHA-256 of ``model.pkl`` and the rest of the car
 (HKDF, its own label) from the key ring's index key; :func:`load` checks it before unpickling, and a model
 whose files changed, or that was signed under another key ring, is refused and never loaded.
 A retired version keeps its files and gains a ``RETIRED`` marker: nothing is deleted.
+
+**Kinds.** A card's ``kind`` is ``propensity`` (or absent, before kinds) or ``uplift``
+(:mod:`omnibank.marketing.uplift`: two models, treated and control, from a journey's control group);
+:func:`score` returns the probability for the first and the uplift (treated minus control probability) for
+the second, so every caller ranks by uplift just by naming an uplift model.
+
+**Drift.** The card keeps reference bins of the training features (:mod:`omnibank.marketing.drift`);
+:func:`drift` bins the features as of any day the same way and gives each feature's population stability
+index, flagging those over the threshold (0.2). Cards written before bins were kept have none.
 """
 
 from __future__ import annotations
@@ -56,6 +66,7 @@ from omnibank.config import Settings
 from omnibank.errors import AppError, Conflict, InputRefused, NotFound
 from omnibank.kit.dates import check_date
 from omnibank.kit.loading import read_text_file
+from omnibank.marketing import drift as dr
 from omnibank.marketing import features as ft
 
 LABEL = b"omnibank/models/v1"
@@ -69,7 +80,7 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _VERSION = re.compile(r"^[0-9]{8}T[0-9]{6}Z$")
 _ISOTONIC_FROM = 1000  # training positives from which isotonic calibration is used
 MIN_PER_CLASS = 3  # the calibration's 3 folds need each class in each
-_ONE_THREAD_BELOW = 20_000  # training rows
+ONE_THREAD_BELOW = 20_000  # training rows
 
 
 class ModelRefused(AppError):
@@ -209,7 +220,7 @@ class Fitted:
     metrics: dict[str, Any]  # {"model": {...}, "baseline": {...} | None}
 
 
-def _check_classes(y: Labels, period: str) -> None:
+def check_classes(y: Labels, period: str) -> None:
     positives = int(y.sum())
     negatives = len(y) - positives
     if positives == 0 or negatives == 0:
@@ -230,22 +241,24 @@ def fit(data: Dataset, *, baseline: str | None, seed: int = 0) -> Fitted:
     from sklearn.calibration import CalibratedClassifierCV  # type: ignore[import-untyped]
     from sklearn.ensemble import HistGradientBoostingClassifier  # type: ignore[import-untyped]
 
-    _check_classes(data.test_y, "held-out period")
-    _check_classes(data.train_y, "training period")
+    check_classes(data.test_y, "held-out period")
+    check_classes(data.train_y, "training period")
     method = "isotonic" if int(data.train_y.sum()) >= _ISOTONIC_FROM else "sigmoid"
     from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
     booster = HistGradientBoostingClassifier(random_state=seed)
-    estimator = CalibratedClassifierCV(booster, method=method, cv=3)
+    # ensemble=False: the calibrator learns from 3-fold out-of-fold predictions and one booster is refit on
+    # the whole training period, so scoring runs one booster, not three (a third of the time at 1M customers)
+    estimator = CalibratedClassifierCV(booster, method=method, cv=3, ensemble=False)
     # OpenMP threads cost more than they save on small data: 200 rows fit in 0.22 s on 1 thread, 0.46 s on 2
-    with threadpool_limits(1 if len(data.train_y) < _ONE_THREAD_BELOW else None):
+    with threadpool_limits(1 if len(data.train_y) < ONE_THREAD_BELOW else None):
         estimator.fit(data.train_x, data.train_y)
     p = estimator.predict_proba(data.test_x)[:, 1].astype(np.float64)
     metrics: dict[str, Any] = {"model": evaluate(data.test_y, p, probability=True), "baseline": None}
     if baseline is not None:
         raw = data.test_x[:, data.columns.index(baseline)]
         metrics["baseline"] = evaluate(data.test_y, raw, probability=False)
-    return Fitted(estimator, f"{method}, 3-fold CalibratedClassifierCV", metrics)
+    return Fitted(estimator, f"{method}, 3-fold out-of-fold CalibratedClassifierCV, one booster", metrics)
 
 
 def dataset(
@@ -427,6 +440,11 @@ def _version(settings: Settings, name: str, version: str | None, *, live_only: b
     return live[-1]
 
 
+def live_version(settings: Settings, name: str, version: str | None = None) -> str:
+    """The version :func:`score` would use: ``version`` if given (and not retired), else the latest live."""
+    return _version(settings, name, version, live_only=True).version
+
+
 def retire(settings: Settings, name: str, version: str, *, now: datetime) -> bool:
     """Mark a version retired (a marker file; nothing deleted). False when it already was."""
     path = _version_dir(settings, name, version)
@@ -442,7 +460,7 @@ def load(settings: Settings, name: str, version: str | None = None) -> tuple[Mod
     card = _version(settings, name, version, live_only=True)
     checked, blob = verify(settings, card.path)
     trained = str(checked.get("libraries", {}).get("scikit-learn", "?"))
-    here = _versions_now()["scikit-learn"]
+    here = versions_now()["scikit-learn"]
     if trained.split(".")[:2] != here.split(".")[:2]:
         raise ModelRefused(
             f"model {name} version {card.version} was trained with scikit-learn {trained}, this is {here}: "
@@ -455,7 +473,7 @@ def load(settings: Settings, name: str, version: str | None = None) -> tuple[Mod
 # ------------------------------------------------------------------------------------- train and score
 
 
-def _versions_now() -> dict[str, str]:
+def versions_now() -> dict[str, str]:
     import sklearn  # type: ignore[import-untyped]
 
     return {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__}
@@ -507,8 +525,9 @@ def train(
         "estimator": "HistGradientBoostingClassifier",
         "calibration": fitted.calibration,
         "seed": seed,
-        "libraries": _versions_now(),
+        "libraries": versions_now(),
         "metrics": fitted.metrics,
+        "reference": dr.reference(data.columns, data.train_x, features_as_of=start.isoformat()),
         "trained_at": now.astimezone(UTC).isoformat(),
     }
     return save(settings, name=name, now=now, card=card, estimator=fitted.estimator)
@@ -517,15 +536,81 @@ def train(
 def score(
     session: Session, settings: Settings, name: str, *, as_of: date, version: str | None = None
 ) -> list[tuple[str, float]]:
-    """Every customer's score (probability of the label) as of ``as_of``, in customer id order, from the
-    named version or the latest one not retired. Refused when the model's signature does not hold."""
+    """Every customer's score as of ``as_of``, in customer id order, from the named version or the latest
+    one not retired: the probability of the label for a propensity model, the uplift (treated minus control
+    probability, in [−1, 1]) for an uplift model. Refused when the model's signature does not hold."""
     card, estimator = load(settings, name, version)
     spec = _spec_of_card(card.card, f"model {name} {card.version}")
     matrix = ft.build(session, settings, spec.features, as_of=as_of)
     if not matrix.customer_ids:
         return []
-    p = estimator.predict_proba(matrix.values)[:, 1]
-    return [(c, float(v)) for c, v in zip(matrix.customer_ids, p, strict=True)]
+    p = predict(estimator, matrix.values, kind=kind_of(card.card))
+    return list(zip(matrix.customer_ids, p.astype(np.float64).tolist(), strict=True))
+
+
+def build_features(session: Session, settings: Settings, spec: ModelSpec, *, as_of: date) -> ft.FeatureMatrix:
+    """A model spec's features for every customer as of ``as_of`` (``omnibank model features``)."""
+    return ft.build(session, settings, spec.features, as_of=as_of)
+
+
+def kind_of(card: dict[str, Any]) -> str:
+    """``propensity`` (also for cards written before kinds) or ``uplift``."""
+    return str(card.get("kind") or "propensity")
+
+
+def predict(estimator: Any, values: Matrix, *, kind: str) -> Matrix:
+    """Scores of a matrix: a propensity model's probability, an uplift model's treated minus control
+    probability (``{"treated": …, "control": …}``, :mod:`omnibank.marketing.uplift`)."""
+    if kind == "uplift":
+        treated = estimator["treated"].predict_proba(values)[:, 1]
+        control = estimator["control"].predict_proba(values)[:, 1]
+        result: Matrix = (treated - control).astype(np.float64)
+        return result
+    if kind != "propensity":
+        raise ModelRefused(f"a model card of kind {kind!r} is not known to this omnibank")
+    p: Matrix = estimator.predict_proba(values)[:, 1].astype(np.float64)
+    return p
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """Each feature's population stability index as of ``as_of`` against the training reference
+    (``features`` empty and ``reference`` None when the card keeps no reference bins)."""
+
+    name: str
+    version: str
+    as_of: date
+    threshold: float
+    reference: dict[str, Any] | None
+    features: tuple[dr.FeatureDrift, ...]
+    rows: int
+
+    @property
+    def flagged(self) -> tuple[str, ...]:
+        return tuple(f.feature for f in self.features if f.flagged)
+
+
+def drift(
+    session: Session,
+    settings: Settings,
+    name: str,
+    *,
+    as_of: date,
+    version: str | None = None,
+    threshold: float = dr.PSI_THRESHOLD,
+) -> DriftReport:
+    """The features as of ``as_of`` against the reference bins of a version's card (default the latest),
+    feature by feature (:mod:`omnibank.marketing.drift`). Reads the card only, never the estimator."""
+    if not threshold > 0:
+        raise InputRefused(f"the PSI threshold must be above 0, got {threshold}")
+    card = _version(settings, name, version, live_only=False)
+    ref = card.card.get("reference")
+    if ref is None:
+        return DriftReport(card.name, card.version, as_of, threshold, None, (), 0)
+    spec = _spec_of_card(card.card, f"model {name} {card.version}")
+    matrix = ft.build(session, settings, spec.features, as_of=as_of)
+    found = dr.compare(ref, matrix.columns, matrix.values, threshold=threshold)
+    return DriftReport(card.name, card.version, as_of, threshold, ref, tuple(found), len(matrix.customer_ids))
 
 
 def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -548,18 +633,24 @@ def metric_rows(metrics: dict[str, Any]) -> list[tuple[str, str, str]]:
 
 __all__ = [
     "Dataset",
+    "DriftReport",
     "ModelCard",
     "ModelRefused",
     "ModelSpec",
+    "build_features",
     "calibration_error",
     "dataset",
+    "drift",
     "evaluate",
     "fit",
+    "kind_of",
     "list_models",
+    "live_version",
     "load",
     "load_model_spec",
     "metric_rows",
     "parse_model_spec",
+    "predict",
     "retire",
     "save",
     "score",

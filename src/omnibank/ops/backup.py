@@ -48,6 +48,7 @@ from omnibank import __version__, db
 from omnibank.config import Settings
 from omnibank.errors import ConfigError, Conflict, InputRefused
 from omnibank.events.log import EventLog
+from omnibank.events.manifest import manifest_path
 from omnibank.kit.crypto import KeyRing, load_or_create_key_ring
 from omnibank.ops.rotate import key_usage, write_ring
 from omnibank.security import reset_ciphers
@@ -443,7 +444,10 @@ def backup(
         entries = [{"path": store_file.relative_to(folder).as_posix(), "bytes": store_file.stat().st_size,
                     "sha256": _sha256(store_file)}]  # fmt: skip
         progress.phase("copying the event log", sum(f.stat().st_size for f in files))
-        for src in files:
+        # the compaction manifest too (read after the listing: any later version reads the copied files
+        # right), else the consumers' positions in the copied store would not match compacted files
+        compacted = [m for m in (manifest_path(log.dir),) if m.exists()]
+        for src in [*files, *compacted]:
             rel = Path("events") / src.relative_to(log.dir)
             digest = _copy(src, folder / rel, progress)
             entries.append({"path": rel.as_posix(), "bytes": (folder / rel).stat().st_size, "sha256": digest})

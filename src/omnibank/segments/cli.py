@@ -26,6 +26,18 @@ AsOfOpt = typer.Option(
     help="Evaluate as of this bank-local date (YYYY-MM-DD, 1900-01-01 to 2199-12-31); default today.",
 )
 Expr = typer.Argument(..., help="An expression, e.g. \"aum >= 500000 AND in_org('B001')\".")
+SparkMasterOpt = typer.Option(
+    None,
+    "--spark-master",
+    help="With --engine spark: the Spark master, local[*] by default (e.g. spark://host:7077, yarn).",
+)
+ENGINES = ("duckdb", "postgres", "spark")
+
+
+def check_engine(engine: str, allowed: tuple[str, ...] = ENGINES) -> str:
+    if engine not in allowed:
+        raise AppError(f"--engine must be {', '.join(allowed[:-1])} or {allowed[-1]}, not {engine!r}")
+    return engine
 
 
 def as_of_date(value: str | None) -> date:
@@ -38,11 +50,13 @@ def as_of_date(value: str | None) -> date:
 def count(
     expression: str = Expr,
     as_of: str = AsOfOpt,
-    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or postgres (the store)."),
+    engine: str = typer.Option(
+        "duckdb", "--engine", help="duckdb (embedded), postgres (the store) or spark (over the log's files)."
+    ),
+    spark_master: str = SparkMasterOpt,
 ) -> None:
     """Count the matching customers (the last line is the number)."""
-    if engine not in {"duckdb", "postgres"}:
-        raise AppError("--engine must be duckdb or postgres")
+    check_engine(engine)
     settings = get_settings()
     day = as_of_date(as_of)
     n = count_if_ready(settings, expression, day) if engine == "duckdb" else None
@@ -51,7 +65,9 @@ def count(
         from omnibank.segments import service
 
         with unit_of_work(settings) as session:
-            n = service.count(session, settings, expression, as_of=day, engine=engine)
+            n = service.count(
+                session, settings, expression, as_of=day, engine=engine, spark_master=spark_master
+            )
     out.print(f"as of {day}", style="dim")
     out.print(str(n))
 
@@ -98,8 +114,13 @@ def export(
     expression: str = Expr,
     out_file: Path = typer.Option(..., "--out", help="File to write: .csv or .parquet (customer ids)."),
     as_of: str = AsOfOpt,
+    engine: str = typer.Option(
+        "duckdb", "--engine", help="duckdb (embedded) or spark (over the log's files)."
+    ),
+    spark_master: str = SparkMasterOpt,
 ) -> None:
     """Write the matching customer ids to a CSV or Parquet file (the export is audited)."""
+    check_engine(engine, ("duckdb", "spark"))
     from omnibank.audit.service import cli_actor
     from omnibank.db import unit_of_work
     from omnibank.segments import service
@@ -107,7 +128,8 @@ def export(
     settings = get_settings()
     day = as_of_date(as_of)
     with unit_of_work(settings) as session:
-        n = service.export(session, settings, expression, as_of=day, out=out_file, actor=cli_actor())
+        n = service.export(session, settings, expression, as_of=day, out=out_file, actor=cli_actor(),
+                           engine=engine, spark_master=spark_master)  # fmt: skip
     out.print(f"wrote {n:,} customer ids to {out_file} (as of {day})")
 
 
@@ -230,3 +252,25 @@ def matrix(
             rows.append([label, None if lc == "—" else lc, None if w == "—" else w, *row, sum(row)])
     print_rows(columns, rows, fmt, title=f"customers as of {day}")
     note(fmt, f"{m.total:,} customers in {cells} non-empty segments")
+
+
+export_app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+
+
+@export_app.command("attributes")
+def export_attributes(
+    out_dir: Path = typer.Option(
+        ..., "--out", help="The folder to write (created; must be empty if it exists)."
+    ),
+) -> None:
+    """Write the customers' non-personal attributes, tags, merges and stored scores as Parquet (for Spark)."""
+    from omnibank.db import unit_of_work
+    from omnibank.segments import service
+
+    settings = get_settings()
+    with unit_of_work(settings) as session:
+        counts = service.export_attributes(session, settings, out_dir)
+    out.print(
+        f"wrote {counts['profiles']:,} customers' attributes, {counts['tags']:,} tags, {counts['merges']:,} "
+        f"merges and {counts['scores']:,} scores to {out_dir} (no names, phones or ID numbers)"
+    )

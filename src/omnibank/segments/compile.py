@@ -1,4 +1,5 @@
-"""Compile a checked expression to SQL for an engine (DuckDB locally, PostgreSQL in the store).
+"""Compile a checked expression to SQL for an engine (DuckDB locally, PostgreSQL in the store, Spark SQL over
+the shared log: DuckDB's SQL with day differences written as ``date_diff``, transpiled by sqlglot).
 
 The SQL reads three relations the engine provides under these names:
 
@@ -6,6 +7,8 @@ The SQL reads three relations the engine provides under these names:
   branch_id, rm_id, aum_fen, occupation, risk_tolerance, channel_pref, marketing_consent, registered_at,
   org_path`` — never a personal field;
 * ``tags`` — ``customer_id, tag``;
+* ``scores`` — ``model, customer_id, score_ppm`` (models' stored scores in millionths; only when an
+  expression uses ``score()``);
 * ``events`` — the event log (merged customers' events under their survivor) with ``type, customer_id,
   local_date`` and the typed columns; on DuckDB also the ``month`` partition, for pruning.
 
@@ -24,6 +27,7 @@ from typing import Literal
 
 from omnibank.kit.dates import check_date
 from omnibank.segments.expr import (
+    SCORE_SCALE,
     And,
     Between,
     Cmp,
@@ -40,9 +44,10 @@ from omnibank.segments.expr import (
     Node,
     Not,
     Or,
+    Score,
 )
 
-Dialect = Literal["duckdb", "postgres"]
+Dialect = Literal["duckdb", "postgres", "spark"]
 
 
 def quote(value: str) -> str:
@@ -96,19 +101,29 @@ class _Writer:
         self.dialect = dialect
         self.columns = {agg: f"e{i}" for i, agg in enumerate(expression.aggregates)}
 
-    # fen scaling: ``aum`` is stored in fen; whatever it is compared with is scaled the same way
-    def scaled(self, node: Node, scale: bool) -> str:
-        if not scale:
+    # integer scaling: ``aum`` is stored in fen, a score in millionths; whatever they are compared with is
+    # scaled the same way, so every engine compares integers exactly
+    def scaled(self, node: Node, scale: int) -> str:
+        if scale == 1:
             return self.sql(node)
         if (
             isinstance(node, Lit)
             and isinstance(node.value, int | Decimal)
             and not isinstance(node.value, bool)
         ):
-            return _literal(node.value * 100)
-        if isinstance(node, Field) and node.name == "aum":
-            return "p.aum_fen"
-        return f"({self.sql(node)} * 100)"
+            return _literal(node.value * scale)
+        own = _scale(node)
+        if own > 1:
+            raw = "p.aum_fen" if isinstance(node, Field) else self.score_ppm(node)
+            return raw if own == scale else f"({raw} * {scale // own})"
+        return f"({self.sql(node)} * {scale})"
+
+    def score_ppm(self, node: Node) -> str:
+        assert isinstance(node, Score)
+        return (
+            f"(SELECT max(s.score_ppm) FROM scores s WHERE s.model = {quote(node.model)} "
+            "AND s.customer_id = p.customer_id)"
+        )
 
     def sql(self, node: Node) -> str:
         if isinstance(node, Lit):
@@ -122,7 +137,7 @@ class _Writer:
                     f"- CASE WHEN {born} > {d.month * 100 + d.day} THEN 1 ELSE 0 END)"
                 )
             if node.name == "tenure_days":
-                return f"({sql_date(self.as_of)} - p.registered_at)"
+                return self.days_between(sql_date(self.as_of), "p.registered_at")
             if node.name == "aum":
                 return "(p.aum_fen / 100.0)"  # only when compared with no number (never, after checking)
             return f"p.{node.name}"
@@ -141,11 +156,11 @@ class _Writer:
             if _is_age(right) and isinstance(left, Lit) and _is_int(left):
                 flipped = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(node.op, node.op)
                 return self.age_compare(flipped, int(str(left.value)))
-            scale = _is_aum(node.left) or _is_aum(node.right)
+            scale = max(_scale(node.left), _scale(node.right))
             op = "<>" if node.op == "!=" else node.op
             return f"({self.scaled(node.left, scale)} {op} {self.scaled(node.right, scale)})"
         if isinstance(node, In):
-            scale = _is_aum(node.item)
+            scale = _scale(node.item)
             values = ", ".join(self.scaled(v, scale) for v in node.values)
             return f"({self.scaled(node.item, scale)} IN ({values}))"
         if isinstance(node, Between):
@@ -159,7 +174,7 @@ class _Writer:
             ):
                 lo, hi = int(str(low.value)), int(str(high.value))
                 return f"({self.age_compare('>=', lo)} AND {self.age_compare('<=', hi)})"
-            scale = _is_aum(node.item) or _is_aum(node.low) or _is_aum(node.high)
+            scale = max(_scale(node.item), _scale(node.low), _scale(node.high))
             return (
                 f"({self.scaled(node.item, scale)} BETWEEN {self.scaled(node.low, scale)} "
                 f"AND {self.scaled(node.high, scale)})"
@@ -172,12 +187,21 @@ class _Writer:
             return f"(p.customer_id IN (SELECT customer_id FROM tags WHERE tag = {quote(node.tag)}))"
         if isinstance(node, InOrg):
             return f"(strpos(p.org_path, {quote('/' + node.org_id + '/')}) > 0)"
+        if isinstance(node, Score):
+            return f"({self.score_ppm(node)} / {SCORE_SCALE}.0)"  # as a value (a feature), not compared
         if isinstance(node, EventAgg):
             col = f"ev.{self.columns[node]}"
             if node.kind == "days_since":
-                return f"({sql_date(self.as_of)} - {col})"
+                return self.days_between(sql_date(self.as_of), col)
             return f"COALESCE({col}, 0)"
         raise TypeError(f"unknown node {node!r}")  # pragma: no cover
+
+    def days_between(self, later: str, earlier: str) -> str:
+        """Whole days from ``earlier`` to ``later`` (dates): a subtraction in DuckDB and PostgreSQL; for
+        Spark, where it would be an interval, ``date_diff`` (sqlglot writes Spark's ``DATEDIFF``)."""
+        if self.dialect == "spark":
+            return f"date_diff('day', {earlier}, {later})"
+        return f"({later} - {earlier})"
 
     def born_by(self, years: int) -> str:
         """The latest birth date of someone at least ``years`` old on the as-of date (29 February moves
@@ -230,9 +254,9 @@ class _Writer:
         if all(a.days is not None for a in aggs):
             start = self.as_of - timedelta(days=max(a.days or 0 for a in aggs))
             where.append(f"local_date > {sql_date(start)}")
-            if self.dialect == "duckdb":
+            if self.dialect != "postgres":
                 where.append(f"month >= {quote(f'{start:%Y-%m}')}")
-        if self.dialect == "duckdb":
+        if self.dialect != "postgres":
             where.append(f"month <= {quote(f'{self.as_of:%Y-%m}')}")
         return (
             f"ev AS (SELECT customer_id, {', '.join(selects)} FROM events "
@@ -250,6 +274,11 @@ def _is_int(node: Node) -> bool:
 
 def _is_aum(node: Node) -> bool:
     return isinstance(node, Field) and node.name == "aum"
+
+
+def _scale(node: Node) -> int:
+    """The integer scale a value is stored at: fen for ``aum``, millionths for a score, else 1."""
+    return 100 if _is_aum(node) else SCORE_SCALE if isinstance(node, Score) else 1
 
 
 # What a condition can come to for a customer with no matching events at all, whatever its attributes:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 #: the data kinds a snapshot is built from (:data:`omnibank.db.versions.KINDS`; a test keeps them equal)
-VERSION_KINDS = ("customers", "orgs", "tags", "merges", "consent")
+VERSION_KINDS = ("customers", "orgs", "tags", "merges", "consent", "scores")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,10 @@ class Snapshot:
     @property
     def merges(self) -> Path:
         return self.folder / "merges.parquet"
+
+    @property
+    def scores(self) -> Path:
+        return self.folder / "scores.parquet"
 
 
 def _snapshots_dir(settings: Settings) -> Path:
@@ -69,7 +73,7 @@ def stored_snapshot(settings: Settings, versions: dict[str, int]) -> Snapshot | 
         return None
     except (ValueError, KeyError, TypeError, AttributeError):
         return None  # a damaged state file: the caller builds anew
-    return snap if snap.versions == versions and snap.profiles.exists() else None
+    return snap if snap.versions == versions and snap.scores.exists() else None
 
 
 # --------------------------------------------------------------------------------------------- DuckDB
@@ -107,10 +111,16 @@ class DuckEngine:
         # tags and events are bound on first use: binding the log's view reads every file's footer, which
         # an attribute-only count does not need
         self._tags: str | None = None
+        self._scores = False
         self._events: list[Path] | None = None  # the log files the events view was bound to
         self.lock = threading.RLock()
 
     def _need(self, expression: Expression | None = None, *, tags_table: bool = False) -> None:
+        if not self._scores and (expression is None or expression.models):
+            self.con.execute(
+                f"CREATE VIEW scores AS SELECT * FROM read_parquet({quote(str(self.snapshot.scores))})"
+            )
+            self._scores = True
         if self._tags is None and (tags_table or expression is None or expression.tags):
             kind = "TABLE" if tags_table else "VIEW"
             self.con.execute(
@@ -168,8 +178,18 @@ class DuckEngine:
         self.con.execute("INSERT INTO tags SELECT customer_id, tag FROM _new_tag")
         self.con.unregister("_new_tag")
 
+    def carriers(self, tag: str) -> pa.Array:
+        """Who carries ``tag`` in this engine's tags."""
+        self._need(tags_table=True)
+        return (
+            self.con.sql(f"SELECT customer_id FROM tags WHERE tag = {quote(tag)}")
+            .to_arrow_table()
+            .column(0)
+            .combine_chunks()
+        )
+
     def query(self, sql: str) -> pa.Table:
-        """Any SQL over ``profiles``, ``tags`` and ``events`` (for reports such as the matrix)."""
+        """Any SQL over ``profiles``, ``tags``, ``scores`` and ``events`` (for reports such as the matrix)."""
         self._need()
         return self.con.sql(sql).to_arrow_table()
 
@@ -228,6 +248,8 @@ def count_if_ready(settings: Settings, text: str, as_of: date) -> int | None:
         tags = frozenset(r[0] for r in cur.fetchall())
         cur.execute("SELECT org_id FROM orgs")
         orgs = frozenset(r[0] for r in cur.fetchall())
-    expression = parse(text, Vocabulary(tags=tags, orgs=orgs))
+        cur.execute("SELECT DISTINCT model FROM model_scores")
+        models = frozenset(r[0] for r in cur.fetchall())
+    expression = parse(text, Vocabulary(tags=tags, orgs=orgs, models=models))
     with engine_for(settings, snapshot) as duck:
         return duck.count(expression, as_of)

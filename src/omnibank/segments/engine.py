@@ -33,16 +33,16 @@ from omnibank.segments.compile import Dialect, compile_expression, quote
 from omnibank.segments.duck import DuckEngine, Snapshot, engine_for, snapshots_dir, stored_snapshot
 from omnibank.segments.expr import Expression, Vocabulary, parse
 from omnibank.segments.facts import customer_facts as customer_facts  # the one builder, known here too
-from omnibank.segments.tables import tag_definitions
+from omnibank.segments.tables import model_scores, tag_definitions
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 
 @functools.cache
-def snapshot_schemas() -> tuple[pa.Schema, pa.Schema, pa.Schema]:
-    """The snapshot files' schemas: profiles, tags, merges (pyarrow is imported when a snapshot is built,
-    not by every command that counts a segment over one already built)."""
+def snapshot_schemas() -> tuple[pa.Schema, pa.Schema, pa.Schema, pa.Schema]:
+    """The snapshot files' schemas: profiles, tags, merges, scores (pyarrow is imported when a snapshot is
+    built, not by every command that counts a segment over one already built)."""
     import pyarrow as pa
 
     profiles = pa.schema(
@@ -63,7 +63,8 @@ def snapshot_schemas() -> tuple[pa.Schema, pa.Schema, pa.Schema]:
     )
     tags = pa.schema([("customer_id", pa.string()), ("tag", pa.string())])
     merges = pa.schema([("merged_id", pa.string()), ("survivor_id", pa.string())])
-    return profiles, tags, merges
+    scores = pa.schema([("model", pa.string()), ("customer_id", pa.string()), ("score_ppm", pa.int64())])
+    return profiles, tags, merges, scores
 
 
 # marketing_consent is the effective consent (the latest consent record, else the customer file's flag);
@@ -78,14 +79,21 @@ _PROFILES_SQL = (
 )
 _TAGS_SQL = "SELECT customer_id, tag FROM customer_tags"
 _MERGES_SQL = "SELECT merged_id, survivor_id FROM customer_merges"
+_SCORES_SQL = "SELECT model, customer_id, score_ppm FROM model_scores"
 
 
 def vocabulary(session: Session) -> Vocabulary:
-    """The tags and orgs an expression may name."""
+    """The tags, orgs and scored models an expression may name."""
     return Vocabulary(
         tags=frozenset(session.scalars(select(tag_definitions.c.name))),
         orgs=frozenset(session.scalars(select(Org.org_id))),
+        models=scored_models(session),
     )
+
+
+def scored_models(session: Session) -> frozenset[str]:
+    """The models with stored scores (``score('NAME')`` may name them)."""
+    return frozenset(session.scalars(select(model_scores.c.model).distinct()))
 
 
 def parse_in(session: Session, text_: str) -> Expression:
@@ -133,22 +141,26 @@ def current_snapshot(session: Session, settings: Settings, *, rebuild: bool = Fa
         return snap
     root = snapshots_dir(settings)
     root.mkdir(parents=True, exist_ok=True)
-    folder = root / f"v{time.time_ns()}"
+    stamp = time.time_ns()
+    while (root / f"v{stamp}").exists() or (root / f"v{stamp}.tmp").exists():
+        stamp += 1  # a clock that stood still (a frozen test clock) or a twin process: the next name
+    folder = root / f"v{stamp}"
     tmp = folder.with_suffix(".tmp")
     tmp.mkdir()
     import pyarrow.parquet as pq
 
-    profiles, tags, merges = snapshot_schemas()
+    profiles, tags, merges, scores = snapshot_schemas()
     pq.write_table(_fetch_table(session, _PROFILES_SQL, profiles), tmp / "profiles.parquet")
     pq.write_table(_fetch_table(session, _TAGS_SQL, tags), tmp / "tags.parquet")
     pq.write_table(_fetch_table(session, _MERGES_SQL, merges), tmp / "merges.parquet")
+    pq.write_table(_fetch_table(session, _SCORES_SQL, scores), tmp / "scores.parquet")
     tmp.rename(folder)
     state_tmp = root / f"state.{os.getpid()}.tmp"
     state_tmp.write_text(json.dumps({"folder": folder.name, "versions": now_versions}))
     os.replace(state_tmp, root / "state.json")
     # keep the one before (a reader may still be on it); remove older ones
     kept = sorted((p for p in root.iterdir() if p.is_dir() and p.name.startswith("v")), key=lambda p: p.name)
-    for old in kept[:-2]:
+    for old in (p for p in kept[:-2] if p != folder):
         shutil.rmtree(old, ignore_errors=True)
     return Snapshot(folder, now_versions)
 
@@ -171,6 +183,7 @@ _STORE_CTES = (
     "WHERE c.erased_at IS NULL "
     "AND NOT EXISTS (SELECT 1 FROM customer_merges m WHERE m.merged_id = c.customer_id)), "
     "tags AS (SELECT customer_id, tag FROM customer_tags), "
+    "scores AS (SELECT model, customer_id, score_ppm FROM model_scores), "
     "events AS (SELECT COALESCE(m.survivor_id, e.customer_id) AS customer_id, e.type, e.local_date, "
     "e.channel, e.amount, e.card_id, e.product, e.tier, e.is_primary, e.new_customer, e.merchant, e.mcc, "
     "e.points, e.reward, e.quantity, e.product_id, e.duration_s "

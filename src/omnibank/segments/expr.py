@@ -17,7 +17,9 @@ Functions:
   ``as_of − N < d ≤ as_of`` (and the condition over event fields, when given);
 * ``amount('type', N [, condition])`` — the sum of their ``amount`` (0 when none);
 * ``days_since('type' [, condition])`` — days from the latest such event on or before ``as_of`` to
-  ``as_of`` (NULL when there is none, so ``days_since('app.login') > 90`` leaves out who never logged in).
+  ``as_of`` (NULL when there is none, so ``days_since('app.login') > 90`` leaves out who never logged in);
+* ``score('model')`` — the customer's latest stored score of a model (``omnibank model score``; a
+  probability, or an uplift for an uplift model), exact to millionths; NULL when not scored.
 """
 
 from __future__ import annotations
@@ -84,6 +86,7 @@ FUNCTIONS = {
     "events": "events('type', days [, condition])",
     "amount": "amount('type', days [, condition])",
     "days_since": "days_since('type' [, condition])",
+    "score": "score('model')",
 }
 MAX_DAYS = 3660
 MAX_LENGTH = 4000
@@ -94,6 +97,9 @@ MAX_NUMBER = 10**15
 MAX_DECIMALS = 6
 TYPE_PATTERN = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 TAG_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+MODEL_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
+#: a stored score is an integer in millionths (``model_scores.score_ppm``)
+SCORE_SCALE = 1_000_000
 
 
 class ExpressionError(AppError):
@@ -184,6 +190,11 @@ class InOrg:
 
 
 @dataclass(frozen=True)
+class Score:
+    model: str
+
+
+@dataclass(frozen=True)
 class EventAgg:
     kind: Literal["count", "sum", "days_since"]
     type: str
@@ -195,7 +206,23 @@ class EventAgg:
         return "num" if self.kind == "sum" else "int"
 
 
-Node = Lit | Field | EvField | Cmp | And | Or | Not | In | Between | IsNull | Like | HasTag | InOrg | EventAgg
+Node = (
+    Lit
+    | Field
+    | EvField
+    | Cmp
+    | And
+    | Or
+    | Not
+    | In
+    | Between
+    | IsNull
+    | Like
+    | HasTag
+    | InOrg
+    | EventAgg
+    | Score
+)
 
 
 @dataclass(frozen=True)
@@ -207,6 +234,7 @@ class Expression:
     tags: frozenset[str] = field(default_factory=frozenset)
     orgs: frozenset[str] = field(default_factory=frozenset)
     aggregates: tuple[EventAgg, ...] = ()
+    models: frozenset[str] = field(default_factory=frozenset)
 
 
 # ---------------------------------------------------------------------------------------------- parse
@@ -214,10 +242,12 @@ class Expression:
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What an expression may name besides the fixed fields: tags and orgs (None: not checked)."""
+    """What an expression may name besides the fixed fields: tags, orgs and models with stored scores
+    (None: not checked)."""
 
     tags: frozenset[str] | None = None
     orgs: frozenset[str] | None = None
+    models: frozenset[str] | None = None
 
 
 def _where(text: str, node: exp.Expr) -> str:
@@ -241,6 +271,7 @@ def parse(text: str, vocabulary: Vocabulary | None = None) -> Expression:
         tags=frozenset(checker.tags),
         orgs=frozenset(checker.orgs),
         aggregates=tuple(dict.fromkeys(checker.aggregates)),
+        models=frozenset(checker.models),
     )
 
 
@@ -482,6 +513,7 @@ class _Checker:
         self.event_scope = event_scope
         self.tags: set[str] = set()
         self.orgs: set[str] = set()
+        self.models: set[str] = set()
         self.aggregates: list[EventAgg] = []
 
     def fail(self, node: exp.Expr, message: str) -> ExpressionError:
@@ -675,6 +707,16 @@ class _Checker:
                 raise self.fail(node, f"unknown org '{org}' (see: omnibank org tree)")
             self.orgs.add(org)
             return InOrg(org)
+        if name == "score":
+            model = self._string_arg(node, args, 0, usage, count=1).lower()
+            if not MODEL_PATTERN.match(model):
+                raise self.fail(node, f"'{model}' is not a model name (lower-case letters, digits, _ or -)")
+            known_models = self.vocabulary.models
+            if known_models is not None and model not in known_models:
+                listed = ", ".join(sorted(known_models)) or "none scored yet (omnibank model score NAME)"
+                raise self.fail(node, f"no stored scores of model '{model}'; scored models: {listed}")
+            self.models.add(model)
+            return Score(model)
         # events / amount / days_since
         windowed = name != "days_since"
         lo, hi = (2, 3) if windowed else (1, 2)
@@ -721,6 +763,8 @@ class _Checker:
             return node.type
         if isinstance(node, EventAgg):
             return node.result_type
+        if isinstance(node, Score):
+            return "num"
         if isinstance(node, HasTag | InOrg):
             return "bool"
         return "bool"
@@ -803,6 +847,7 @@ class CustomerFacts:
     tags: frozenset[str]
     org_path: str  # "/HQ/B001/S0101/"
     events: Sequence[Mapping[str, Any]]  # each with type, local_date and the log's typed columns
+    scores: Mapping[str, int] = field(default_factory=dict)  # model → stored score in millionths
 
 
 _NO_FACTS = CustomerFacts(attributes={}, tags=frozenset(), org_path="", events=())
@@ -868,6 +913,9 @@ def _eval(node: Node, facts: CustomerFacts, as_of: date, event: Mapping[str, Any
         return f"/{node.org_id}/" in facts.org_path
     if isinstance(node, EventAgg):
         return _aggregate(node, facts, as_of)
+    if isinstance(node, Score):
+        ppm = facts.scores.get(node.model)
+        return None if ppm is None else Decimal(ppm) / SCORE_SCALE
     raise TypeError(f"unknown node {node!r}")  # pragma: no cover
 
 

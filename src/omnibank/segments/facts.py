@@ -11,7 +11,7 @@ Ids go to the store in chunks (SQLite allows at most 999 parameters a statement 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -25,7 +25,7 @@ from omnibank.events.reader import read_rows
 from omnibank.kit.money import from_fen
 from omnibank.orgs.models import Org
 from omnibank.segments.expr import CUSTOMER_FIELDS, EVENT_FIELDS, CustomerFacts, Value
-from omnibank.segments.tables import customer_tags
+from omnibank.segments.tables import customer_tags, model_scores
 
 _CHUNK = 900
 #: the event fields expressions read (``weekday`` included: the bank-local ISO day)
@@ -42,9 +42,10 @@ class Profile:
     org_path: str
     branch_id: str
     rm_id: str | None
+    scores: Mapping[str, int] = field(default_factory=dict)  # model → stored score in millionths
 
     def facts(self, events: Sequence[Mapping[str, Any]] = ()) -> CustomerFacts:
-        return CustomerFacts(self.attributes, self.tags, self.org_path, events)
+        return CustomerFacts(self.attributes, self.tags, self.org_path, events, self.scores)
 
 
 def _chunks(values: list[str]) -> Iterable[list[str]]:
@@ -63,19 +64,26 @@ def load_profiles(session: Session, customer_ids: Collection[str] | None = None)
         .where(Customer.erased_at.is_(None))
     )
     tag_query = select(customer_tags.c.customer_id, customer_tags.c.tag)
+    s = model_scores.c
+    score_query = select(s.customer_id, s.model, s.score_ppm)
     rows: list[Any] = []
     if customer_ids is None:
         rows = list(session.execute(query))
         tag_rows = list(session.execute(tag_query))
+        score_rows = list(session.execute(score_query))
     else:
-        tag_rows = []
+        tag_rows, score_rows = [], []
         for chunk in _chunks(list(dict.fromkeys(customer_ids))):
             rows += list(session.execute(query.where(Customer.customer_id.in_(chunk))))
             tag_rows += list(session.execute(tag_query.where(customer_tags.c.customer_id.in_(chunk))))
+            score_rows += list(session.execute(score_query.where(s.customer_id.in_(chunk))))
     marketing = consent.allowed_many(session, [c.customer_id for c, _ in rows], "marketing")
     tags: dict[str, set[str]] = {}
     for cid, tag in tag_rows:
         tags.setdefault(cid, set()).add(tag)
+    scores: dict[str, dict[str, int]] = {}
+    for cid, model, ppm in score_rows:
+        scores.setdefault(cid, {})[model] = int(ppm)
     out: dict[str, Profile] = {}
     for c, path in rows:
         attributes: dict[str, Value] = {n: getattr(c, n) for n in CUSTOMER_FIELDS if hasattr(c, n)}
@@ -87,6 +95,7 @@ def load_profiles(session: Session, customer_ids: Collection[str] | None = None)
             org_path=path,
             branch_id=c.branch_id,
             rm_id=c.rm_id,
+            scores=scores.get(c.customer_id, {}),
         )
     return out
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -21,13 +23,15 @@ from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.masking import mask_name
 from omnibank.kit.money import from_fen
 from omnibank.segments.compile import quote
-from omnibank.segments.engine import StoreEngine, duck_engine, parse_in
+from omnibank.segments.engine import StoreEngine, current_snapshot, duck_engine, parse_in
 from omnibank.segments.expr import TAG_PATTERN, And, Cmp, Expression, Field, InOrg, IsNull, Lit, Or
 from omnibank.segments.models import Segment, SegmentChange, SegmentMember, SegmentSnapshot
 from omnibank.segments.tables import tag_definitions
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+    from omnibank.segments.spark import SparkEngine
 
 _MEMBERS: Table = SegmentMember.__table__  # type: ignore[assignment]
 _CHANGES: Table = SegmentChange.__table__  # type: ignore[assignment]
@@ -85,15 +89,40 @@ def count(
     as_of: date,
     engine: str = "duckdb",
     within: str | Within | None = None,
+    spark_master: str | None = None,
 ) -> int:
     expression = parse_within(session, text, within)
     if engine == "postgres":
         return StoreEngine(session, settings.timezone).count(expression, as_of)
+    if engine == "spark":
+        with _spark(session, settings, spark_master) as spark:
+            return spark.count(expression, as_of)
     with duck_engine(session, settings) as duck:
         return duck.count(expression, as_of)
 
 
-def member_ids(session: Session, settings: Settings, expression: Expression, as_of: date) -> pa.Array:
+@contextmanager
+def _spark(session: Session, settings: Settings, master: str | None) -> Iterator[SparkEngine]:
+    from omnibank.segments.spark import DEFAULT_MASTER, spark_engine
+
+    with spark_engine(
+        settings, current_snapshot(session, settings), master=master or DEFAULT_MASTER
+    ) as spark:
+        yield spark
+
+
+def member_ids(
+    session: Session,
+    settings: Settings,
+    expression: Expression,
+    as_of: date,
+    *,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+) -> pa.Array:
+    if engine == "spark":
+        with _spark(session, settings, spark_master) as spark:
+            return spark.ids(expression, as_of)
     with duck_engine(session, settings) as duck:
         return duck.ids(expression, as_of)
 
@@ -182,14 +211,26 @@ def export_ids(
     return ids
 
 
-def export(session: Session, settings: Settings, text: str, *, as_of: date, out: Path, actor: str) -> int:
+def export(
+    session: Session,
+    settings: Settings,
+    text: str,
+    *,
+    as_of: date,
+    out: Path,
+    actor: str,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
+) -> int:
     """Write the matching customer ids to ``out`` (.csv or .parquet); the export is audited."""
     suffix = out.suffix.lower()
     if suffix not in {".csv", ".parquet"}:
         raise AppError(f"{out}: the export file must end in .csv or .parquet")
     if out.is_dir():
         raise AppError(f"{out}: is a folder; give a file name")
-    ids = member_ids(session, settings, parse_in(session, text), as_of)
+    ids = member_ids(
+        session, settings, parse_in(session, text), as_of, engine=engine, spark_master=spark_master
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     if suffix == ".csv":
@@ -392,3 +433,28 @@ def _matrix_sql(lifecycle: list[str], wealth: list[str], filter_sql: str) -> str
         f"SELECT coalesce({first_tag(lifecycle)}, '—') AS lc, coalesce({first_tag(wealth)}, '—') AS w, "
         f"p.occupation, count(*) FROM profiles p {filter_sql} GROUP BY ALL"
     )
+
+
+def export_attributes(session: Session, settings: Settings, out: Path) -> dict[str, int]:
+    """Copy the current profile snapshot (customers' non-personal attributes, tags, merges, stored scores:
+    never a name, phone or ID number) into ``out``, for a Spark job reading the event log beside it.
+    Written aside and renamed into place, so a reader never sees half an export."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise AppError(f"{out}: exists and is not an empty folder; give a new one")
+    snapshot = current_snapshot(session, settings)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = {}
+    for name in ("profiles", "tags", "merges", "scores"):
+        source = snapshot.folder / f"{name}.parquet"
+        shutil.copyfile(source, tmp / f"{name}.parquet")
+        counts[name] = pq.ParquetFile(source).metadata.num_rows
+    if out.exists():
+        out.rmdir()
+    tmp.rename(out)
+    return counts

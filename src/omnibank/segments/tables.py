@@ -11,3 +11,6 @@ from sqlalchemy import column, table
 
 tag_definitions = table("tag_definitions", column("name"), column("category"))
 customer_tags = table("customer_tags", column("customer_id"), column("tag"))
+
+#: models' latest scores (the marketing domain writes them: :mod:`omnibank.marketing.scores`)
+model_scores = table("model_scores", column("model"), column("customer_id"), column("score_ppm"))

@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 
 from omnibank.config import Settings
 from omnibank.errors import AppError, InputRefused
+from omnibank.events.compact import unread
 from omnibank.events.log import EventLog, sql_string
 from omnibank.kit.crypto import FieldCipher
 from omnibank.kit.loading import LoadRun
@@ -78,7 +79,7 @@ class IntakeReport:
 def _pending_files(session: Session, settings: Settings) -> list[Path]:
     log = EventLog(settings)
     done = set(session.scalars(select(TicketIntakeOffset.path)))
-    return [f for f in log.files() if str(f.relative_to(log.dir)) not in done]
+    return unread(log, done)  # compacted files mapped to their originals
 
 
 def _read(settings: Settings, files: list[Path]) -> list[tuple[Any, ...]]:

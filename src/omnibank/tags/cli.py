@@ -11,7 +11,7 @@ from omnibank.config import get_settings
 from omnibank.db import unit_of_work
 from omnibank.kit.console import err, out
 from omnibank.listing import Col, FormatOpt, OutputFormat, note, print_rows
-from omnibank.segments.cli import AsOfOpt, as_of_date
+from omnibank.segments.cli import AsOfOpt, SparkMasterOpt, as_of_date, check_engine
 from omnibank.tags import service
 from omnibank.tags.models import CustomerTag, TagDefinition
 
@@ -34,15 +34,21 @@ def load(
 def compute(
     as_of: str = AsOfOpt,
     only: list[str] = typer.Option(None, "--tag", help="Compute only this tag (repeatable)."),
+    engine: str = typer.Option(
+        "duckdb", "--engine", help="duckdb (embedded) or spark (over the log's files)."
+    ),
+    spark_master: str = SparkMasterOpt,
     fmt: OutputFormat = FormatOpt,
 ) -> None:
     """Compute every tag as of a date; who gained and who lost each is kept."""
+    check_engine(engine, ("duckdb", "spark"))
     settings = get_settings()
     day = as_of_date(as_of)
     with unit_of_work(settings, bulk_load=True) as session:
         report = service.compute_tags(
-            session, settings, as_of=day, only=only or None, on_tag=lambda t: err.print(f"computing {t}…")
-        )
+            session, settings, as_of=day, only=only or None, on_tag=lambda t: err.print(f"computing {t}…"),
+            engine=engine, spark_master=spark_master,
+        )  # fmt: skip
     columns = (Col("tag"), Col("customers"), Col("gained"), Col("lost"))
     print_rows(
         columns,

@@ -14,12 +14,14 @@ fresh results), writes who carries it now and records every gain and loss with i
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import yaml
 from sqlalchemy import Table, select
@@ -30,9 +32,16 @@ from omnibank.db import versions
 from omnibank.db.bulk import delete_keys, insert_rows
 from omnibank.errors import AppError, InputRefused
 from omnibank.orgs.models import Org
-from omnibank.segments.compile import quote
 from omnibank.segments.engine import duck_engine
-from omnibank.segments.expr import CUSTOMER_FIELDS, FUNCTIONS, TAG_PATTERN, ExpressionError, Vocabulary, parse
+from omnibank.segments.expr import (
+    CUSTOMER_FIELDS,
+    FUNCTIONS,
+    TAG_PATTERN,
+    Expression,
+    ExpressionError,
+    Vocabulary,
+    parse,
+)
 from omnibank.tags.models import CustomerTag, CustomerTagChange, TagDefinition
 
 CATEGORIES = ("lifecycle", "wealth", "silver", "digital", "consumption", "channel", "preference", "other")
@@ -188,8 +197,12 @@ def compute_tags(
     only: list[str] | None = None,
     now: datetime | None = None,
     on_tag: Callable[[str], Any] | None = None,
+    engine: str = "duckdb",
+    spark_master: str | None = None,
 ) -> ComputeReport:
-    """Evaluate tag definitions as of ``as_of`` and store who carries each; gains and losses are kept."""
+    """Evaluate tag definitions as of ``as_of`` and store who carries each; gains and losses are kept.
+    ``engine`` ``spark`` evaluates them on Spark over the same snapshot and log (:mod:`omnibank.segments.
+    spark`); the store is written the same way."""
     now = now or datetime.now(UTC)
     defs = list(session.scalars(select(TagDefinition)))
     if not defs:
@@ -206,23 +219,43 @@ def compute_tags(
             )
         ordered = [d for d in ordered if d.name in only]
     report = ComputeReport(as_of=as_of)
-    with duck_engine(session, settings, private=True) as engine:
+    with _engine(session, settings, engine, spark_master) as tagger:
         for d in ordered:
             if on_tag:
                 on_tag(d.name)
-            new = engine.ids(parse(d.expression, vocab), as_of)
-            old = (
-                engine.query(f"SELECT customer_id FROM tags WHERE tag = {quote(d.name)}")
-                .column(0)
-                .combine_chunks()
-            )
+            new = tagger.ids(parse(d.expression, vocab), as_of)
+            old = tagger.carriers(d.name)
             gained = pc.filter(new, pc.invert(pc.is_in(new, value_set=old))) if len(old) else new
             lost = pc.filter(old, pc.invert(pc.is_in(old, value_set=new))) if len(new) else old
             _write(session, d.name, gained.to_pylist(), lost.to_pylist(), as_of, now)
-            engine.replace_tag(d.name, new)
+            tagger.replace_tag(d.name, new)
             report.results.append(TagResult(d.name, len(new), len(gained), len(lost)))
     versions.bump(session, "tags")
     return report
+
+
+class _Tagger(Protocol):
+    def ids(self, expression: Expression, as_of: date) -> pa.Array: ...
+
+    def carriers(self, tag: str) -> pa.Array: ...
+
+    def replace_tag(self, tag: str, ids: pa.Array) -> None: ...
+
+
+@contextmanager
+def _engine(session: Session, settings: Settings, engine: str, spark_master: str | None) -> Iterator[_Tagger]:
+    if engine == "spark":
+        from omnibank.segments.engine import current_snapshot
+        from omnibank.segments.spark import DEFAULT_MASTER, spark_engine
+
+        snapshot = current_snapshot(session, settings)
+        with spark_engine(settings, snapshot, master=spark_master or DEFAULT_MASTER) as spark:
+            yield spark
+        return
+    if engine != "duckdb":
+        raise AppError(f"--engine must be duckdb or spark, not {engine!r}")
+    with duck_engine(session, settings, private=True) as duck:
+        yield duck
 
 
 def _write(

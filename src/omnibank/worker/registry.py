@@ -32,6 +32,7 @@ JOB_MODULES: tuple[str, ...] = (
     "omnibank.service.jobs",
     "omnibank.surveys.jobs",
     "omnibank.cx.jobs",
+    "omnibank.events.jobs",
     "omnibank.audit.jobs",
 )
 

@@ -1,6 +1,7 @@
 """Customers: the list of the customers the caller sees (masked, 50 a page), the exact search by phone, ID
 number or customer id (in a POST body: a personal number never goes in a URL), the customer 360 in cards
-(J6: the campaigns the customer can join now), and the audited reveal of one field with a reason.
+(J6: the campaigns the customer can join now; B2: the benefits to offer, with the reason), and the audited
+reveal of one field with a reason.
 
 Everything is read through :mod:`omnibank.customer_ops.view` (the read layer ``customer show`` and
 ``GET /api/v1/customers/{id}`` share), with the caller's scope: a customer outside it is a 404."""
@@ -79,6 +80,14 @@ CONTACT_STATUSES = {
     "clicked": N_("Clicked"),
 }
 SOURCES = {"customer record": N_("Customer record")}
+#: why a benefit is recommended, for staff (benefits.recommend's sources; its REASONS address the customer)
+RECOMMENDED_REASONS = {
+    "similar": N_("Often redeemed by similar customers"),
+    "again": N_("Redeemed this benefit before"),
+    "age": N_("Popular in the same age band"),
+    "spending": N_("Often redeemed by customers who spend alike"),
+    "popular": N_("Popular benefit"),
+}
 
 
 def _labels() -> dict[str, Any]:
@@ -87,6 +96,7 @@ def _labels() -> dict[str, Any]:
         "occupations": OCCUPATIONS, "channels": CHANNELS, "coupon_statuses": COUPON_STATUSES,
         "journey_statuses": JOURNEY_STATUSES, "lead_statuses": LEAD_STATUSES,
         "contact_statuses": CONTACT_STATUSES, "purposes": PURPOSES, "sources": SOURCES,
+        "recommended_reasons": RECOMMENDED_REASONS,
     }  # fmt: skip
 
 
