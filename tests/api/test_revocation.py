@@ -4,7 +4,6 @@ as a user who does not exist."""
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -108,8 +107,10 @@ def test_a_locked_user_and_an_unknown_user_take_the_same_time(
             return time.perf_counter() - start
 
         timed("nobody"), timed("timed")  # warm
-        locked = statistics.median(timed("timed") for _ in range(7))
-        unknown = statistics.median(timed("nobody") for _ in range(7))
+        # interleaved, and the fastest of each: a busy machine (CI's other workers) slows single requests,
+        # not the cost of the work itself, which is what must be the same
+        pairs = [(timed("timed"), timed("nobody")) for _ in range(9)]
+        locked, unknown = min(p[0] for p in pairs), min(p[1] for p in pairs)
         assert 0.5 < locked / unknown < 2, (locked, unknown)
     finally:
         users._dummy_hash.cache_clear()

@@ -91,6 +91,7 @@ def _campaign_manager(demo_site: DemoSite, lang: str, *, main_only: bool = False
     _visit(demo_site, page, "/console/journeys", f"journeys-{lang}", charts=1, axe=axe)
     journey = _first_link(page, r"/console/journeys/\w+")
     _visit(demo_site, page, journey, f"journey-report-{lang}", charts=2, axe=axe)
+    _visit(demo_site, page, "/console/marketing", f"marketing-{lang}", axe=axe)
     _visit(demo_site, page, "/console/contact", f"contact-{lang}", charts=1, axe=axe)
     year = "/console/invites?from=2026-01-01&to=2026-12-31"
     _visit(demo_site, page, year, f"invites-{lang}", charts=1, axe=axe)

@@ -17,7 +17,7 @@ from omnibank.console.web import CONSOLE, SignInNeeded, error_page, to_sign_in
 from omnibank.errors import AppError, NotFound
 
 #: the page modules under omnibank.console.pages, each with a ``router``
-PAGES = ("signin", "home", "customers", "segments", "benefits", "campaigns", "journeys", "leads",
+PAGES = ("signin", "home", "customers", "segments", "benefits", "campaigns", "journeys", "marketing", "leads",
          "tickets", "cx", "invites", "contact", "audit", "public", "surveys_public")  # fmt: skip
 _PREFIXES = (CONSOLE, "/c/")
 

@@ -239,6 +239,7 @@ NAV: tuple[tuple[str, str, str | None], ...] = (
     ("/benefits", N_("Benefits"), "benefits:read"),
     ("/campaigns", N_("Campaigns"), "campaigns:read"),
     ("/journeys", N_("Journeys"), "campaigns:read"),
+    ("/marketing", N_("Precision marketing"), "campaigns:read"),
     ("/leads", N_("Leads"), "leads:write"),
     ("/tickets", N_("Tickets"), "customers:read"),
     ("/cx", N_("Experience"), "customers:read"),
