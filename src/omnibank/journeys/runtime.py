@@ -118,8 +118,8 @@ def stop(session: Session, journey_id: str, *, now: datetime | None = None) -> N
 
 
 def run_row(a: Action, entry_id: int | None, now: datetime, *, outcome: str | None = None,
-             reason: str | None = None, at: datetime | None = None, ref: str | None = None,
-             control: bool = False) -> dict[str, Any]:  # fmt: skip
+            reason: str | None = None, at: datetime | None = None, ref: str | None = None,
+            control: bool = False) -> dict[str, Any]:  # fmt: skip
     return {
         "key": a.key,
         "journey": a.journey,
