@@ -335,31 +335,10 @@ def test_the_cli_prints_counts_writes_the_csv_and_a_dry_run_writes_nothing(
 
 
 def planted_bank(env, tmp_path: Path) -> dict[str, Any]:
-    """test_models' bank (fans of product X accept installments), its acceptances in the data contract's
-    shape (card, amount, terms)."""
-    import random
+    """test_models' bank (fans of product X accept installments; acceptances in the contract's shape)."""
+    from tests.marketing.test_models import load_bank as load_planted
 
-    from omnibank.ingest.service import load_file
-    from tests.api.bank import STAFF
-    from tests.factories import ORGS, customers_csv
-    from tests.marketing.test_models import SPEC, generate
-
-    customers, events, fans = generate(random.Random(19), 200)
-    for e in events:
-        if e["type"] == "installment.accepted":
-            e.update(card_id=f"6222{e['customer_id'][1:]:0>12}", amount="3000.00", terms=12)
-    folder = tmp_path / "bank"
-    folder.mkdir()
-    (folder / "orgs.csv").write_text(ORGS, encoding="utf-8")
-    (folder / "staff.csv").write_text(STAFF, encoding="utf-8")
-    customers_csv(folder / "customers.csv", customers)
-    for kind in ("orgs", "staff", "customers"):
-        assert load_file(kind, folder / f"{kind}.csv", settings=env.settings, progress=False).rejected == 0
-    path = jsonl(folder / "events.jsonl", *events)
-    assert load_file("events", path, settings=env.settings, progress=False).rejected == 0
-    features = tmp_path / "features.yaml"
-    features.write_text(SPEC, encoding="utf-8")
-    return {"features": features, "fans": fans}
+    return load_planted(env, tmp_path, 200)
 
 
 def test_a_trained_model_ranks_the_list_and_spared_fans_are_replaced_from_further_down(env, tmp_path) -> None:

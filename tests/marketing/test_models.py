@@ -79,9 +79,9 @@ def bank(env, tmp_path) -> dict[str, Any]:
     return load_bank(env, tmp_path, N)
 
 
-def load_bank(env, tmp_path: Path, n: int) -> dict[str, Any]:
-    customers, events, fans = generate(random.Random(19), n)
-    folder = tmp_path / "bank"
+def load_files(env, folder: Path, customers: list[dict[str, str]], events: list[dict[str, Any]]) -> None:
+    """The test org tree and staff, ``customers`` and ``events`` written as contract files under ``folder``
+    and loaded, every line accepted (the marketing tests' banks)."""
     folder.mkdir()
     (folder / "orgs.csv").write_text(ORGS, encoding="utf-8")
     (folder / "staff.csv").write_text(STAFF, encoding="utf-8")
@@ -90,6 +90,11 @@ def load_bank(env, tmp_path: Path, n: int) -> dict[str, Any]:
         assert load_file(kind, folder / f"{kind}.csv", settings=env.settings, progress=False).rejected == 0
     path = jsonl(folder / "events.jsonl", *events)
     assert load_file("events", path, settings=env.settings, progress=False).rejected == 0
+
+
+def load_bank(env, tmp_path: Path, n: int) -> dict[str, Any]:
+    customers, events, fans = generate(random.Random(19), n)
+    load_files(env, tmp_path / "bank", customers, events)
     features = tmp_path / "features.yaml"
     features.write_text(SPEC, encoding="utf-8")
     return {"features": features, "fans": fans, "ids": [c["customer_id"] for c in customers]}

@@ -16,13 +16,12 @@ import pytest
 
 from omnibank.db import unit_of_work
 from omnibank.errors import InputRefused, NotFound
-from omnibank.ingest.service import load_file
 from omnibank.journeys.models import Journey, JourneyEntry
 from omnibank.journeys.spec import parse_journey
 from omnibank.marketing import models, uplift
-from tests.api.bank import STAFF
-from tests.events.helpers import event, jsonl
-from tests.factories import ORGS, customer_row, customers_csv, id_number
+from tests.events.helpers import event
+from tests.factories import customer_row, id_number
+from tests.marketing.test_models import load_files
 
 pytest.importorskip("sklearn")
 
@@ -114,15 +113,7 @@ def load_bank(env, tmp_path: Path, n: int = N) -> dict[str, Any]:
             day2 = SMS_DAY + timedelta(days=rng.randint(0, 20))
             events.append(event(f"a{i}", "installment.accepted", customer_id=cid, ts=iso(day2, 15),
                                 card_id=f"6222{i:012d}", amount="3000.00", terms=6))  # fmt: skip
-    folder = tmp_path / "bank"
-    folder.mkdir()
-    (folder / "orgs.csv").write_text(ORGS, encoding="utf-8")
-    (folder / "staff.csv").write_text(STAFF, encoding="utf-8")
-    customers_csv(folder / "customers.csv", customers)
-    for kind in ("orgs", "staff", "customers"):
-        assert load_file(kind, folder / f"{kind}.csv", settings=env.settings, progress=False).rejected == 0
-    path = jsonl(folder / "events.jsonl", *events)
-    assert load_file("events", path, settings=env.settings, progress=False).rejected == 0
+    load_files(env, tmp_path / "bank", customers, events)
     with unit_of_work(env.settings) as session:
         for jid, conversion in (("installment_call", True), ("installment_sms", False)):
             text = journey_yaml(jid, conversion)
