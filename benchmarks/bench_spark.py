@@ -1,12 +1,19 @@
-"""Benchmark (issue #20): segment counts on Spark in local mode beside DuckDB, 1M customers and 10M events.
+"""Benchmark (issue #20): segment counts on Spark in local mode beside DuckDB, 1M customers and 10M events;
+and a campaign backtest on Spark beside the local one.
 
     python benchmarks/bench_spark.py [--customers 1000000] [--events 10000000] [--data DIR] [--master M]
+                                     [--backtest-customers 20000]
 
 The data is ``bench_models.py``'s (the profile snapshot of ``--customers`` customers and ``--events`` events
 over five months, written straight in the engine's layout; ``--data DIR`` shares and reuses it). Each
 expression is counted by the embedded engine (DuckDB) and by Spark (pyspark in local mode, the JVM started
 before timing), best of two, and the counts must be equal. On one machine Spark is slower: the figure shows
 its overhead; the point is the same answers on a cluster. Needs ``pip install -e '.[spark]'`` and Java 17.
+
+Then the backtest: a demo bank of ``--backtest-customers`` customers (``omnibank demo generate``, a year)
+loaded into an event log of its own; ``campaign simulate examples/campaigns/luckin_cobrand.yaml`` runs
+locally and with ``--engine spark`` (as the functions the command calls); the grants files must be equal
+byte for byte. ``--backtest-customers 0`` leaves it out.
 """
 
 from __future__ import annotations
@@ -39,6 +46,7 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=10_000_000)
     parser.add_argument("--data", type=Path, help="a folder with (or for) bench_models.py's data home")
     parser.add_argument("--master", default="local[*]", help="the Spark master")
+    parser.add_argument("--backtest-customers", type=int, default=20_000, help="bank size of the backtest")
     args = parser.parse_args()
     try:
         import pyspark  # noqa: F401
@@ -79,9 +87,51 @@ def main() -> int:
             verdict = "= Spark" if same else f"≠ Spark {n_spark:,}"
             print(f"{text}\n    DuckDB {duck_s:.2f} s · Spark {spark_s:.2f} s ({spark_s / duck_s:.1f}×) · "
                   f"{n_duck:,} customers {verdict}", flush=True)  # fmt: skip
-    stop_sessions()
     print(f"same counts on both engines: {'PASS' if ok else 'FAIL'}")
+    if args.backtest_customers:
+        ok = backtest(data, args.backtest_customers, args.master) and ok
+    stop_sessions()
     return 0 if ok else 1
+
+
+def backtest(data: Path, customers: int, master: str) -> bool:
+    """The Luckin year backtested locally and on Spark over the same event log: times and equality."""
+    import io
+
+    from omnibank import config, db
+    from omnibank.campaigns.simulate import simulate
+    from omnibank.campaigns.spark import simulate_on_spark
+    from omnibank.campaigns.spec import load_campaign
+    from omnibank.demo.generator import generate
+    from omnibank.ingest.service import load_file
+
+    src = data / f"backtest-{customers}"
+    if not (src / "events.jsonl").exists():
+        generate(src, customers=customers, seed=2026, progress=False)
+    home = Path(tempfile.mkdtemp(prefix="omnibank-bench-spark-backtest-"))
+    os.environ["OMNIBANK_HOME"] = str(home)
+    config.reset_settings()
+    db.dispose_engines()
+    settings = config.get_settings()
+    load_file("events", src / "events.jsonl", settings=settings, progress=False)
+    spec = load_campaign(HERE.parent / "examples" / "campaigns" / "luckin_cobrand.yaml")
+    local, on_spark = io.BytesIO(), io.BytesIO()
+    t = time.perf_counter()
+    report = simulate(spec, settings, events=None, out=local)
+    local_s = time.perf_counter() - t
+    simulate_on_spark(spec, settings, out=io.BytesIO(), master=master)  # the first: the session's start-up
+    t = time.perf_counter()
+    simulate_on_spark(spec, settings, out=on_spark, master=master)
+    spark_s = time.perf_counter() - t
+    same = local.getvalue() == on_spark.getvalue()
+    print(
+        f"backtest of the Luckin year, {customers:,} customers, {report.events:,} campaign events, "
+        f"{report.grants:,} grants: local {local_s:.1f} s · Spark {spark_s:.1f} s "
+        f"({spark_s / local_s:.1f}×) · "
+        f"grants.jsonl {'byte-identical' if same else 'DIFFERENT'}  [{'PASS' if same else 'FAIL'}]",
+        flush=True,
+    )
+    return same
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
@@ -124,6 +125,15 @@ def pytest_report_header() -> list[str]:
     moment = datetime.now(UTC).astimezone(BANK_TZ).strftime("%Y-%m-%d %H:%M")
     shifted = " (shifted by OMNIBANK_TEST_CLOCK, ticking)" if os.environ.get(clock.SHIFT_VAR) else ""
     return [f"omnibank store: {store}", f"omnibank clock: {moment} Asia/Shanghai{shifted}"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _spark_stopped_at_the_end() -> Iterator[None]:
+    """The Spark tests share a worker's one Spark session (its JVM starts in ~10 s), stopped at the end."""
+    yield
+    spark = sys.modules.get("omnibank.segments.spark")
+    if spark is not None:
+        spark.stop_sessions()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, MetaData, Table, insert, select
 
 from omnibank import db
-from omnibank.campaigns.models import Campaign, CampaignGrant
+from omnibank.campaigns.models import Campaign, CampaignGrant, CampaignOffset
 from omnibank.db import get_engine, unit_of_work
 from omnibank.db.base import Base
 from omnibank.models import import_all_models
@@ -41,9 +41,14 @@ def test_live_grants_stored_before_the_coupon_ledger_upgrade_in_place(env) -> No
             if c.name not in {"ledger", "coupon_id"}
         ),
     )
+    old_campaigns = Table(  # nor partitions
+        "campaigns",
+        MetaData(),
+        *(Column(c.name, c.type) for c in Campaign.__table__.columns if c.name != "partitions"),
+    )
     with get_engine().begin() as conn:
         conn.execute(
-            insert(Campaign.__table__).values(
+            insert(old_campaigns).values(
                 id="c1",
                 name="c1",
                 definition="{}",
@@ -67,10 +72,25 @@ def test_live_grants_stored_before_the_coupon_ledger_upgrade_in_place(env) -> No
                 local_date=date(2026, 3, 1),
             )
         )
+        conn.execute(  # a log file it applied, before offsets were kept per partition of the customers
+            insert(Table("campaign_offsets", MetaData(), *(Column(n) for n in ("campaign", "path", "events",
+                   "applied_at")))).values(campaign="c1", path="month=2026-03/a.parquet", events=3,
+                                           applied_at=now)
+        )  # fmt: skip
     db.upgrade()
     with unit_of_work() as session:
         grant = session.scalars(select(CampaignGrant)).one()
+        campaign = session.get(Campaign, "c1")
+        offset = session.scalars(select(CampaignOffset)).one()
     assert (grant.key, grant.ledger, grant.coupon_id) == ("c1:weekly:C1:2026-W09", "not_in_catalogue", None)
+    # a campaign started before partitions goes on in one, which has read what it had read
+    assert campaign is not None and campaign.partitions == 1
+    assert (offset.campaign, offset.part, offset.path, offset.events) == (
+        "c1",
+        0,
+        "month=2026-03/a.parquet",
+        3,
+    )
 
 
 def test_the_head_read_from_the_files_is_alembics_and_the_current_revision_its_own(env) -> None:

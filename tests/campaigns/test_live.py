@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from omnibank.campaigns import live
+from omnibank.campaigns import live, partitions
 from omnibank.campaigns.models import CampaignGrant, CampaignOffset
 from omnibank.campaigns.simulate import simulate
 from omnibank.campaigns.spec import load_campaign
@@ -87,11 +87,14 @@ def test_a_run_that_dies_mid_file_leaves_nothing_and_the_next_completes_it(env, 
     load_file(
         "events", jsonl(tmp_path / "m1.jsonl", *month_of_events(1)), settings=env.settings, progress=False
     )
+    part = partitions.part_of("A", partitions.DEFAULT_PARTITIONS)  # customer A's share of the customers
     with unit_of_work(env.settings) as session:
-        (rel,) = live.pending_files(session, env.settings, "luckin2026")
+        (rel,) = live.pending_files(session, env.settings, "luckin2026", part)
     report = live.RunReport(campaign="luckin2026")
     with pytest.raises(RuntimeError, match="simulated crash"), unit_of_work(env.settings) as session:
-        live.apply_file(session, env.settings, "luckin2026", rel, eligible=None, report=report, fail_after=40)
+        live.apply_file(
+            session, env.settings, "luckin2026", rel, eligible=None, report=report, part=part, fail_after=20
+        )
     with unit_of_work(env.settings) as session:
         assert session.scalar(select(func.count()).select_from(CampaignGrant)) == 0
         assert session.scalar(select(func.count()).select_from(CampaignOffset)) == 0

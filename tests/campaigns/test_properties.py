@@ -137,8 +137,8 @@ def test_live_equals_simulate_for_random_streams(env, tmp_path_factory) -> None:
             for e in events
         ]
         spec = base.model_copy(update={"id": f"luckin_{n}"})
-        with unit_of_work(env.settings) as session:
-            live.start(session, spec, source_text=yaml_of(spec))
+        with unit_of_work(env.settings) as session:  # two partitions: the customers applied apart, in turn
+            live.start(session, spec, source_text=yaml_of(spec), partitions=2)
         ordered = sorted(mine, key=lambda e: e["ts"])
         half = len(ordered) // 2
         for part, chunk in enumerate((ordered[:half], ordered[half:])):

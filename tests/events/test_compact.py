@@ -335,7 +335,7 @@ def test_every_consumer_table_is_known_to_compaction(env: Any) -> None:
     import_all_models()
     for table, key in CONSUMER_TABLES:
         columns = Base.metadata.tables[table].columns
-        assert "path" in columns and (key is None or key in columns), table
+        assert "path" in columns and (key is None or key.split()[0] in columns), table
     with unit_of_work(env.settings) as session:
         assert consumer_positions(session, "2026-03") == {}
     # every table of the store with a path into the log is one of them

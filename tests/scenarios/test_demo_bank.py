@@ -1,17 +1,76 @@
 """Given a fresh data home, when `omnibank demo` runs, then the whole bank is loaded with nothing
-rejected, running it again changes nothing, and a customer's 360 shows masked data and events."""
+rejected, the example journeys run live, no contract file is left under the data home, running it again
+changes nothing, and a customer's 360 shows masked data and events. (One demo run for all of it: each costs
+tens of seconds of the suite.)"""
 
 from __future__ import annotations
 
 import re
+import stat
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from omnibank.contact.models import ContactMessage
 from omnibank.customers.models import Customer
 from omnibank.db import unit_of_work
 from omnibank.events.log import EventLog
+from omnibank.journeys.models import Journey, JourneyEntry
+from omnibank.kit.console import out
+from omnibank.leads.models import Lead
 from omnibank.orgs.models import Org, Staff
+
+CONTRACT = {"orgs.csv", "staff.csv", "customers.csv", "events.jsonl"}
+
+
+@pytest.fixture(autouse=True)
+def pipe_console(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The shared console as a pipe sees it: tables at their natural width, whatever an earlier test set."""
+    monkeypatch.setattr(out, "_width", None)
+
+
+def journeys_ran_live(cli: Any, env: Any, stdout: str) -> None:
+    """The example journeys started on the launch day and the worker ran over the last days: entries, sends
+    with receipts (deferrals in the quiet hours), leads for branch staff; printed as live journeys."""
+    assert "live journeys, launched 2026-04-21" in stdout  # the last 10 of the 120 days
+    for journey in ("card_activation_nudge", "product_view_lead", "silver_digital_help"):
+        assert re.search(rf"│ {journey}\s*│", stdout), journey
+    with unit_of_work(env.settings) as session:
+        assert set(session.scalars(select(Journey.status))) == {"active"}
+        assert session.scalar(select(func.count()).select_from(JourneyEntry)) > 0
+        statuses = dict(
+            session.execute(select(ContactMessage.status, func.count()).group_by(ContactMessage.status)).all()
+        )
+        assert statuses.get("delivered", 0) > 0 and statuses.get("deferred", 0) > 0, statuses
+        channels = set(session.scalars(select(ContactMessage.channel).distinct()))
+        assert {"branch_task", "sms"} <= channels
+        assert session.scalar(select(func.count()).select_from(Lead)) > 0
+    report = cli("journey", "report", "silver_digital_help")
+    assert report.exit_code == 0 and "branch_task" in report.stdout
+
+
+def no_contract_file_left(home: Path, stderr: str) -> None:
+    """The contract files (synthetic names, phones, ID numbers in plain text) were written to a private
+    temporary folder outside the data home and removed; what is left is its owner's only (0600 / 0700)."""
+    files = [p for p in home.rglob("*") if p.is_file()]
+    # the generated files, the feed and the suppliers' files; reports the loads write under loads/ (rejects
+    # masked, discrepancies) are not contract files
+    contract = [
+        p for p in files
+        if p.suffix in (".csv", ".jsonl") and (home / "loads" not in p.parents or p.name in CONTRACT)
+    ]  # fmt: skip
+    assert contract == [], contract
+    assert not (home / "demo").exists()
+    found = re.search(r"into (\S+) \(removed", stderr.replace("\n", " "))
+    assert found, stderr
+    scratch = Path(found.group(1))
+    assert not scratch.exists() and not scratch.parent.exists()
+    assert not scratch.is_relative_to(home)
+    for path in [home, *home.rglob("*")]:
+        want = 0o700 if path.is_dir() else 0o600
+        assert stat.S_IMODE(path.stat().st_mode) == want, path
 
 
 def _table_rows(stdout: str) -> dict[str, list[str]]:
@@ -24,9 +83,11 @@ def _table_rows(stdout: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.embedded_only  # repeatability is the generator's; the demo on PostgreSQL is tests/demo's
-def test_demo_loads_a_whole_bank_and_is_repeatable(cli, env) -> None:
+def test_demo_loads_a_whole_bank_runs_its_journeys_and_is_repeatable(cli, env) -> None:
     first = cli("demo", "--customers", "400", "--days", "120")
     assert first.exit_code == 0, first.stderr
+    journeys_ran_live(cli, env, first.stdout)
+    no_contract_file_left(env.home, first.stderr)
     rows = _table_rows(first.stdout)
     # the events up to the journeys' launch load with the bank; the last days arrive as its year is lived
     history = next(name for name in rows if name.startswith("events-until-"))

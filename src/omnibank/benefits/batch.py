@@ -125,15 +125,6 @@ def _grant_all(
     defined: set[str] = set()
     try:
         with session.begin_nested():
-            for benefit_id, n in sorted(stock.items()):
-                if not ledger.take_stock(session, benefit_id, n):
-                    raise Refused("out_of_stock")
-            for budget_id, (n, money) in sorted(budgets.items()):
-                taken = ledger.take_budget(session, budget_id, face_value_fen=money, n=n)
-                if taken is False:
-                    raise Refused(f"budget_exhausted:{budget_id}")
-                if taken:
-                    defined.add(budget_id)
             ids = list(
                 session.scalars(insert(Coupon).returning(Coupon.id, sort_by_parameter_order=True), rows)
             )
@@ -152,6 +143,17 @@ def _grant_all(
                     for coupon_id, row in zip(ids, rows, strict=True)
                 ],
             )
+            # the shared rows last (in a fixed order): their locks are held from here to the commit, so
+            # batches of other transactions (a live campaign's runs side by side) wait only that long
+            for benefit_id, n in sorted(stock.items()):
+                if not ledger.take_stock(session, benefit_id, n):
+                    raise Refused("out_of_stock")
+            for budget_id, (n, money) in sorted(budgets.items()):
+                taken = ledger.take_budget(session, budget_id, face_value_fen=money, n=n)
+                if taken is False:
+                    raise Refused(f"budget_exhausted:{budget_id}")
+                if taken:
+                    defined.add(budget_id)
     except (Refused, IntegrityError):
         return None
     return [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 
 import typer
@@ -14,6 +15,11 @@ from omnibank.kit.console import err, out
 from omnibank.listing import Col, FormatOpt, OutputFormat, print_rows
 
 app = typer.Typer(no_args_is_help=True)  # help: omnibank.cli.COMMANDS
+
+
+class Engine(StrEnum):
+    duckdb = "duckdb"
+    spark = "spark"
 
 
 @app.command("validate")
@@ -41,6 +47,12 @@ def simulate_cmd(
     events: Path = typer.Argument(None, help="An events.jsonl file (default: the data home's event log)."),
     out_file: Path = typer.Option(None, "--out", help="Write every grant here (grants.jsonl)."),
     segment: str = typer.Option(None, "--segment", help="Only customers matching this expression now."),
+    engine: Engine = typer.Option(
+        Engine.duckdb, "--engine", help="duckdb (this machine), or spark: the event log's files on Spark."
+    ),
+    spark_master: str = typer.Option(
+        "local[*]", "--spark-master", help="With --engine spark: local[*], or a cluster (spark://host:7077)."
+    ),
 ) -> None:
     """Backtest: run the campaign over the events from empty state, touching nothing; print its cost."""
     from omnibank.campaigns.simulate import simulate
@@ -48,20 +60,44 @@ def simulate_cmd(
 
     settings = get_settings()
     spec = load_campaign(campaign)
+    if engine is Engine.spark:
+        from omnibank.campaigns.spark import check_runs_on_spark
+
+        check_runs_on_spark(spec, events=events)  # before the audience is computed, which it does not need
     eligible = eligible_today(settings, spec, segment=segment)
     if out_file is not None and out_file.is_dir():
         raise AppError(f"{out_file}: is a folder; give a file name for --out")
     tmp = out_file.with_name(out_file.name + ".tmp") if out_file else None
     fh = tmp.open("wb") if tmp else None
     try:
-        report = simulate(
-            spec,
-            settings,
-            events=events,
-            out=fh,
-            eligible=eligible,
-            on_progress=lambda n: err.print(f"  {n:,} events…") if n % 1_000_000 == 0 else None,
-        )
+        if engine is Engine.spark:
+            from omnibank.campaigns.spark import simulate_on_spark
+            from omnibank.segments.spark import stop_sessions
+
+            try:
+                report = simulate_on_spark(
+                    spec,
+                    settings,
+                    out=fh,
+                    eligible=eligible,
+                    master=spark_master,
+                    on_progress=lambda n: err.print(f"  {n:,} events decided on Spark"),
+                )
+            finally:
+                stop_sessions()
+        else:
+            report = simulate(
+                spec,
+                settings,
+                events=events,
+                out=fh,
+                eligible=eligible,
+                on_progress=lambda n: err.print(f"  {n:,} events…") if n % 1_000_000 == 0 else None,
+            )
+    except BaseException:
+        if tmp is not None:  # no half-written grants left behind
+            tmp.unlink(missing_ok=True)
+        raise
     finally:
         if fh is not None:
             fh.close()
@@ -102,7 +138,16 @@ def print_report(report: SimulationReport, out_file: Path | None) -> None:
 
 
 @app.command("start")
-def start_cmd(campaign: Path = typer.Argument(..., help="A campaign YAML file.")) -> None:
+def start_cmd(
+    campaign: Path = typer.Argument(..., help="A campaign YAML file."),
+    partitions: int = typer.Option(
+        None,
+        "--partitions",
+        min=1,
+        help="Shares of the customers that runs apply apart (default 8; 1 when a budget spans customers). "
+        "Fixed once the campaign has applied a file.",
+    ),
+) -> None:
     """Start (or update and resume) a live campaign; `omnibank campaign run` then applies it."""
     from omnibank.campaigns import live
     from omnibank.campaigns.spec import load_campaign
@@ -110,8 +155,11 @@ def start_cmd(campaign: Path = typer.Argument(..., help="A campaign YAML file.")
 
     spec = load_campaign(campaign)
     with unit_of_work() as session:
-        live.start(session, spec, source_text=campaign.read_text(encoding="utf-8"))
-    out.print(f"campaign {spec.id} is active; run it with: omnibank campaign run")
+        text = campaign.read_text(encoding="utf-8")
+        row = live.start(session, spec, source_text=text, partitions=partitions)
+        count = row.partitions
+    shares = f" in {count} partitions (run it in up to {count} processes at once)" if count > 1 else ""
+    out.print(f"campaign {spec.id} is active{shares}; run it with: omnibank campaign run")
 
 
 @app.command("stop")
@@ -152,9 +200,19 @@ def run_cmd(
     ),
     follow: bool = typer.Option(False, "--follow", help="Keep going: apply new events as they are loaded."),
     interval: float = typer.Option(5.0, "--interval", min=0.2, help="Seconds between looks with --follow."),
+    lease: float = typer.Option(
+        30.0,
+        "--lease",
+        min=1.0,
+        help="Seconds a partition stays this run's without renewal: a killed run's partitions are taken "
+        "over by another run after this long.",
+    ),
 ) -> None:
-    """Apply live campaigns to the event log from where they stopped (each log file once, atomically)."""
+    """Apply live campaigns to the event log from where they stopped (each log file once per partition of the
+    customers, atomically). Start it in several processes (or machines, on PostgreSQL) to share the work: each
+    takes free partitions with a lease."""
     import time
+    from datetime import timedelta
 
     from omnibank.campaigns import live
 
@@ -169,12 +227,14 @@ def run_cmd(
             campaign_id=campaign_id,
             eligible_for=eligible_for,
             on_file=lambda cid, rel, r: err.print(f"{cid}: applied {rel} ({r.events:,} events so far)"),
+            lease=timedelta(seconds=lease),
         )
         for r in reports:
             refused = ", ".join(f"{k} {v:,}" for k, v in sorted(r.refusals.items())) or "none"
+            held = f"; partitions {', '.join(map(str, r.held))} left to another run" if r.held else ""
             out.print(
                 f"{r.campaign}: {r.files} new files, {r.events:,} events, {r.grants:,} grants, "
-                f"{r.coupons:,} coupons issued (refused: {refused})"
+                f"{r.coupons:,} coupons issued (refused: {refused}){held}"
             )
         if not follow:
             return

@@ -16,23 +16,30 @@ from __future__ import annotations
 
 import functools
 import json
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import yaml
-from sqlalchemy import insert, select, update
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from omnibank.benefits.grant import Grant
+from omnibank.campaigns import partitions
 from omnibank.campaigns.engine import CampaignState, CustomerState, Decider, Event, Refusal
 from omnibank.campaigns.models import Campaign, CampaignCustomerState, CampaignGrant, CampaignOffset
+from omnibank.campaigns.partitions import DEFAULT_PARTITIONS, LEASE, run_id
 from omnibank.campaigns.spec import CampaignSpec, Compiled, compile_campaign
 from omnibank.config import Settings
+from omnibank.db.bulk import insert_rows, update_column
 from omnibank.db.ids import one_of
-from omnibank.errors import AppError, NotFound
+from omnibank.db.upsert import insert_for
+from omnibank.errors import AppError, Conflict, InputRefused, NotFound
 from omnibank.events.compact import unread
 from omnibank.events.log import EventLog
 from omnibank.events.reader import read_rows
@@ -136,16 +143,64 @@ def load_totals(text: str, state: CampaignState) -> None:
     state.campaign_value = Decimal(raw.get("campaign_value", "0"))
 
 
+def add_totals(text: str, state: CampaignState) -> str:
+    """The stored totals ``text`` with a partition's file's counts (``state``, from zero) added."""
+    total = CampaignState()
+    load_totals(text, total)
+    for k, n in state.rule_items.items():
+        total.rule_items[k] = total.rule_items.get(k, 0) + n
+    for k, v in state.rule_value.items():
+        total.rule_value[k] = total.rule_value.get(k, Decimal(0)) + v
+    total.campaign_items += state.campaign_items
+    total.campaign_value += state.campaign_value
+    return dump_totals(total)
+
+
 # --------------------------------------------------------------------------------------------- control
 
 
-def start(session: Session, spec: CampaignSpec, *, source_text: str, now: datetime | None = None) -> Campaign:
-    """Register (or update and resume) a campaign; its state and offsets are kept across updates."""
+def start(
+    session: Session,
+    spec: CampaignSpec,
+    *,
+    source_text: str,
+    now: datetime | None = None,
+    partitions: int | None = None,
+) -> Campaign:
+    """Register (or update and resume) a campaign; its state and offsets are kept across updates.
+
+    ``partitions``: the shares of the customers runs may apply apart (default
+    :data:`~omnibank.campaigns.partitions.DEFAULT_PARTITIONS`; 1, and only 1, when a budget spans customers).
+    Fixed once the campaign has applied a file."""
+    from omnibank.campaigns.simulate import independent
+
     now = now or datetime.now(UTC)
     compile_campaign(spec)
+    alone = independent(spec)
+    if partitions is not None and partitions < 1:
+        raise InputRefused(f"--partitions {partitions}: give 1 or more")
+    if partitions is not None and partitions > 1 and not alone:
+        raise InputRefused(
+            f"campaign {spec.id!r} has a budget across customers: it is applied in one ordered pass "
+            "(one partition), so that the budget is spent in the order the events happened"
+        )
     row = session.get(Campaign, spec.id)
     if row is None:
         row = Campaign(id=spec.id, started_at=now, totals="{}", events=0)
+        row.partitions = partitions or (DEFAULT_PARTITIONS if alone else 1)
+    else:
+        wanted = partitions or (row.partitions if alone else 1)
+        if wanted != row.partitions:
+            applied = session.scalar(
+                select(CampaignOffset.path).where(CampaignOffset.campaign == spec.id).limit(1)
+            )
+            if applied is not None:
+                why = "" if alone else " (the new definition has a budget across customers: it needs one)"
+                raise Conflict(
+                    f"campaign {spec.id!r} is applied in {row.partitions} partitions and has applied files: "
+                    f"its partitions cannot become {wanted}{why}; start it under a new id"
+                )
+            row.partitions = wanted
     row.name, row.definition, row.status, row.updated_at = spec.name, source_text, "active", now
     session.add(row)
     session.flush()
@@ -181,29 +236,61 @@ class RunReport:
     grants: int = 0
     coupons: int = 0  # grants issued into the coupon ledger
     refusals: dict[str, int] = field(default_factory=dict)
+    held: list[int] = field(default_factory=list)  # partitions left to another run that holds them
+    paths: set[str] = field(default_factory=set)  # the files applied (to one partition or more)
 
 
-def pending_files(session: Session, settings: Settings, campaign_id: str) -> list[str]:
+def pending_files(session: Session, settings: Settings, campaign_id: str, part: int = 0) -> list[str]:
+    """The log files a partition of the campaign has not applied yet, in the log's order."""
     log = EventLog(settings)
-    done = set(session.scalars(select(CampaignOffset.path).where(CampaignOffset.campaign == campaign_id)))
+    done = set(
+        session.scalars(
+            select(CampaignOffset.path).where(
+                CampaignOffset.campaign == campaign_id, CampaignOffset.part == part
+            )
+        )
+    )
     return [str(f.relative_to(log.dir)) for f in unread(log, done)]  # compaction-aware
 
 
 def apply_file(
     session: Session, settings: Settings, campaign_id: str, rel_path: str, *, eligible: frozenset[str] | None,
-    report: RunReport, fail_after: int | None = None,
+    report: RunReport, part: int = 0, fail_after: int | None = None,
 ) -> None:  # fmt: skip
-    """Apply one log file to a campaign. The caller's transaction holds everything this writes."""
-    row = session.get(Campaign, campaign_id, with_for_update=True)
+    """Apply one log file to one partition of a campaign's customers. The caller's transaction holds
+    everything this writes. Its first statement inserts the offset row (campaign, partition, file): a run
+    applying the same file to the same partition at the same moment waits on it and then finds it applied.
+    A campaign in one partition (a budget across customers) is locked for the whole file; one in several
+    adds its counts to the campaign's totals at the end, under a lock held only until the commit."""
+    try:  # the first statement a write (SQLite: a transaction that read first may not write after another)
+        with session.begin_nested():
+            session.execute(
+                insert(CampaignOffset).values(
+                    campaign=campaign_id, part=part, path=rel_path, events=0, applied_at=datetime.now(UTC)
+                )
+            )
+    except IntegrityError:
+        return  # another run applied it meanwhile
+    count = session.scalar(select(Campaign.partitions).where(Campaign.id == campaign_id))
+    single = count is None or count <= 1
+    # FOR NO KEY UPDATE, not FOR UPDATE: the offset, grant and state rows inserted here hold a KEY SHARE lock
+    # on the campaign's row (their foreign key), which FOR UPDATE would wait on in two runs at once: deadlock
+    row = session.get(Campaign, campaign_id, with_for_update={"key_share": True} if single else None)
     if row is None or row.status != "active":
         raise AppError(f"campaign {campaign_id!r} is not active")
-    if session.get(CampaignOffset, (campaign_id, rel_path)) is not None:
-        return  # another run applied it meanwhile
     decider = Decider(_definition(row.definition)[1], settings.tz, eligible=eligible)
     state = CampaignState()
-    load_totals(row.totals, state)
+    if single:
+        load_totals(row.totals, state)
     path = EventLog(settings).dir / rel_path
-    events = list(read_rows(settings, Event, types=decider.types, fields=decider.columns, files=[path]))
+    share = None if single else partitions.customers_in(settings, path, row.partitions, part)
+    if share is not None and not share:
+        report.paths.add(rel_path)  # none of the partition's customers in the file: the offset row is all
+        report.files = len(report.paths)
+        return
+    events = list(
+        read_rows(settings, Event, types=decider.types, fields=decider.columns, files=[path], customers=share)
+    )
     touched = sorted({e.customer_id for e in events})
     stored = _stored_states(session, campaign_id, touched)
     for cid, text in stored.items():
@@ -223,35 +310,51 @@ def apply_file(
         for k in session.scalars(select(CampaignGrant.key).where(CampaignGrant.key.in_(chunk)))
     }
     fresh = [(g, day) for g, day in new_grants if g.key not in existing]
-    answers = _issue(session, [g for g, _ in fresh], settings, report)
-    # plain bulk statements, not the ORM's unit of work: a file of a large bank writes 100k+ rows here
-    if fresh:
-        session.execute(
-            insert(CampaignGrant),
-            [_row(g, day, *answer) for (g, day), answer in zip(fresh, answers, strict=True)],
-        )
+    # the partition's own rows first; the rows runs of other partitions share (stock, budgets, the
+    # campaign's totals) last, so that their locks are held only until the commit
+    # (the driver's bulk paths, not the ORM's unit of work nor a statement a row: a file of a large bank
+    # writes 100k+ rows here; PostgreSQL: COPY and one UPDATE from arrays)
     added, changed = [], []
     for cid, cust in state.customers.items():
         text = dump_customer(cust)
         before = stored.get(cid)
         if before is None:
-            added.append({"campaign": campaign_id, "customer_id": cid, "state": text})
+            added.append((campaign_id, cid, text))
         elif before != text:
-            changed.append({"campaign": campaign_id, "customer_id": cid, "state": text})
-    if added:
-        session.execute(insert(CampaignCustomerState), added)
-    if changed:
-        session.execute(update(CampaignCustomerState), changed)  # by primary key, executemany
+            changed.append((campaign_id, cid, text))
+    states: Table = CampaignCustomerState.__table__  # type: ignore[assignment]
+    insert_rows(session, states, ("campaign", "customer_id", "state"), added)
+    update_column(session, states, ("campaign", "customer_id"), "state", changed)
+    session.execute(
+        update(CampaignOffset)
+        .where(
+            CampaignOffset.campaign == campaign_id,
+            CampaignOffset.part == part,
+            CampaignOffset.path == rel_path,
+        )
+        .values(events=len(events), applied_at=datetime.now(UTC))
+    )
+    answers = _issue(session, [g for g, _ in fresh], settings, report)
+    grants: Table = CampaignGrant.__table__  # type: ignore[assignment]
+    insert_rows(
+        session, grants, GRANT_COLUMNS,
+        (_row(g, day, *answer) for (g, day), answer in zip(fresh, answers, strict=True)),
+    )  # fmt: skip
+    if single:
+        totals = dump_totals(state)
+    else:  # the campaign's row locked last and briefly: runs of other partitions commit meanwhile
+        before_totals = session.scalar(
+            select(Campaign.totals).where(Campaign.id == campaign_id).with_for_update(key_share=True)
+        )
+        totals = add_totals(before_totals or "{}", state)
     session.execute(
         update(Campaign)
         .where(Campaign.id == campaign_id)
-        .values(totals=dump_totals(state), events=Campaign.events + len(events), updated_at=datetime.now(UTC))
-    )
-    session.add(
-        CampaignOffset(campaign=campaign_id, path=rel_path, events=len(events), applied_at=datetime.now(UTC))
+        .values(totals=totals, events=Campaign.events + len(events), updated_at=datetime.now(UTC))
     )
     session.flush()
-    report.files += 1
+    report.paths.add(rel_path)
+    report.files = len(report.paths)
     report.events += len(events)
     report.grants += len(new_grants) - len(existing)
 
@@ -306,28 +409,21 @@ def _stored_states(session: Session, campaign_id: str, customer_ids: list[str]) 
     }
 
 
-def _row(g: Grant, local_date: date, ledger: str, coupon_id: int | None) -> dict[str, Any]:
-    """The ``campaign_grants`` row of a grant (its values, for a bulk insert): the one place a grant
-    becomes the stored row, with the day of its event and the coupon ledger's answer."""
-    return {
-        "key": g.key,
-        "campaign": g.campaign,
-        "rule": g.rule,
-        "customer_id": g.customer_id,
-        "benefit": g.benefit_id,
-        "granted_at": g.granted_at,
-        "valid_from": g.valid_from or g.granted_at,
-        "valid_to": g.valid_to,
-        "claim_by": g.claim_by,
-        "face_value_fen": g.face_value_fen,
-        "discount_rate": g.discount_rate,
-        "stage": g.stage,
-        "points": g.points_spent,
-        "event_id": g.event_id,
-        "local_date": local_date,
-        "ledger": ledger,
-        "coupon_id": coupon_id,
-    }
+#: the ``campaign_grants`` columns :func:`_row` gives, in order
+GRANT_COLUMNS = (
+    "key", "campaign", "rule", "customer_id", "benefit", "granted_at", "valid_from", "valid_to", "claim_by",
+    "face_value_fen", "discount_rate", "stage", "points", "event_id", "local_date", "ledger", "coupon_id",
+)  # fmt: skip
+
+
+def _row(g: Grant, local_date: date, ledger: str, coupon_id: int | None) -> tuple[Any, ...]:
+    """The ``campaign_grants`` row of a grant (its values in :data:`GRANT_COLUMNS` order): the one place a
+    grant becomes the stored row, with the day of its event and the coupon ledger's answer."""
+    return (
+        g.key, g.campaign, g.rule, g.customer_id, g.benefit_id, g.granted_at, g.valid_from or g.granted_at,
+        g.valid_to, g.claim_by, g.face_value_fen, g.discount_rate, g.stage, g.points_spent, g.event_id,
+        local_date, ledger, coupon_id,
+    )  # fmt: skip
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
@@ -340,10 +436,19 @@ def run_once(
     campaign_id: str | None = None,
     eligible_for: Callable[[Session, CampaignSpec], frozenset[str] | None] | None = None,
     on_file: Callable[[str, str, RunReport], Any] | None = None,
+    holder: str | None = None,
+    lease: timedelta = LEASE,
+    clock: Callable[[], datetime] | None = None,
+    stop: threading.Event | None = None,
 ) -> list[RunReport]:
-    """Apply every pending log file to every active campaign (or one), each file in its own transaction."""
+    """Apply every pending log file to every active campaign (or one): partition by partition, each taken
+    with a lease (:mod:`omnibank.campaigns.partitions`), each file of a partition in its own transaction.
+    Partitions another run holds are left to it (``RunReport.held``); one whose holder was killed is taken
+    over once its lease has expired. Several runs at once share the partitions."""
     from omnibank.db import unit_of_work
 
+    holder = holder or run_id()
+    clock = clock or (lambda: datetime.now(UTC))
     with unit_of_work(settings) as session:
         query = select(Campaign.id).where(Campaign.status == "active").order_by(Campaign.id)
         if campaign_id:
@@ -355,14 +460,100 @@ def run_once(
     for cid in ids:
         report = RunReport(campaign=cid)
         with unit_of_work(settings) as session:
-            files = pending_files(session, settings, cid)
             row = session.get(Campaign, cid)
             assert row is not None
-            eligible = eligible_for(session, spec_of(row)) if eligible_for else None
-        for rel in files:
-            with unit_of_work(settings) as session:
-                apply_file(session, settings, cid, rel, eligible=eligible, report=report)
-            if on_file:
-                on_file(cid, rel, report)
+            count = row.partitions
+            pending = _pending_parts(session, settings, cid, count)
+            eligible = eligible_for(session, spec_of(row)) if pending and eligible_for else None
+        if pending:
+            partitions.ensure(settings, cid, count)
+        # in order (one run alone grants the same coupons each time, stock running out or not); a run
+        # starting beside another skips the partition that one holds and takes the next
+        for part in pending:
+            if stop is not None and stop.is_set():
+                break
+            if not partitions.take(settings, cid, part, holder, now=clock(), lease=lease):
+                report.held.append(part)
+                continue
+            renewer = partitions.Renewer(settings, cid, part, holder, now=clock(), lease=lease)
+            try:
+                with unit_of_work(settings) as session:  # again, under the lease: another run may have been
+                    files = pending_files(session, settings, cid, part)
+                log_dir = EventLog(settings).dir
+                idle: list[str] = []  # files with none of the partition's customers: offsets only, together
+                for rel in files:
+                    if count > 1 and not partitions.customers_in(settings, log_dir / rel, count, part):
+                        idle.append(rel)
+                        continue
+                    _skip(settings, cid, part, idle, report)
+                    idle = []
+                    _apply_retrying(settings, cid, rel, part=part, eligible=eligible, report=report)
+                    if on_file:
+                        on_file(cid, rel, report)
+                    if renewer.lost.is_set() or (stop is not None and stop.is_set()):
+                        break
+                _skip(settings, cid, part, idle, report)
+            finally:
+                renewer.stop()
+                partitions.release(settings, cid, part, holder)
         reports.append(report)
     return reports
+
+
+def _skip(settings: Settings, campaign_id: str, part: int, rels: list[str], report: RunReport) -> None:
+    """Mark files none of a partition's customers is in as applied to it, in one transaction (a row each,
+    none written twice: another run may have marked or applied one meanwhile)."""
+    if not rels:
+        return
+    from omnibank.db import unit_of_work
+
+    now = datetime.now(UTC)
+    with unit_of_work(settings) as session:
+        for rel in rels:
+            stmt = insert_for(session, CampaignOffset).values(
+                campaign=campaign_id, part=part, path=rel, events=0, applied_at=now
+            )
+            session.execute(stmt.on_conflict_do_nothing(index_elements=["campaign", "part", "path"]))
+    report.paths.update(rels)
+    report.files = len(report.paths)
+
+
+#: PostgreSQL's answers that mean "try the transaction again": a deadlock, a serialisation failure
+RETRY_STATES = frozenset({"40P01", "40001"})
+
+
+def _apply_retrying(
+    settings: Settings, campaign_id: str, rel: str, *, part: int, eligible: frozenset[str] | None,
+    report: RunReport, attempts: int = 5,
+) -> None:  # fmt: skip
+    """:func:`apply_file` in a transaction of its own, made again when PostgreSQL chose it as a deadlock's
+    victim (two runs issuing coupons of the same benefits item by item, in different orders): the rolled-back
+    transaction left nothing, so the file is applied again from the start."""
+    from omnibank.db import unit_of_work
+
+    for attempt in range(1, attempts + 1):
+        trial = replace(
+            report, refusals=dict(report.refusals), held=list(report.held), paths=set(report.paths)
+        )
+        try:
+            with unit_of_work(settings) as session:
+                apply_file(session, settings, campaign_id, rel, part=part, eligible=eligible, report=trial)
+        except DBAPIError as exc:
+            if getattr(exc.orig, "sqlstate", None) not in RETRY_STATES or attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+            continue
+        for name in ("files", "events", "grants", "coupons", "refusals", "paths"):
+            setattr(report, name, getattr(trial, name))
+        return
+
+
+def _pending_parts(session: Session, settings: Settings, campaign_id: str, count: int) -> list[int]:
+    """The partitions with log files left to apply (one read of the offsets and one listing of the log)."""
+    log = EventLog(settings)
+    done: dict[int, set[str]] = {p: set() for p in range(count)}
+    for part, path in session.execute(
+        select(CampaignOffset.part, CampaignOffset.path).where(CampaignOffset.campaign == campaign_id)
+    ):
+        done.setdefault(part, set()).add(path)
+    return [p for p in range(count) if unread(log, done[p])]

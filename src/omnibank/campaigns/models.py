@@ -24,6 +24,9 @@ class Campaign(Base):
     status: Mapped[str] = mapped_column(String(16))
     totals: Mapped[str] = mapped_column(Text, default="{}")  # budgets' counters (JSON), saved with the state
     events: Mapped[int] = mapped_column(BigInteger, default=0)
+    # shares of the customers (a stable hash of the id) that runs apply apart, each under a lease of its own
+    # (:mod:`omnibank.campaigns.partitions`); 1 when a budget spans customers (one ordered pass)
+    partitions: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
@@ -39,14 +42,27 @@ class CampaignCustomerState(Base):
 
 
 class CampaignOffset(Base):
-    """A log file whose events a campaign has applied (files never change once published)."""
+    """A log file whose events of one partition of the customers a campaign has applied (files never change
+    once published). The row is the fence of a partition's file: the first statement of its transaction."""
 
     __tablename__ = "campaign_offsets"
 
     campaign: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True, default=0, server_default="0")
     path: Mapped[str] = mapped_column(String(500), primary_key=True)
     events: Mapped[int] = mapped_column(BigInteger)
     applied_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CampaignPartition(Base):
+    """A partition of a campaign's customers and the lease of the run applying it (none: free)."""
+
+    __tablename__ = "campaign_partitions"
+
+    campaign: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), primary_key=True)
+    part: Mapped[int] = mapped_column(Integer, primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(120))
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CampaignGrant(Base):

@@ -233,9 +233,9 @@ class _Campaigns:
             (load_campaign(p), p.read_text(encoding="utf-8"))
             for p in sorted((EXAMPLES / "campaigns").glob("*.yaml"))
         ]
-        with unit_of_work(settings) as session:
+        with unit_of_work(settings) as session:  # one partition each: the demo applies them in one process
             for spec, text in specs:
-                live.start(session, spec, source_text=text, now=cal.start)
+                live.start(session, spec, source_text=text, now=cal.start, partitions=1)
         with unit_of_work(settings) as session:
             self.audience = {spec.id: eligible(session, settings, spec, as_of=cal.last) for spec, _ in specs}
         self.reports = {spec.id: live.RunReport(campaign=spec.id) for spec, _ in specs}

@@ -82,11 +82,12 @@ SMALL_BYTES = 32 * 1024 * 1024
 #: a compacted file holds at most about this many rows (whole originals: it may go one file over)
 TARGET_ROWS = 2_000_000
 
-#: the store's tables of consumer positions in the log: (table, the column naming the consumer or None)
+#: the store's tables of consumer positions in the log: (table, the column (or expression) naming the
+#: consumer, or None)
 CONSUMER_TABLES: tuple[tuple[str, str | None], ...] = (
     ("event_consumer_files", "consumer"),
     ("journey_offsets", "journey"),
-    ("campaign_offsets", "campaign"),
+    ("campaign_offsets", "campaign || '#' || CAST(part AS VARCHAR)"),  # each partition reads on its own
     ("ticket_intake_offsets", None),
     ("invite_offsets", None),
     ("event_mirror_files", None),
