@@ -2,7 +2,7 @@
 and a campaign backtest on Spark beside the local one.
 
     python benchmarks/bench_spark.py [--customers 1000000] [--events 10000000] [--data DIR] [--master M]
-                                     [--backtest-customers 20000]
+                                     [--backtest-customers 20000] [--backtest-only]
 
 The data is ``bench_models.py``'s (the profile snapshot of ``--customers`` customers and ``--events`` events
 over five months, written straight in the engine's layout; ``--data DIR`` shares and reuses it). Each
@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, help="a folder with (or for) bench_models.py's data home")
     parser.add_argument("--master", default="local[*]", help="the Spark master")
     parser.add_argument("--backtest-customers", type=int, default=20_000, help="bank size of the backtest")
+    parser.add_argument("--backtest-only", action="store_true", help="leave out the segment counts")
     args = parser.parse_args()
     try:
         import pyspark  # noqa: F401
@@ -54,6 +55,12 @@ def main() -> int:
         print("spark: skipped (pip install -e '.[spark]' and Java 17 to run it)")
         return 0
     data = args.data.resolve() if args.data else Path(tempfile.mkdtemp(prefix="omnibank-bench-spark-"))
+    if args.backtest_only:
+        from omnibank.segments.spark import stop_sessions
+
+        ok = backtest(data, args.backtest_customers, args.master)
+        stop_sessions()
+        return 0 if ok else 1
     home = data / f"models-{args.customers}-{args.events}"
     if not (home / "bench-ready").exists():  # bench_models.py's setup phase, in its own process
         env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIBANK_")}

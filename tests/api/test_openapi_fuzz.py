@@ -16,6 +16,7 @@ from omnibank.api.ratelimit import TokenBucket
 from omnibank.app import create_app
 from omnibank.config import Settings
 from tests.api.bank import Bank, build_bank
+from tests.conftest import ON_POSTGRES
 
 CHECKS = [
     checks.not_a_server_error,
@@ -32,7 +33,12 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 
 
 @pytest.fixture
-def fuzz_bank(env, tmp_path: Path) -> Bank:
+def fuzz_bank(request: pytest.FixtureRequest, env, tmp_path: Path) -> Bank:
+    # PostgreSQL fuzzes the writes (where a store refuses what another accepts: a NUL byte, an overflow); the
+    # reads were fuzzed on SQLite, and their queries run on PostgreSQL in the API's own tests. Skipped here,
+    # before the bank is built (most of an operation's time)
+    if ON_POSTGRES and str(getattr(request.node, "operation_label", "")).startswith("GET "):
+        pytest.skip("reads are fuzzed in the embedded pass")
     bank = build_bank(env.settings.model_copy(update={"api_login_per_minute": 1000}), tmp_path / "bank")
     bank.auth("admin")
     APP.state.settings = bank.settings

@@ -67,20 +67,20 @@ def test_spark_backtest_equals_local_backtest(log_bank, cli, tmp_path) -> None:
     assert figures(report) == figures(local) == figures(local_pruned)
     assert report.source.read == report.events == seen[-1]
 
-    # a part of the customers (eligibility, consent), and a campaign over every customer's spends, bank-local
+    # a part of the customers (eligibility, consent), in a campaign over every customer's spends, bank-local
     # weekdays and amounts (no card needed): the same again
     eligible = frozenset(g.decode().split('"')[3] for g in full.getvalue().splitlines()[::3])
     assert 0 < len(eligible) < local.customers
     friday = load_campaign(RED_FRIDAY)
     unlimited = [r.model_copy(update={"budget": None}) for r in friday.rules]  # its budget spans customers
     friday = friday.model_copy(update={"rules": unlimited})
-    for spec_, who, per_run in ((spec, eligible, 7), (friday, None, 2_000)):  # 7: many runs in each task
+    for spec_, who, per_run in ((friday, eligible, 7),):  # 7: many runs in each task (a Spark run: ~10 s)
         want, got = io.BytesIO(), io.BytesIO()
         expected = simulate(spec_, settings, events=None, out=want, eligible=who, prune=False, workers=1)
         report = simulate_on_spark(
             spec_, settings, out=got, eligible=who, master="local[2]", customers_per_run=per_run
         )
-        assert expected.grants > 20, spec_.id
+        assert expected.grants > 5, spec_.id
         assert got.getvalue() == want.getvalue(), spec_.id
         assert figures(report) == figures(expected), spec_.id
 
