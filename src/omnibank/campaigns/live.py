@@ -231,13 +231,17 @@ def _definition(text: str) -> tuple[CampaignSpec, Compiled]:
 @dataclass
 class RunReport:
     campaign: str
-    files: int = 0
     events: int = 0
     grants: int = 0
     coupons: int = 0  # grants issued into the coupon ledger
     refusals: dict[str, int] = field(default_factory=dict)
     held: list[int] = field(default_factory=list)  # partitions left to another run that holds them
     paths: set[str] = field(default_factory=set)  # the files applied (to one partition or more)
+
+    @property
+    def files(self) -> int:
+        """The log files applied, each counted once however many partitions it was applied to."""
+        return len(self.paths)
 
 
 def pending_files(session: Session, settings: Settings, campaign_id: str, part: int = 0) -> list[str]:
@@ -286,7 +290,6 @@ def apply_file(
     share = None if single else partitions.customers_in(settings, path, row.partitions, part)
     if share is not None and not share:
         report.paths.add(rel_path)  # none of the partition's customers in the file: the offset row is all
-        report.files = len(report.paths)
         return
     events = list(
         read_rows(settings, Event, types=decider.types, fields=decider.columns, files=[path], customers=share)
@@ -313,7 +316,7 @@ def apply_file(
     # the partition's own rows first; the rows runs of other partitions share (stock, budgets, the
     # campaign's totals) last, so that their locks are held only until the commit
     # (the driver's bulk paths, not the ORM's unit of work nor a statement a row: a file of a large bank
-    # writes 100k+ rows here; PostgreSQL: COPY and one UPDATE from arrays)
+    # writes 100k+ rows here; PostgreSQL: COPY, and one UPDATE from a COPY'd temporary table)
     added, changed = [], []
     for cid, cust in state.customers.items():
         text = dump_customer(cust)
@@ -354,7 +357,6 @@ def apply_file(
     )
     session.flush()
     report.paths.add(rel_path)
-    report.files = len(report.paths)
     report.events += len(events)
     report.grants += len(new_grants) - len(existing)
 
@@ -515,7 +517,6 @@ def _skip(settings: Settings, campaign_id: str, part: int, rels: list[str], repo
             )
             session.execute(stmt.on_conflict_do_nothing(index_elements=["campaign", "part", "path"]))
     report.paths.update(rels)
-    report.files = len(report.paths)
 
 
 #: PostgreSQL's answers that mean "try the transaction again": a deadlock, a serialisation failure
@@ -543,7 +544,7 @@ def _apply_retrying(
                 raise
             time.sleep(0.05 * attempt)
             continue
-        for name in ("files", "events", "grants", "coupons", "refusals", "paths"):
+        for name in ("events", "grants", "coupons", "refusals", "paths"):
             setattr(report, name, getattr(trial, name))
         return
 
